@@ -1,0 +1,64 @@
+#include "common/event_loop.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+
+namespace hearth {
+namespace {
+// Tokens are fds; the wakeup eventfd is told apart by this token.
+constexpr uint64_t kWakeupToken = ~0ull;
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<EventLoop>> EventLoop::Create() {
+  ASSIGN_OR_RETURN(Epoll epoll, Epoll::Create());
+  ASSIGN_OR_RETURN(EventFd wakeup, EventFd::Create());
+  RETURN_IF_ERROR(epoll.Add(wakeup.fd(), EPOLLIN, kWakeupToken));
+  return std::unique_ptr<EventLoop>(
+      new EventLoop(std::move(epoll), std::move(wakeup)));
+}
+
+absl::Status EventLoop::Add(int fd, Handler handler, uint32_t events) {
+  if (handlers_.count(fd) != 0) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("event loop already watches fd ", fd));
+  }
+  RETURN_IF_ERROR(epoll_.Add(fd, events, static_cast<uint64_t>(fd)));
+  handlers_[fd] = std::make_shared<Handler>(std::move(handler));
+  return absl::OkStatus();
+}
+
+absl::Status EventLoop::Remove(int fd) {
+  if (handlers_.erase(fd) == 0) {
+    return absl::NotFoundError(absl::StrCat("event loop does not watch fd ", fd));
+  }
+  return epoll_.Remove(fd);
+}
+
+absl::Status EventLoop::RunOnce(int timeout_ms) {
+  ASSIGN_OR_RETURN(std::vector<Epoll::Event> events,
+                   epoll_.Wait(timeout_ms, 64));
+  for (const Epoll::Event& event : events) {
+    if (event.token == kWakeupToken) {
+      (void)wakeup_.Read();
+      continue;
+    }
+    auto it = handlers_.find(static_cast<int>(event.token));
+    if (it == handlers_.end()) continue;  // removed by an earlier handler
+    std::shared_ptr<Handler> handler = it->second;
+    (*handler)(event.events);
+    if (stopped_) break;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status EventLoop::Run() {
+  while (!stopped_) RETURN_IF_ERROR(RunOnce(-1));
+  return absl::OkStatus();
+}
+
+void EventLoop::Stop() {
+  stopped_ = true;
+  (void)wakeup_.Write(1);
+}
+
+}  // namespace hearth

@@ -1,0 +1,142 @@
+#include "vmm/builder.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "vmm/arch/x86_64/boot_params.h"
+#include "vmm/arch/x86_64/cpuid.h"
+#include "vmm/arch/x86_64/layout.h"
+#include "vmm/arch/x86_64/mptable.h"
+#include "vmm/arch/x86_64/regs.h"
+#include "vmm/devices/interrupt.h"
+#include "vmm/loader/cmdline.h"
+#include "vmm/loader/image_source.h"
+#include "vmm/loader/kernel_loader.h"
+
+namespace hearth::vmm {
+namespace {
+
+absl::StatusOr<kvm::Vm> CreateVm(const kvm::Kvm& kvm) {
+  ASSIGN_OR_RETURN(kvm::Vm vm, kvm::Vm::Create(kvm));
+  RETURN_IF_ERROR(vm.SetTssAddress(layout::kKvmTssAddress));
+  RETURN_IF_ERROR(vm.SetIdentityMapAddress(layout::kKvmIdentityMapAddress));
+  RETURN_IF_ERROR(vm.CreateIrqchip());
+  RETURN_IF_ERROR(vm.CreatePit());
+  return vm;
+}
+
+absl::StatusOr<memory::GuestMemory> CreateMemory(const kvm::Vm& vm,
+                                                 const MachineConfig& machine) {
+  memory::GuestMemory::Options options;
+  options.huge_pages = machine.huge_pages;
+  ASSIGN_OR_RETURN(memory::GuestMemory memory,
+                   memory::GuestMemory::CreateAnonymous(
+                       machine.mem_size_mib * layout::kMiB, options));
+  uint32_t flags = machine.track_dirty_pages ? KVM_MEM_LOG_DIRTY_PAGES : 0;
+  for (size_t slot = 0; slot < memory.regions().size(); ++slot) {
+    const memory::GuestMemory::Region& region = memory.regions()[slot];
+    RETURN_IF_ERROR(vm.SetUserMemoryRegion(
+        static_cast<uint32_t>(slot), region.guest_address,
+        region.mapping.size(), region.mapping.data(), flags));
+  }
+  return memory;
+}
+
+// Loads kernel and initrd and writes every boot structure.
+absl::Status LoadGuest(BootConfig* boot, uint32_t vcpu_count,
+                       memory::GuestMemory* memory, uint64_t* entry) {
+  ASSIGN_OR_RETURN(loader::FdImageSource kernel_image,
+                   loader::FdImageSource::Create(std::move(boot->kernel),
+                                                 "kernel"));
+  ASSIGN_OR_RETURN(loader::LoadedKernel kernel,
+                   loader::LoadKernel(kernel_image, memory));
+  x86::BootParamsInput params;
+  params.kernel_header = kernel.setup_header;
+  if (boot->initrd.valid()) {
+    ASSIGN_OR_RETURN(loader::FdImageSource initrd_image,
+                     loader::FdImageSource::Create(std::move(boot->initrd),
+                                                   "initrd"));
+    ASSIGN_OR_RETURN(loader::LoadedInitrd initrd,
+                     loader::LoadInitrd(initrd_image, kernel, memory));
+    params.initrd_address = initrd.address;
+    params.initrd_size = initrd.size;
+  }
+  loader::Cmdline cmdline(layout::kCmdlineMaxSize);
+  RETURN_IF_ERROR(cmdline.Append(boot->boot_args));
+  RETURN_IF_ERROR(cmdline.WriteTo(memory, layout::kCmdlineAddress));
+  params.cmdline_address = layout::kCmdlineAddress;
+  params.cmdline_size = cmdline.size_with_nul();
+  params.e820 = x86::BuildE820Map(memory->size());
+  ASSIGN_OR_RETURN(x86::BootParams zero_page, x86::BuildBootParams(params));
+  RETURN_IF_ERROR(memory->WriteObject(layout::kZeroPageAddress, zero_page));
+  RETURN_IF_ERROR(x86::WriteBootTables(memory));
+  RETURN_IF_ERROR(x86::WriteMpTable(memory, vcpu_count));
+  *entry = kernel.entry;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<devices::Interrupt>> IrqFdInterrupt(
+    const kvm::Vm& vm, uint32_t gsi) {
+  ASSIGN_OR_RETURN(EventFd eventfd, EventFd::Create());
+  RETURN_IF_ERROR(vm.RegisterIrqFd(eventfd.fd(), gsi));
+  return std::make_unique<devices::EventFdInterrupt>(std::move(eventfd));
+}
+
+absl::Status ConfigureVcpu(const kvm::Vcpu& vcpu, const MachineConfig& machine,
+                           const kvm::CpuidEntries& supported_cpuid,
+                           uint64_t entry) {
+  kvm::CpuidEntries cpuid = supported_cpuid;
+  RETURN_IF_ERROR(x86::NormalizeCpuid(
+      {vcpu.id(), machine.vcpu_count, machine.smt}, &cpuid));
+  RETURN_IF_ERROR(vcpu.SetCpuid(cpuid));
+  RETURN_IF_ERROR(vcpu.SetMsrs(x86::BootMsrs()));
+  RETURN_IF_ERROR(vcpu.SetFpu(x86::BootFpu()));
+  ASSIGN_OR_RETURN(kvm_lapic_state lapic, vcpu.GetLapic());
+  x86::SetLocalInterrupts(&lapic);
+  RETURN_IF_ERROR(vcpu.SetLapic(lapic));
+  // Application processors wait in KVM for INIT/SIPI from the guest; only
+  // the bootstrap processor starts at the kernel's entry point.
+  if (vcpu.id() != 0) return absl::OkStatus();
+  RETURN_IF_ERROR(vcpu.SetRegs(x86::BootRegs(entry)));
+  ASSIGN_OR_RETURN(kvm_sregs sregs, vcpu.GetSregs());
+  x86::SetBootSregs(&sregs);
+  return vcpu.SetSregs(sregs);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Vmm>> BuildVmm(kvm::Kvm kvm, VmmConfig config,
+                                              BuildOptions options) {
+  const MachineConfig& machine = config.machine;
+  ASSIGN_OR_RETURN(kvm::Vm vm, CreateVm(kvm));
+  ASSIGN_OR_RETURN(memory::GuestMemory memory, CreateMemory(vm, machine));
+  uint64_t entry = 0;
+  RETURN_IF_ERROR(LoadGuest(&config.boot, machine.vcpu_count, &memory, &entry));
+
+  Vmm::Parts parts{std::move(kvm), std::move(vm), std::move(memory)};
+  parts.pio_bus = std::make_unique<bus::Bus>();
+  parts.mmio_bus = std::make_unique<bus::Bus>();
+  ASSIGN_OR_RETURN(EventFd reset_event, EventFd::Create());
+  parts.reset_event = std::make_shared<EventFd>(std::move(reset_event));
+  ASSIGN_OR_RETURN(auto serial_irq, IrqFdInterrupt(parts.vm, layout::kCom1Gsi));
+  parts.serial = std::make_shared<devices::Serial>(std::move(serial_irq),
+                                                   options.console);
+  RETURN_IF_ERROR(parts.pio_bus->Insert(parts.serial, layout::kCom1Port,
+                                        layout::kCom1PortCount));
+  ASSIGN_OR_RETURN(auto keyboard_irq, IrqFdInterrupt(parts.vm, layout::kI8042Gsi));
+  parts.i8042 = std::make_shared<devices::I8042>(
+      std::move(keyboard_irq),
+      [reset_event = parts.reset_event] { (void)reset_event->Write(1); });
+  RETURN_IF_ERROR(parts.pio_bus->Insert(parts.i8042, layout::kI8042Port,
+                                        layout::kI8042PortCount));
+
+  ASSIGN_OR_RETURN(kvm::CpuidEntries supported, parts.kvm.SupportedCpuid());
+  for (uint32_t id = 0; id < machine.vcpu_count; ++id) {
+    ASSIGN_OR_RETURN(kvm::Vcpu vcpu, kvm::Vcpu::Create(parts.kvm, parts.vm, id));
+    RETURN_IF_ERROR(ConfigureVcpu(vcpu, machine, supported, entry));
+    parts.vcpus.push_back(std::move(vcpu));
+  }
+  ASSIGN_OR_RETURN(parts.event_loop, EventLoop::Create());
+  return Vmm::Create(std::move(parts));
+}
+
+}  // namespace hearth::vmm

@@ -1,0 +1,29 @@
+// Builds a Vmm from a validated VmmConfig: creates the KVM VM and its
+// in-kernel interrupt controllers, guest memory, loads the kernel and initrd,
+// writes the boot structures (zero page, command line, page tables, GDT, MP
+// table), wires the legacy devices onto the buses and configures every vCPU.
+// Nothing runs until Vmm::Start.
+#ifndef HEARTH_VMM_BUILDER_H_
+#define HEARTH_VMM_BUILDER_H_
+
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "vmm/config/vmm_config.h"
+#include "vmm/devices/legacy/serial.h"
+#include "vmm/kvm/kvm.h"
+#include "vmm/vmm.h"
+
+namespace hearth::vmm {
+
+struct BuildOptions {
+  // Where the guest's serial output goes.
+  std::shared_ptr<devices::SerialOutput> console;
+};
+
+absl::StatusOr<std::unique_ptr<Vmm>> BuildVmm(kvm::Kvm kvm, VmmConfig config,
+                                              BuildOptions options);
+
+}  // namespace hearth::vmm
+
+#endif  // HEARTH_VMM_BUILDER_H_

@@ -1,0 +1,43 @@
+// From the API's VmConfig (validated with api::ValidateVmConfig) to the
+// VMM's VmmConfig: defaults applied, strings parsed, and every host resource
+// turned into an open fd by a ResourceOpener — which opens paths in
+// standalone mode and takes the fds the agent sent over the control channel
+// in agent mode, so that a jailed VMM never resolves a host path.
+#ifndef HEARTH_VMM_CONFIG_FROM_API_H_
+#define HEARTH_VMM_CONFIG_FROM_API_H_
+
+#include "absl/status/statusor.h"
+#include "common/unique_fd.h"
+#include "hearth/v1/config.pb.h"
+#include "vmm/config/vmm_config.h"
+
+namespace hearth::vmm {
+
+class ResourceOpener {
+ public:
+  virtual ~ResourceOpener() = default;
+  virtual absl::StatusOr<UniqueFd> OpenKernel(const v1::BootSource& boot) = 0;
+  virtual absl::StatusOr<UniqueFd> OpenInitrd(const v1::BootSource& boot) = 0;
+  // Read-only drives are opened O_RDONLY.
+  virtual absl::StatusOr<UniqueFd> OpenDrive(const v1::Drive& drive) = 0;
+  virtual absl::StatusOr<UniqueFd> OpenTap(const v1::NetworkInterface& iface) = 0;
+  // Fills listener/directory/uds_basename.
+  virtual absl::Status OpenVsock(const v1::Vsock& vsock, VsockConfig* out) = 0;
+};
+
+// Opens host paths directly (standalone `hearth-vmm --config`).
+class PathOpener : public ResourceOpener {
+ public:
+  absl::StatusOr<UniqueFd> OpenKernel(const v1::BootSource& boot) override;
+  absl::StatusOr<UniqueFd> OpenInitrd(const v1::BootSource& boot) override;
+  absl::StatusOr<UniqueFd> OpenDrive(const v1::Drive& drive) override;
+  absl::StatusOr<UniqueFd> OpenTap(const v1::NetworkInterface& iface) override;
+  absl::Status OpenVsock(const v1::Vsock& vsock, VsockConfig* out) override;
+};
+
+absl::StatusOr<VmmConfig> VmmConfigFromApi(const v1::VmConfig& config,
+                                           ResourceOpener* opener);
+
+}  // namespace hearth::vmm
+
+#endif  // HEARTH_VMM_CONFIG_FROM_API_H_

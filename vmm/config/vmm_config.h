@@ -1,0 +1,104 @@
+// VmmConfig: everything the VMM needs to build and boot one microVM, as plain
+// values and already-open file descriptors. It is what the API layers
+// produce — the standalone JSON config (config_file.h) and the agent's
+// control channel — after validation; the builder never sees JSON, protobuf
+// or a host path.
+#ifndef HEARTH_VMM_CONFIG_VMM_CONFIG_H_
+#define HEARTH_VMM_CONFIG_VMM_CONFIG_H_
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/unique_fd.h"
+
+namespace hearth::vmm {
+
+// Used when boot_args is not given: Firecracker's defaults with the serial
+// console switched on (Hearth's console is always there).
+inline constexpr char kDefaultBootArgs[] =
+    "console=ttyS0 reboot=k panic=1 pci=off nomodule i8042.noaux i8042.nomux "
+    "i8042.dumbkbd swiotlb=noforce";
+
+// One token bucket (Firecracker semantics): `size` tokens, refilled
+// completely every `refill_time_ms`; `one_time_burst` extra tokens spent
+// first and never refilled. size == 0 or refill_time_ms == 0: no limit.
+struct TokenBucketConfig {
+  uint64_t size = 0;
+  uint64_t one_time_burst = 0;
+  uint64_t refill_time_ms = 0;
+  bool enabled() const { return size > 0 && refill_time_ms > 0; }
+};
+
+struct RateLimiterConfig {
+  TokenBucketConfig bandwidth;  // bytes
+  TokenBucketConfig ops;        // requests
+};
+
+struct MachineConfig {
+  uint32_t vcpu_count = 1;
+  uint64_t mem_size_mib = 128;
+  bool smt = false;
+  bool track_dirty_pages = false;
+  bool huge_pages = false;  // 2 MiB pages
+};
+
+struct BootConfig {
+  UniqueFd kernel;
+  UniqueFd initrd;  // optional
+  std::string boot_args;
+};
+
+struct DriveConfig {
+  std::string drive_id;
+  UniqueFd file;
+  bool read_only = false;
+  bool is_root_device = false;
+  std::string partuuid;
+  RateLimiterConfig rate_limiter;
+};
+
+struct NetConfig {
+  std::string iface_id;
+  UniqueFd tap;
+  std::optional<std::array<uint8_t, 6>> guest_mac;
+  uint16_t mtu = 0;  // 0: not advertised
+  RateLimiterConfig rx_rate_limiter;
+  RateLimiterConfig tx_rate_limiter;
+};
+
+struct VsockConfig {
+  uint32_t guest_cid = 3;
+  // Listening unix socket at uds_path (host-initiated connections).
+  UniqueFd listener;
+  // Directory holding uds_path, for connecting to "<uds_path>_<port>"
+  // (guest-initiated connections) without resolving host paths.
+  UniqueFd directory;
+  std::string uds_basename;
+};
+
+struct EntropyConfig {
+  RateLimiterConfig rate_limiter;
+};
+
+struct BalloonConfig {
+  uint32_t amount_mib = 0;
+  bool deflate_on_oom = false;
+  uint32_t stats_polling_interval_s = 0;
+};
+
+struct VmmConfig {
+  MachineConfig machine;
+  BootConfig boot;
+  std::vector<DriveConfig> drives;
+  std::vector<NetConfig> network_interfaces;
+  std::optional<VsockConfig> vsock;
+  std::optional<EntropyConfig> entropy;
+  std::optional<BalloonConfig> balloon;
+};
+
+}  // namespace hearth::vmm
+
+#endif  // HEARTH_VMM_CONFIG_VMM_CONFIG_H_

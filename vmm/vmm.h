@@ -1,0 +1,120 @@
+// Vmm: one running microVM. Owns the KVM VM, guest memory, the buses and
+// devices, one VcpuRunner per vCPU and the event loop that serves device
+// backends, console input and vCPU exits. Built by builder.h; run by
+// main.cc (standalone) or the control server (agent mode).
+//
+// Threads: the caller's thread runs the event loop (Run); each vCPU has its
+// own thread. Devices are reached from vCPU threads through the buses and
+// from the event loop; they guard their own state.
+#ifndef HEARTH_VMM_VMM_H_
+#define HEARTH_VMM_VMM_H_
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "common/event_fd.h"
+#include "common/event_loop.h"
+#include "common/timer_fd.h"
+#include "common/unique_fd.h"
+#include "vmm/bus/bus.h"
+#include "vmm/devices/legacy/i8042.h"
+#include "vmm/devices/legacy/serial.h"
+#include "vmm/kvm/kvm.h"
+#include "vmm/memory/guest_memory.h"
+#include "vmm/vcpu/vcpu_runner.h"
+
+namespace hearth::vmm {
+
+// How the guest ended.
+struct VmOutcome {
+  enum class Kind { kReset, kPowerOff, kTripleFault, kError, kStopped };
+  Kind kind = Kind::kStopped;
+  std::string reason;
+  // Reset and power-off are how a guest ends normally.
+  bool clean() const {
+    return kind == Kind::kReset || kind == Kind::kPowerOff ||
+           kind == Kind::kStopped;
+  }
+};
+
+const char* OutcomeName(VmOutcome::Kind kind);
+
+class Vmm {
+ public:
+  // Everything the builder assembles; see builder.h.
+  struct Parts {
+    kvm::Kvm kvm;
+    kvm::Vm vm;
+    memory::GuestMemory memory;
+    std::unique_ptr<bus::Bus> pio_bus = nullptr;
+    std::unique_ptr<bus::Bus> mmio_bus = nullptr;
+    std::shared_ptr<devices::Serial> serial = nullptr;
+    std::shared_ptr<devices::I8042> i8042 = nullptr;
+    std::vector<kvm::Vcpu> vcpus = {};
+    std::unique_ptr<EventLoop> event_loop = nullptr;
+    // Signalled by the i8042 when the guest pulses the reset line.
+    std::shared_ptr<EventFd> reset_event = nullptr;
+  };
+
+  static absl::StatusOr<std::unique_ptr<Vmm>> Create(Parts parts);
+  ~Vmm();
+  Vmm(const Vmm&) = delete;
+  Vmm& operator=(const Vmm&) = delete;
+
+  // Console input (stdin in standalone mode): bytes read from `fd` are fed
+  // to the serial port as the guest drains its FIFO.
+  absl::Status AttachConsoleInput(int fd);
+
+  // Starts every vCPU thread; `on_vcpu_thread_start` runs first on each
+  // (seccomp filter installation).
+  absl::Status Start(std::function<absl::Status()> on_vcpu_thread_start = nullptr);
+
+  // Runs the event loop until the guest ends or Stop() is called, then stops
+  // and joins the vCPUs.
+  absl::StatusOr<VmOutcome> Run();
+
+  // Ends the VM with `outcome`. Thread-safe; the event loop acts on it.
+  void Stop(VmOutcome outcome);
+
+  // Injects Ctrl-Alt-Del through the i8042.
+  absl::Status SendCtrlAltDel();
+
+  EventLoop* event_loop() { return parts_.event_loop.get(); }
+  memory::GuestMemory* memory() { return &parts_.memory; }
+  const kvm::Vm& vm() const { return parts_.vm; }
+  devices::Serial* serial() { return parts_.serial.get(); }
+  size_t vcpu_count() const { return runners_.size(); }
+  bool started() const { return started_; }
+
+ private:
+  Vmm(Parts parts, EventFd exits_event);
+  // Event-loop thread: records the first outcome and stops everything.
+  void Finish(VmOutcome outcome);
+  void DrainExits();
+  void PumpConsoleInput();
+
+  Parts parts_;
+  std::vector<std::unique_ptr<vcpu::VcpuRunner>> runners_;
+  bool started_ = false;
+
+  // vCPU threads hand exits to the event loop through this queue.
+  absl::Mutex exits_mutex_;
+  std::deque<VmOutcome> exits_ ABSL_GUARDED_BY(exits_mutex_);
+  EventFd exits_event_;
+
+  int console_input_fd_ = -1;
+  std::optional<TimerFd> console_retry_;
+  std::optional<VmOutcome> outcome_;
+};
+
+}  // namespace hearth::vmm
+
+#endif  // HEARTH_VMM_VMM_H_
