@@ -37,6 +37,14 @@ absl::Status EventLoop::Remove(int fd) {
 absl::Status EventLoop::RunOnce(int timeout_ms) {
   ASSIGN_OR_RETURN(std::vector<Epoll::Event> events,
                    epoll_.Wait(timeout_ms, 64));
+  // Posted tasks first: a device activation must run before the queue
+  // notification that raced with it.
+  std::vector<std::function<void()>> tasks;
+  {
+    absl::MutexLock lock(&tasks_mutex_);
+    tasks.swap(tasks_);
+  }
+  for (auto& task : tasks) task();
   for (const Epoll::Event& event : events) {
     if (event.token == kWakeupToken) {
       (void)wakeup_.Read();
@@ -54,6 +62,14 @@ absl::Status EventLoop::RunOnce(int timeout_ms) {
 absl::Status EventLoop::Run() {
   while (!stopped_) RETURN_IF_ERROR(RunOnce(-1));
   return absl::OkStatus();
+}
+
+void EventLoop::Post(std::function<void()> task) {
+  {
+    absl::MutexLock lock(&tasks_mutex_);
+    tasks_.push_back(std::move(task));
+  }
+  (void)wakeup_.Write(1);
 }
 
 void EventLoop::Stop() {

@@ -11,8 +11,11 @@
 #include <functional>
 #include <memory>
 #include <unordered_map>
+#include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "common/epoll.h"
 #include "common/event_fd.h"
 
@@ -37,6 +40,9 @@ class EventLoop {
   absl::Status RunOnce(int timeout_ms);
   // Thread-safe: makes Run() return after the current dispatch.
   void Stop();
+  // Thread-safe: runs `task` on the loop's thread, before the next batch of
+  // fd events, in the order posted.
+  void Post(std::function<void()> task);
   bool stopped() const { return stopped_; }
 
  private:
@@ -48,6 +54,8 @@ class EventLoop {
   // shared_ptr so a handler can Remove itself (or others) while running.
   std::unordered_map<int, std::shared_ptr<Handler>> handlers_;
   std::atomic<bool> stopped_{false};
+  absl::Mutex tasks_mutex_;
+  std::vector<std::function<void()>> tasks_ ABSL_GUARDED_BY(tasks_mutex_);
 };
 
 }  // namespace hearth

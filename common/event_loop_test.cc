@@ -46,5 +46,20 @@ TEST(EventLoop, StopFromAnotherThreadWakesRun) {
   EXPECT_TRUE(loop->stopped());
 }
 
+TEST(EventLoop, PostedTasksRunOnTheLoopInOrder) {
+  auto loop = *EventLoop::Create();
+  std::vector<int> order;
+  std::thread poster([&] {
+    loop->Post([&] { order.push_back(1); });
+    loop->Post([&] {
+      order.push_back(2);
+      loop->Stop();
+    });
+  });
+  ASSERT_TRUE(loop->Run().ok());
+  poster.join();
+  EXPECT_EQ(order, (std::vector<int>{1, 2}));
+}
+
 }  // namespace
 }  // namespace hearth

@@ -60,6 +60,35 @@ class FlexibleArray {
   std::vector<uint64_t> words_;
 };
 
+// Debian's kernel headers declare flexible arrays with __DECLARE_FLEX_ARRAY,
+// whose empty member struct has size 1 in C++ (0 in C). sizeof() of those
+// structs, and so the size encoded in their _IOWR() request numbers, then
+// differs from the kernel's, which answers EINVAL. These are the C layouts
+// of the headers and the request numbers built from them.
+struct CpuidHeader {  // struct kvm_cpuid2 without entries
+  uint32_t nent;
+  uint32_t padding;
+};
+struct MsrsHeader {  // struct kvm_msrs without entries
+  uint32_t nmsrs;
+  uint32_t pad;
+};
+struct MsrListHeader {  // struct kvm_msr_list without indices
+  uint32_t nmsrs;
+};
+struct XsaveRegion {  // struct kvm_xsave without the extra array
+  uint32_t region[1024];
+};
+constexpr unsigned long kGetMsrIndexList = _IOWR(KVMIO, 0x02, MsrListHeader);
+constexpr unsigned long kGetSupportedCpuid = _IOWR(KVMIO, 0x05, CpuidHeader);
+constexpr unsigned long kGetMsrs = _IOWR(KVMIO, 0x88, MsrsHeader);
+constexpr unsigned long kSetMsrs = _IOW(KVMIO, 0x89, MsrsHeader);
+constexpr unsigned long kSetCpuid2 = _IOW(KVMIO, 0x90, CpuidHeader);
+constexpr unsigned long kGetXsave = _IOR(KVMIO, 0xa4, XsaveRegion);
+constexpr unsigned long kSetXsave = _IOW(KVMIO, 0xa5, XsaveRegion);
+static_assert(sizeof(CpuidHeader) == 8 && sizeof(MsrsHeader) == 8 &&
+              sizeof(MsrListHeader) == 4 && sizeof(XsaveRegion) == 4096);
+
 constexpr int kKvmApiVersion = 12;
 constexpr size_t kMaxCpuidEntries = 256;
 constexpr size_t kMaxMsrIndices = 1024;
@@ -94,19 +123,21 @@ absl::StatusOr<size_t> Kvm::VcpuMmapSize() const {
 }
 
 absl::StatusOr<CpuidEntries> Kvm::SupportedCpuid() const {
-  FlexibleArray<kvm_cpuid2, kvm_cpuid_entry2> buffer(kMaxCpuidEntries);
+  FlexibleArray<CpuidHeader, kvm_cpuid_entry2> buffer(kMaxCpuidEntries);
   buffer.header()->nent = kMaxCpuidEntries;
-  RETURN_IF_ERROR(
-      HEARTH_IOCTL(fd_.get(), KVM_GET_SUPPORTED_CPUID, buffer.header()).status());
+  RETURN_IF_ERROR(IoctlPtr(fd_.get(), kGetSupportedCpuid,
+                           "KVM_GET_SUPPORTED_CPUID", buffer.header())
+                      .status());
   return CpuidEntries(buffer.entries(),
                       buffer.entries() + buffer.header()->nent);
 }
 
 absl::StatusOr<std::vector<uint32_t>> Kvm::MsrIndexList() const {
-  FlexibleArray<kvm_msr_list, uint32_t> buffer(kMaxMsrIndices);
+  FlexibleArray<MsrListHeader, uint32_t> buffer(kMaxMsrIndices);
   buffer.header()->nmsrs = kMaxMsrIndices;
-  RETURN_IF_ERROR(
-      HEARTH_IOCTL(fd_.get(), KVM_GET_MSR_INDEX_LIST, buffer.header()).status());
+  RETURN_IF_ERROR(IoctlPtr(fd_.get(), kGetMsrIndexList,
+                           "KVM_GET_MSR_INDEX_LIST", buffer.header())
+                      .status());
   return std::vector<uint32_t>(buffer.entries(),
                                buffer.entries() + buffer.header()->nmsrs);
 }
@@ -283,22 +314,23 @@ absl::Status Vcpu::SetFpu(const kvm_fpu& fpu) const {
 }
 
 absl::Status Vcpu::SetCpuid(const CpuidEntries& entries) const {
-  FlexibleArray<kvm_cpuid2, kvm_cpuid_entry2> buffer(entries.size());
+  FlexibleArray<CpuidHeader, kvm_cpuid_entry2> buffer(entries.size());
   buffer.header()->nent = static_cast<uint32_t>(entries.size());
   std::memcpy(buffer.entries(), entries.data(),
               entries.size() * sizeof(kvm_cpuid_entry2));
-  return HEARTH_IOCTL(fd_.get(), KVM_SET_CPUID2, buffer.header()).status();
+  return IoctlPtr(fd_.get(), kSetCpuid2, "KVM_SET_CPUID2", buffer.header())
+      .status();
 }
 
 absl::StatusOr<std::vector<MsrEntry>> Vcpu::GetMsrs(
     absl::Span<const uint32_t> indices) const {
-  FlexibleArray<kvm_msrs, kvm_msr_entry> buffer(indices.size());
+  FlexibleArray<MsrsHeader, kvm_msr_entry> buffer(indices.size());
   buffer.header()->nmsrs = static_cast<uint32_t>(indices.size());
   for (size_t i = 0; i < indices.size(); ++i) {
     buffer.entries()[i].index = indices[i];
   }
-  ASSIGN_OR_RETURN(int read,
-                   HEARTH_IOCTL(fd_.get(), KVM_GET_MSRS, buffer.header()));
+  ASSIGN_OR_RETURN(int read, IoctlPtr(fd_.get(), kGetMsrs, "KVM_GET_MSRS",
+                                      buffer.header()));
   if (static_cast<size_t>(read) != indices.size()) {
     return absl::InternalError(absl::StrCat(
         "KVM_GET_MSRS read ", read, " of ", indices.size(), " MSRs; MSR 0x",
@@ -312,14 +344,14 @@ absl::StatusOr<std::vector<MsrEntry>> Vcpu::GetMsrs(
 }
 
 absl::Status Vcpu::SetMsrs(absl::Span<const MsrEntry> msrs) const {
-  FlexibleArray<kvm_msrs, kvm_msr_entry> buffer(msrs.size());
+  FlexibleArray<MsrsHeader, kvm_msr_entry> buffer(msrs.size());
   buffer.header()->nmsrs = static_cast<uint32_t>(msrs.size());
   for (size_t i = 0; i < msrs.size(); ++i) {
     buffer.entries()[i].index = msrs[i].index;
     buffer.entries()[i].data = msrs[i].data;
   }
-  ASSIGN_OR_RETURN(int written,
-                   HEARTH_IOCTL(fd_.get(), KVM_SET_MSRS, buffer.header()));
+  ASSIGN_OR_RETURN(int written, IoctlPtr(fd_.get(), kSetMsrs, "KVM_SET_MSRS",
+                                         buffer.header()));
   if (static_cast<size_t>(written) != msrs.size()) {
     return absl::InternalError(absl::StrCat(
         "KVM_SET_MSRS wrote ", written, " of ", msrs.size(), " MSRs; MSR 0x",
@@ -348,10 +380,10 @@ absl::Status Vcpu::SetVcpuEvents(const kvm_vcpu_events& events) const {
   return SetStruct(fd_.get(), KVM_SET_VCPU_EVENTS, "KVM_SET_VCPU_EVENTS", events);
 }
 absl::StatusOr<kvm_xsave> Vcpu::GetXsave() const {
-  return GetStruct<kvm_xsave>(fd_.get(), KVM_GET_XSAVE, "KVM_GET_XSAVE");
+  return GetStruct<kvm_xsave>(fd_.get(), kGetXsave, "KVM_GET_XSAVE");
 }
 absl::Status Vcpu::SetXsave(const kvm_xsave& xsave) const {
-  return SetStruct(fd_.get(), KVM_SET_XSAVE, "KVM_SET_XSAVE", xsave);
+  return SetStruct(fd_.get(), kSetXsave, "KVM_SET_XSAVE", xsave);
 }
 absl::StatusOr<kvm_xcrs> Vcpu::GetXcrs() const {
   return GetStruct<kvm_xcrs>(fd_.get(), KVM_GET_XCRS, "KVM_GET_XCRS");
