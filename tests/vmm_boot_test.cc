@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "tests/testing/host.h"
+#include "tests/testing/linux_guest.h"
 #include "tests/testing/subprocess.h"
 
 namespace hearth {
@@ -16,7 +17,6 @@ namespace {
 
 using testing::ProcessResult;
 
-constexpr char kVmm[] = "vmm/hearth-vmm";
 constexpr char kGuest[] = "tests/guest/guest.elf";
 
 std::string Config(const std::string& kernel, const std::string& boot_args,
@@ -27,16 +27,8 @@ std::string Config(const std::string& kernel, const std::string& boot_args,
                       R"(, "mem_size_mib": )", mem_mib, "}}");
 }
 
-ProcessResult Boot(const std::string& config_json,
-                   const std::vector<std::string>& extra_flags = {}) {
-  std::string dir = testing::MakeTempDir("vmm-boot-");
-  std::string path = dir + "/vm.json";
-  EXPECT_TRUE(testing::WriteFile(path, config_json).ok());
-  std::vector<std::string> argv = {kVmm, "--config=" + path};
-  argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
-  absl::StatusOr<ProcessResult> result = testing::RunProcess(argv, absl::Seconds(120));
-  EXPECT_TRUE(result.ok()) << result.status();
-  return result.ok() ? *result : ProcessResult();
+ProcessResult Boot(const std::string& config_json) {
+  return testing::RunVmm(config_json, absl::Seconds(120));
 }
 
 struct Scenario {
@@ -53,7 +45,7 @@ TEST_P(GuestScenarioTest, PrintsPassAndExitsCleanly) {
   std::string args = absl::StrCat("console=ttyS0 hearth.test=", scenario.name,
                                   " ", scenario.extra_args);
   if (scenario.name == "smp") absl::StrAppend(&args, " hearth.expect_cpus=", vcpus);
-  ProcessResult r = Boot(Config(kGuest, args, vcpus, 128), {"--boot_timer"});
+  ProcessResult r = Boot(Config(kGuest, args, vcpus, 128));
   std::printf("[%s, %d vCPU, host %s] %s in %s\n%s", scenario.name.c_str(), vcpus,
               testing::KvmKindName(testing::DetectKvm()), r.Describe().c_str(),
               absl::FormatDuration(r.elapsed).c_str(), r.err.c_str());

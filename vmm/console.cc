@@ -9,10 +9,11 @@ namespace hearth::vmm {
 void BootTimer::Print(FILE* out) const {
   std::fprintf(out,
                "hearth-vmm boot-timer: vm_ready_us=%lld first_output_us=%lld "
-               "exit_us=%lld\n",
+               "exit_us=%lld guest_resident_kib=%llu\n",
                static_cast<long long>(vm_ready_us_.load()),
                static_cast<long long>(first_output_us_.load()),
-               static_cast<long long>(exit_us_.load()));
+               static_cast<long long>(exit_us_.load()),
+               static_cast<unsigned long long>(guest_resident_bytes_.load() / 1024));
 }
 
 void FdConsoleOutput::Write(absl::Span<const uint8_t> bytes) {

@@ -23,9 +23,10 @@ class BootTimer {
     first_output_us_.compare_exchange_strong(expected, Since());
   }
   void MarkExit() { exit_us_ = Since(); }
+  void SetGuestResident(uint64_t bytes) { guest_resident_bytes_ = bytes; }
   int64_t first_output_us() const { return first_output_us_; }
   // One line: "hearth-vmm boot-timer: vm_ready_us=.. first_output_us=..
-  // exit_us=..".
+  // exit_us=.. guest_resident_kib=..".
   void Print(FILE* out) const;
 
  private:
@@ -34,6 +35,7 @@ class BootTimer {
   std::atomic<int64_t> vm_ready_us_{-1};
   std::atomic<int64_t> first_output_us_{-1};
   std::atomic<int64_t> exit_us_{-1};
+  std::atomic<uint64_t> guest_resident_bytes_{0};
 };
 
 // Writes guest output to `fd`, blocking if the reader is slow (standalone

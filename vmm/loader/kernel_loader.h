@@ -34,7 +34,8 @@ struct LoadedKernel {
   uint64_t initrd_addr_max = 0;
 };
 
-// Detects the format and loads. Errors name the image and what is wrong.
+// Detects the format and loads into fresh (zero-filled) guest memory.
+// Errors name the image and what is wrong.
 absl::StatusOr<LoadedKernel> LoadKernel(const ImageSource& image,
                                         memory::GuestMemory* memory);
 absl::StatusOr<LoadedKernel> LoadElf(const ImageSource& image,

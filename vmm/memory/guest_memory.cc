@@ -137,6 +137,17 @@ absl::Status GuestMemory::Write(uint64_t address, const void* source,
   return absl::OkStatus();
 }
 
+uint64_t GuestMemory::ResidentBytes() const {
+  uint64_t resident = 0;
+  std::vector<unsigned char> pages;
+  for (const Region& r : regions_) {
+    pages.resize(r.mapping.size() / layout::kPageSize);
+    if (::mincore(r.mapping.data(), r.mapping.size(), pages.data()) != 0) continue;
+    for (unsigned char p : pages) resident += (p & 1) ? layout::kPageSize : 0;
+  }
+  return resident;
+}
+
 void GuestMemory::MarkDirty(uint64_t address, uint64_t length) {
   if (length == 0) return;
   size_t index = 0;

@@ -84,6 +84,10 @@ class GuestMemory {
     return Write(address, &value, sizeof(T));
   }
 
+  // Bytes of guest RAM backed by host memory right now (mincore), i.e. what
+  // the guest touched; the rest of the VMM's RSS is its own overhead.
+  uint64_t ResidentBytes() const;
+
   // Pages that the VMM itself wrote (device DMA); KVM's dirty log does not
   // see those. Write() marks them; code that writes through HostAddress or
   // Slice must call MarkDirty.

@@ -62,6 +62,14 @@ TEST(GuestMemory, RejectsBadRegions) {
   EXPECT_FALSE(GuestMemory::FromRegions(std::move(unaligned)).ok());
 }
 
+TEST(GuestMemory, ResidentBytesCountsTouchedPages) {
+  GuestMemory mem = *GuestMemory::CreateAnonymous(64 * kMiB, {});
+  EXPECT_EQ(mem.ResidentBytes(), 0u);
+  ASSERT_TRUE(mem.WriteObject<uint8_t>(0, 1).ok());
+  ASSERT_TRUE(mem.WriteObject<uint8_t>(10 * kMiB, 1).ok());
+  EXPECT_EQ(mem.ResidentBytes(), 2 * 4096u);
+}
+
 TEST(GuestMemory, WritesMarkPagesDirty) {
   GuestMemory mem = *GuestMemory::CreateAnonymous(1 * kMiB, {});
   (void)mem.TakeDirtyBitmap(0);
