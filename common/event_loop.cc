@@ -34,6 +34,13 @@ absl::Status EventLoop::Remove(int fd) {
   return epoll_.Remove(fd);
 }
 
+absl::Status EventLoop::Modify(int fd, uint32_t events) {
+  if (handlers_.count(fd) == 0) {
+    return absl::NotFoundError(absl::StrCat("event loop does not watch fd ", fd));
+  }
+  return epoll_.Modify(fd, events, static_cast<uint64_t>(fd));
+}
+
 absl::Status EventLoop::RunOnce(int timeout_ms) {
   ASSIGN_OR_RETURN(std::vector<Epoll::Event> events,
                    epoll_.Wait(timeout_ms, 64));

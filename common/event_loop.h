@@ -32,6 +32,8 @@ class EventLoop {
   // until Remove. Fails if `fd` is already watched.
   absl::Status Add(int fd, Handler handler, uint32_t events = EPOLLIN);
   absl::Status Remove(int fd);
+  // Changes the events `fd` is watched for (it must be watched).
+  absl::Status Modify(int fd, uint32_t events);
   bool Watching(int fd) const { return handlers_.count(fd) != 0; }
 
   // Dispatches events until Stop() is called (from a handler or any thread).

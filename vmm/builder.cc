@@ -1,5 +1,7 @@
 #include "vmm/builder.h"
 
+#include <unistd.h>
+
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "vmm/arch/x86_64/boot_params.h"
@@ -11,6 +13,7 @@
 #include "vmm/loader/cmdline.h"
 #include "vmm/loader/image_source.h"
 #include "vmm/loader/kernel_loader.h"
+#include "vmm/rate_limiter/rate_limiter.h"
 
 namespace hearth::vmm {
 namespace {
@@ -41,8 +44,10 @@ absl::StatusOr<memory::GuestMemory> CreateMemory(const kvm::Vm& vm,
   return memory;
 }
 
-// Loads kernel and initrd and writes every boot structure.
+// Loads kernel and initrd and writes every boot structure. `extra_cmdline`
+// (the virtio-mmio device announcements) goes after the user's boot_args.
 absl::Status LoadGuest(BootConfig* boot, uint32_t vcpu_count,
+                       const std::string& extra_cmdline,
                        memory::GuestMemory* memory, uint64_t* entry) {
   ASSIGN_OR_RETURN(loader::FdImageSource kernel_image,
                    loader::FdImageSource::Create(std::move(boot->kernel),
@@ -62,6 +67,7 @@ absl::Status LoadGuest(BootConfig* boot, uint32_t vcpu_count,
   }
   loader::Cmdline cmdline(layout::kCmdlineMaxSize);
   RETURN_IF_ERROR(cmdline.Append(boot->boot_args));
+  RETURN_IF_ERROR(cmdline.Append(extra_cmdline));
   RETURN_IF_ERROR(cmdline.WriteTo(memory, layout::kCmdlineAddress));
   params.cmdline_address = layout::kCmdlineAddress;
   params.cmdline_size = cmdline.size_with_nul();
@@ -89,6 +95,92 @@ class IrqLineInterrupt : public devices::Interrupt {
   const kvm::Vm* vm_;
   uint32_t gsi_;
 };
+
+// Puts `device` on the MMIO bus behind a virtio-mmio transport: the next
+// 4 KiB window and GSI, an irqfd for its interrupt, an ioeventfd per queue
+// (QueueNotify with the queue index as datamatch) served by the event loop.
+absl::Status AddVirtioDevice(std::shared_ptr<virtio::VirtioDevice> device,
+                             Vmm::Parts* parts, std::string* cmdline) {
+  const size_t index = parts->virtio.size();
+  const uint32_t gsi = layout::kFirstVirtioGsi + static_cast<uint32_t>(index);
+  if (gsi > layout::kLastVirtioGsi) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "too many virtio devices: at most ",
+        layout::kLastVirtioGsi - layout::kFirstVirtioGsi + 1));
+  }
+  const uint64_t base = layout::kVirtioMmioStart + index * layout::kVirtioMmioWindowSize;
+  ASSIGN_OR_RETURN(EventFd irq, EventFd::Create());
+  RETURN_IF_ERROR(parts->vm->RegisterIrqFd(irq.fd(), gsi));
+  Vmm::VirtioSlot slot;
+  slot.mmio_base = base;
+  slot.gsi = gsi;
+  slot.transport = std::make_shared<virtio::MmioTransport>(
+      std::move(device), parts->memory.get(), parts->event_loop.get(),
+      std::make_unique<devices::EventFdInterrupt>(std::move(irq)));
+  RETURN_IF_ERROR(parts->mmio_bus->Insert(slot.transport, base,
+                                          layout::kVirtioMmioWindowSize));
+  for (uint32_t queue = 0; queue < slot.transport->queue_count(); ++queue) {
+    ASSIGN_OR_RETURN(EventFd notify, EventFd::Create());
+    RETURN_IF_ERROR(parts->vm->RegisterIoEventFd(
+        notify.fd(), base + virtio::kMmioQueueNotify, 4, /*pio=*/false, queue));
+    virtio::MmioTransport* transport = slot.transport.get();
+    const int fd = notify.fd();
+    slot.notify_events.push_back(std::move(notify));
+    RETURN_IF_ERROR(parts->event_loop->Add(fd, [transport, queue, fd](uint32_t) {
+      uint64_t count = 0;  // drain the eventfd; the count does not matter
+      (void)!::read(fd, &count, sizeof(count));
+      transport->Notify(queue);
+    }));
+  }
+  absl::StrAppend(cmdline, cmdline->empty() ? "" : " ", "virtio_mmio.device=4K@0x",
+                  absl::Hex(base), ":", gsi);
+  parts->virtio.push_back(std::move(slot));
+  return absl::OkStatus();
+}
+
+absl::Status AddVirtioDevices(VmmConfig* config, BuildOptions* options,
+                              Vmm::Parts* parts, std::string* cmdline) {
+  for (DriveConfig& drive : config->drives) {
+    ASSIGN_OR_RETURN(auto limiter, RateLimiter::Create(drive.rate_limiter));
+    ASSIGN_OR_RETURN(std::shared_ptr<virtio::Block> block,
+                     virtio::Block::Create(drive.drive_id, std::move(drive.file),
+                                           drive.read_only, std::move(limiter)));
+    parts->blocks.push_back(block);
+    RETURN_IF_ERROR(AddVirtioDevice(block, parts, cmdline));
+  }
+  for (NetConfig& iface : config->network_interfaces) {
+    ASSIGN_OR_RETURN(auto rx, RateLimiter::Create(iface.rx_rate_limiter));
+    ASSIGN_OR_RETURN(auto tx, RateLimiter::Create(iface.tx_rate_limiter));
+    ASSIGN_OR_RETURN(std::shared_ptr<virtio::Net> net,
+                     virtio::Net::Create(iface.iface_id, std::move(iface.tap),
+                                         iface.guest_mac, iface.mtu, std::move(rx),
+                                         std::move(tx)));
+    parts->nets.push_back(net);
+    RETURN_IF_ERROR(AddVirtioDevice(net, parts, cmdline));
+  }
+  if (config->entropy.has_value()) {
+    ASSIGN_OR_RETURN(auto limiter, RateLimiter::Create(config->entropy->rate_limiter));
+    parts->rng = std::make_shared<virtio::Rng>(std::move(limiter));
+    RETURN_IF_ERROR(AddVirtioDevice(parts->rng, parts, cmdline));
+  }
+  if (config->balloon.has_value()) {
+    ASSIGN_OR_RETURN(parts->balloon,
+                     virtio::Balloon::Create(config->balloon->amount_mib,
+                                             config->balloon->deflate_on_oom,
+                                             config->balloon->stats_polling_interval_s));
+    RETURN_IF_ERROR(AddVirtioDevice(parts->balloon, parts, cmdline));
+  }
+  if (config->vsock.has_value()) {
+    std::unique_ptr<virtio::VsockConnector> connector =
+        options->vsock_connector
+            ? std::move(options->vsock_connector)
+            : std::make_unique<virtio::PathVsockConnector>(config->vsock->uds_path);
+    parts->vsock = std::make_shared<virtio::Vsock>(
+        config->vsock->guest_cid, std::move(config->vsock->listener), std::move(connector));
+    RETURN_IF_ERROR(AddVirtioDevice(parts->vsock, parts, cmdline));
+  }
+  return absl::OkStatus();
+}
 
 absl::Status ConfigureVcpu(const kvm::Vcpu& vcpu, const MachineConfig& machine,
                            const kvm::CpuidEntries& supported_cpuid,
@@ -118,13 +210,19 @@ absl::StatusOr<std::unique_ptr<Vmm>> BuildVmm(kvm::Kvm kvm, VmmConfig config,
   const MachineConfig& machine = config.machine;
   ASSIGN_OR_RETURN(kvm::Vm vm, CreateVm(kvm));
   ASSIGN_OR_RETURN(memory::GuestMemory memory, CreateMemory(vm, machine));
-  uint64_t entry = 0;
-  RETURN_IF_ERROR(LoadGuest(&config.boot, machine.vcpu_count, &memory, &entry));
-
   Vmm::Parts parts{std::move(kvm), std::make_unique<kvm::Vm>(std::move(vm)),
                    std::make_unique<memory::GuestMemory>(std::move(memory))};
+  ASSIGN_OR_RETURN(parts.event_loop, EventLoop::Create());
   parts.pio_bus = std::make_unique<bus::Bus>();
   parts.mmio_bus = std::make_unique<bus::Bus>();
+  parts.metrics_file = std::move(config.metrics);
+
+  std::string virtio_cmdline;
+  RETURN_IF_ERROR(AddVirtioDevices(&config, &options, &parts, &virtio_cmdline));
+  uint64_t entry = 0;
+  RETURN_IF_ERROR(LoadGuest(&config.boot, machine.vcpu_count, virtio_cmdline,
+                            parts.memory.get(), &entry));
+
   ASSIGN_OR_RETURN(EventFd reset_event, EventFd::Create());
   parts.reset_event = std::make_shared<EventFd>(std::move(reset_event));
   parts.serial = std::make_shared<devices::Serial>(
@@ -144,7 +242,6 @@ absl::StatusOr<std::unique_ptr<Vmm>> BuildVmm(kvm::Kvm kvm, VmmConfig config,
     RETURN_IF_ERROR(ConfigureVcpu(vcpu, machine, supported, entry));
     parts.vcpus.push_back(std::move(vcpu));
   }
-  ASSIGN_OR_RETURN(parts.event_loop, EventLoop::Create());
   return Vmm::Create(std::move(parts));
 }
 

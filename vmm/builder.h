@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "vmm/config/vmm_config.h"
 #include "vmm/devices/legacy/serial.h"
+#include "vmm/devices/virtio/vsock/vsock.h"
 #include "vmm/kvm/kvm.h"
 #include "vmm/vmm.h"
 
@@ -19,6 +20,9 @@ namespace hearth::vmm {
 struct BuildOptions {
   // Where the guest's serial output goes.
   std::shared_ptr<devices::SerialOutput> console;
+  // Opens host sockets for guest-initiated vsock connections. Unset:
+  // connect to "<uds_path>_<port>" directly (standalone mode).
+  std::unique_ptr<virtio::VsockConnector> vsock_connector;
 };
 
 absl::StatusOr<std::unique_ptr<Vmm>> BuildVmm(kvm::Kvm kvm, VmmConfig config,

@@ -70,7 +70,7 @@ absl::StatusOr<std::unique_ptr<Vmm>> BootStandalone(
   BuildOptions options;
   options.console = std::make_shared<FdConsoleOutput>(STDOUT_FILENO, timer);
   ASSIGN_OR_RETURN(std::unique_ptr<Vmm> vmm,
-                   BuildVmm(std::move(kvm), std::move(config), options));
+                   BuildVmm(std::move(kvm), std::move(config), std::move(options)));
   // Console input is best effort: stdin may be closed or /dev/null.
   if (::fcntl(STDIN_FILENO, F_SETFL,
               ::fcntl(STDIN_FILENO, F_GETFL) | O_NONBLOCK) == 0) {
@@ -102,7 +102,11 @@ int Main(const std::string& config_path) {
   absl::StatusOr<VmOutcome> outcome =
       vmm.ok() ? (*vmm)->Run() : absl::StatusOr<VmOutcome>(vmm.status());
   timer.MarkExit();
-  if (vmm.ok()) timer.SetGuestResident((*vmm)->memory()->ResidentBytes());
+  if (vmm.ok()) {
+    timer.SetGuestResident((*vmm)->memory()->ResidentBytes());
+    absl::Status flushed = (*vmm)->FlushMetrics();
+    if (!flushed.ok()) LOG(WARNING) << flushed.message();
+  }
   if (FLAGS_boot_timer) timer.Print(stderr);
   int status = Report(outcome);
   std::fflush(nullptr);

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "common/errno_status.h"
 #include "common/status_macros.h"
 #include "glog/logging.h"
@@ -147,6 +148,93 @@ void Vmm::Finish(VmOutcome outcome) {
 }
 
 absl::Status Vmm::SendCtrlAltDel() { return parts_.i8042->TriggerCtrlAltDel(); }
+
+namespace {
+
+// Appends `"name": {"counter": n, ...}` for one device's counters. Names
+// are device kinds and client ids ([A-Za-z0-9_-]), so nothing needs escaping.
+void AppendDevice(std::string* json, const std::string& name,
+                  const std::vector<std::pair<std::string, uint64_t>>& counters) {
+  absl::StrAppend(json, json->size() > 1 ? ", " : "", "\"", name, "\": {");
+  for (size_t i = 0; i < counters.size(); ++i) {
+    absl::StrAppend(json, i ? ", " : "", "\"", counters[i].first, "\": ",
+                    counters[i].second);
+  }
+  json->push_back('}');
+}
+
+std::vector<std::pair<std::string, uint64_t>> TransportCounters(
+    const virtio::MmioTransport& transport) {
+  const virtio::TransportMetrics& m = transport.metrics();
+  return {{"bad_register_accesses", m.bad_register_accesses.load()},
+          {"notifications_before_ready", m.notifications_before_ready.load()},
+          {"rejected_features", m.rejected_features.load()},
+          {"activation_failures", m.activation_failures.load()},
+          {"status", transport.status()}};
+}
+
+}  // namespace
+
+std::string Vmm::MetricsJson() const {
+  std::string json = "{";
+  uint64_t exits = 0;
+  for (const auto& runner : runners_) exits += runner->exits();
+  AppendDevice(&json, "vcpu", {{"exits", exits}});
+  AppendDevice(&json, "serial", {{"bytes_written", parts_.serial->bytes_written()}});
+  AppendDevice(&json, "i8042", {{"resets_requested", parts_.i8042->resets_requested()}});
+  for (const auto& block : parts_.blocks) {
+    AppendDevice(&json, "block_" + block->drive_id(), block->metrics().Snapshot());
+  }
+  for (const auto& net : parts_.nets) {
+    auto counters = net->metrics().Snapshot();
+    const virtio::NetMetrics& m = net->metrics();
+    counters.insert(counters.end(), {{"rx_frames", m.rx_frames.Get()},
+                                     {"tx_frames", m.tx_frames.Get()},
+                                     {"tx_dropped", m.tx_dropped.Get()},
+                                     {"rx_no_buffers", m.rx_no_buffers.Get()}});
+    AppendDevice(&json, "net_" + net->iface_id(), counters);
+  }
+  if (parts_.rng) AppendDevice(&json, "rng", parts_.rng->metrics().Snapshot());
+  if (parts_.balloon) {
+    auto counters = parts_.balloon->metrics().Snapshot();
+    const virtio::BalloonMetrics& m = parts_.balloon->metrics();
+    counters.insert(counters.end(), {{"inflated_pages", m.inflated_pages.Get()},
+                                     {"deflated_pages", m.deflated_pages.Get()},
+                                     {"stats_updates", m.stats_updates.Get()},
+                                     {"bad_pfns", m.bad_pfns.Get()}});
+    AppendDevice(&json, "balloon", counters);
+  }
+  if (parts_.vsock) {
+    auto counters = parts_.vsock->metrics().Snapshot();
+    const virtio::VsockMetrics& m = parts_.vsock->metrics();
+    counters.insert(counters.end(), {{"connections_opened", m.connections_opened.Get()},
+                                     {"connections_refused", m.connections_refused.Get()},
+                                     {"rx_packets", m.rx_packets.Get()},
+                                     {"tx_packets", m.tx_packets.Get()},
+                                     {"rst_sent", m.rst_sent.Get()},
+                                     {"dropped_packets", m.dropped_packets.Get()}});
+    AppendDevice(&json, "vsock", counters);
+  }
+  for (size_t i = 0; i < parts_.virtio.size(); ++i) {
+    AppendDevice(&json,
+                 absl::StrCat("transport_", absl::StrReplaceAll(
+                                                parts_.virtio[i].transport->device()->name(),
+                                                {{" ", "_"}})),
+                 TransportCounters(*parts_.virtio[i].transport));
+  }
+  json.push_back('}');
+  return json;
+}
+
+absl::Status Vmm::FlushMetrics() const {
+  if (!parts_.metrics_file.valid()) return absl::OkStatus();
+  std::string line = MetricsJson() + "\n";
+  if (::write(parts_.metrics_file.get(), line.data(), line.size()) !=
+      static_cast<ssize_t>(line.size())) {
+    return ErrnoStatus("writing metrics");
+  }
+  return absl::OkStatus();
+}
 
 absl::StatusOr<VmOutcome> Vmm::Run() {
   if (!started_) return absl::FailedPreconditionError("VM not started");

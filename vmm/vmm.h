@@ -27,6 +27,12 @@
 #include "vmm/bus/bus.h"
 #include "vmm/devices/legacy/i8042.h"
 #include "vmm/devices/legacy/serial.h"
+#include "vmm/devices/virtio/balloon/balloon.h"
+#include "vmm/devices/virtio/block/block.h"
+#include "vmm/devices/virtio/mmio_transport.h"
+#include "vmm/devices/virtio/net/net.h"
+#include "vmm/devices/virtio/rng/rng.h"
+#include "vmm/devices/virtio/vsock/vsock.h"
 #include "vmm/kvm/kvm.h"
 #include "vmm/memory/guest_memory.h"
 #include "vmm/vcpu/vcpu_runner.h"
@@ -49,20 +55,39 @@ const char* OutcomeName(VmOutcome::Kind kind);
 
 class Vmm {
  public:
-  // Everything the builder assembles; see builder.h.
+  // One virtio-mmio device: its transport (on the MMIO bus), the eventfds
+  // KVM signals on QueueNotify writes (one per queue), where it lives.
+  struct VirtioSlot {
+    std::shared_ptr<virtio::MmioTransport> transport;
+    std::vector<EventFd> notify_events;
+    uint64_t mmio_base = 0;
+    uint32_t gsi = 0;
+  };
+
+  // Everything the builder assembles; see builder.h. Members are destroyed
+  // bottom-up: devices before the event loop and memory they use.
   struct Parts {
     kvm::Kvm kvm;
-    // On the heap: devices keep pointers to the VM and to guest memory.
+    // On the heap: devices keep pointers to the VM, memory and loop.
     std::unique_ptr<kvm::Vm> vm;
     std::unique_ptr<memory::GuestMemory> memory;
+    std::unique_ptr<EventLoop> event_loop = nullptr;
     std::unique_ptr<bus::Bus> pio_bus = nullptr;
     std::unique_ptr<bus::Bus> mmio_bus = nullptr;
-    std::shared_ptr<devices::Serial> serial = nullptr;
-    std::shared_ptr<devices::I8042> i8042 = nullptr;
-    std::vector<kvm::Vcpu> vcpus = {};
-    std::unique_ptr<EventLoop> event_loop = nullptr;
     // Signalled by the i8042 when the guest pulses the reset line.
     std::shared_ptr<EventFd> reset_event = nullptr;
+    std::shared_ptr<devices::Serial> serial = nullptr;
+    std::shared_ptr<devices::I8042> i8042 = nullptr;
+    std::vector<VirtioSlot> virtio = {};
+    // Typed handles on the virtio devices, for run-time updates and metrics.
+    std::vector<std::shared_ptr<virtio::Block>> blocks = {};
+    std::vector<std::shared_ptr<virtio::Net>> nets = {};
+    std::shared_ptr<virtio::Rng> rng = nullptr;
+    std::shared_ptr<virtio::Balloon> balloon = nullptr;
+    std::shared_ptr<virtio::Vsock> vsock = nullptr;
+    std::vector<kvm::Vcpu> vcpus = {};
+    // Where metrics lines go (standalone: the config's metrics_path).
+    UniqueFd metrics_file = {};
   };
 
   static absl::StatusOr<std::unique_ptr<Vmm>> Create(Parts parts);
@@ -87,6 +112,13 @@ class Vmm {
 
   // Injects Ctrl-Alt-Del through the i8042.
   absl::Status SendCtrlAltDel();
+
+  // Every device's counters as one JSON object (one line).
+  std::string MetricsJson() const;
+  // Appends MetricsJson() to the metrics file, if one was configured.
+  absl::Status FlushMetrics() const;
+
+  const Parts& parts() const { return parts_; }
 
   EventLoop* event_loop() { return parts_.event_loop.get(); }
   memory::GuestMemory* memory() { return parts_.memory.get(); }

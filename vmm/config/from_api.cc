@@ -1,6 +1,16 @@
 #include "vmm/config/from_api.h"
 
 #include <fcntl.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "api/validate.h"
@@ -11,17 +21,31 @@ namespace hearth::vmm {
 namespace {
 
 absl::StatusOr<UniqueFd> OpenFile(const std::string& path, int flags,
-                                  absl::string_view field) {
-  int fd = RetryOnEintr([&] { return ::open(path.c_str(), flags | O_CLOEXEC); });
+                                  absl::string_view field, mode_t mode = 0) {
+  int fd = RetryOnEintr([&] { return ::open(path.c_str(), flags | O_CLOEXEC, mode); });
   if (fd < 0) return ErrnoStatus(absl::StrCat(field, ": open ", path));
   return UniqueFd(fd);
 }
 
+TokenBucketConfig BucketFromApi(const v1::TokenBucket& bucket) {
+  TokenBucketConfig config;
+  config.size = static_cast<uint64_t>(std::max<int64_t>(bucket.size(), 0));
+  config.one_time_burst = static_cast<uint64_t>(std::max<int64_t>(bucket.one_time_burst(), 0));
+  config.refill_time_ms = static_cast<uint64_t>(std::max<int64_t>(bucket.refill_time(), 0));
+  return config;
+}
+
 }  // namespace
 
+RateLimiterConfig RateLimiterFromApi(const v1::RateLimiter& limiter) {
+  RateLimiterConfig config;
+  config.bandwidth = BucketFromApi(limiter.bandwidth());
+  config.ops = BucketFromApi(limiter.ops());
+  return config;
+}
+
 absl::StatusOr<UniqueFd> PathOpener::OpenKernel(const v1::BootSource& boot) {
-  return OpenFile(boot.kernel_image_path(), O_RDONLY,
-                  "boot_source.kernel_image_path");
+  return OpenFile(boot.kernel_image_path(), O_RDONLY, "boot_source.kernel_image_path");
 }
 
 absl::StatusOr<UniqueFd> PathOpener::OpenInitrd(const v1::BootSource& boot) {
@@ -35,35 +59,50 @@ absl::StatusOr<UniqueFd> PathOpener::OpenDrive(const v1::Drive& drive) {
 }
 
 absl::StatusOr<UniqueFd> PathOpener::OpenTap(const v1::NetworkInterface& iface) {
-  return absl::UnimplementedError(absl::StrCat(
-      "network_interfaces[", iface.iface_id(),
-      "]: virtio-net is not implemented in this build"));
+  std::string field = absl::StrCat("network_interfaces[", iface.iface_id(), "].host_dev_name");
+  ASSIGN_OR_RETURN(UniqueFd tun, OpenFile("/dev/net/tun", O_RDWR | O_NONBLOCK, field));
+  struct ifreq request = {};
+  std::strncpy(request.ifr_name, iface.host_dev_name().c_str(), IFNAMSIZ - 1);
+  request.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+  if (::ioctl(tun.get(), TUNSETIFF, &request) < 0) {
+    return ErrnoStatus(absl::StrCat(field, ": TUNSETIFF ", iface.host_dev_name()));
+  }
+  return tun;
 }
 
-absl::Status PathOpener::OpenVsock(const v1::Vsock&, VsockConfig*) {
-  return absl::UnimplementedError("vsock: not implemented in this build");
+absl::StatusOr<UniqueFd> PathOpener::OpenVsockListener(const v1::Vsock& vsock) {
+  const std::string& path = vsock.uds_path();
+  sockaddr_un address = {};
+  address.sun_family = AF_UNIX;
+  if (path.size() >= sizeof(address.sun_path)) {
+    return absl::InvalidArgumentError("vsock.uds_path: too long for a unix socket");
+  }
+  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+  struct stat st;
+  if (::lstat(path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("vsock.uds_path: ", path, " exists and is not a socket"));
+    }
+    ::unlink(path.c_str());  // a socket left behind by an earlier VM
+  }
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!fd.valid()) return ErrnoStatus("vsock.uds_path: socket");
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)) < 0) {
+    return ErrnoStatus(absl::StrCat("vsock.uds_path: bind ", path));
+  }
+  if (::listen(fd.get(), 64) < 0) return ErrnoStatus("vsock.uds_path: listen");
+  return fd;
+}
+
+absl::StatusOr<UniqueFd> PathOpener::OpenMetrics(const v1::Metrics& metrics) {
+  return OpenFile(metrics.metrics_path(), O_WRONLY | O_APPEND | O_CREAT,
+                  "metrics.metrics_path", 0644);
 }
 
 absl::StatusOr<VmmConfig> VmmConfigFromApi(const v1::VmConfig& api,
                                            ResourceOpener* opener) {
   RETURN_IF_ERROR(api::ValidateVmConfig(api, /*require_boot_source=*/true));
-  // Devices that later milestones add; refused by name until then.
-  if (api.drives_size() > 0) {
-    return absl::UnimplementedError("drives: virtio-blk is not implemented in this build");
-  }
-  if (api.network_interfaces_size() > 0) {
-    return absl::UnimplementedError(
-        "network-interfaces: virtio-net is not implemented in this build");
-  }
-  if (api.has_vsock()) {
-    return absl::UnimplementedError("vsock: virtio-vsock is not implemented in this build");
-  }
-  if (api.has_entropy()) {
-    return absl::UnimplementedError("entropy: virtio-rng is not implemented in this build");
-  }
-  if (api.has_balloon()) {
-    return absl::UnimplementedError("balloon: virtio-balloon is not implemented in this build");
-  }
   if (api.has_mmds_config() || api.has_mmds()) {
     return absl::UnimplementedError("mmds-config: MMDS is not implemented by Hearth yet");
   }
@@ -80,6 +119,49 @@ absl::StatusOr<VmmConfig> VmmConfigFromApi(const v1::VmConfig& api,
     ASSIGN_OR_RETURN(config.boot.initrd, opener->OpenInitrd(boot));
   }
   config.boot.boot_args = boot.has_boot_args() ? boot.boot_args() : kDefaultBootArgs;
+  // The root device goes first, so the guest sees it as /dev/vda.
+  std::vector<const v1::Drive*> drives;
+  for (const v1::Drive& drive : api.drives()) {
+    if (drive.is_root_device()) drives.insert(drives.begin(), &drive);
+    else drives.push_back(&drive);
+  }
+  for (const v1::Drive* drive : drives) {
+    DriveConfig d;
+    d.drive_id = drive->drive_id();
+    d.read_only = drive->has_is_read_only() && drive->is_read_only();
+    d.is_root_device = drive->is_root_device();
+    d.partuuid = drive->partuuid();
+    d.rate_limiter = RateLimiterFromApi(drive->rate_limiter());
+    ASSIGN_OR_RETURN(d.file, opener->OpenDrive(*drive));
+    config.drives.push_back(std::move(d));
+  }
+  for (const v1::NetworkInterface& iface : api.network_interfaces()) {
+    NetConfig n;
+    n.iface_id = iface.iface_id();
+    if (!iface.guest_mac().empty()) n.guest_mac = api::ParseMac(iface.guest_mac());
+    n.mtu = iface.has_mtu() ? static_cast<uint16_t>(iface.mtu()) : 0;
+    n.rx_rate_limiter = RateLimiterFromApi(iface.rx_rate_limiter());
+    n.tx_rate_limiter = RateLimiterFromApi(iface.tx_rate_limiter());
+    ASSIGN_OR_RETURN(n.tap, opener->OpenTap(iface));
+    config.network_interfaces.push_back(std::move(n));
+  }
+  if (api.has_vsock()) {
+    VsockConfig v;
+    v.guest_cid = api.vsock().guest_cid();
+    v.uds_path = api.vsock().uds_path();
+    ASSIGN_OR_RETURN(v.listener, opener->OpenVsockListener(api.vsock()));
+    config.vsock = std::move(v);
+  }
+  if (api.has_entropy()) {
+    config.entropy = EntropyConfig{RateLimiterFromApi(api.entropy().rate_limiter())};
+  }
+  if (api.has_balloon()) {
+    config.balloon = BalloonConfig{api.balloon().amount_mib(), api.balloon().deflate_on_oom(),
+                                   api.balloon().stats_polling_interval_s()};
+  }
+  if (api.has_metrics()) {
+    ASSIGN_OR_RETURN(config.metrics, opener->OpenMetrics(api.metrics()));
+  }
   return config;
 }
 

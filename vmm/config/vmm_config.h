@@ -71,12 +71,12 @@ struct NetConfig {
 
 struct VsockConfig {
   uint32_t guest_cid = 3;
-  // Listening unix socket at uds_path (host-initiated connections).
+  // Listening unix socket at uds_path, for host-initiated connections
+  // ("CONNECT <port>\n").
   UniqueFd listener;
-  // Directory holding uds_path, for connecting to "<uds_path>_<port>"
-  // (guest-initiated connections) without resolving host paths.
-  UniqueFd directory;
-  std::string uds_basename;
+  // For logs, and for guest-initiated connections to "<uds_path>_<port>" in
+  // standalone mode; a jailed VMM asks the agent to connect instead.
+  std::string uds_path;
 };
 
 struct EntropyConfig {
@@ -97,6 +97,8 @@ struct VmmConfig {
   std::optional<VsockConfig> vsock;
   std::optional<EntropyConfig> entropy;
   std::optional<BalloonConfig> balloon;
+  // Where to append metrics (one JSON object per line), if anywhere.
+  UniqueFd metrics;
 };
 
 }  // namespace hearth::vmm

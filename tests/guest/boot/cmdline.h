@@ -16,4 +16,14 @@ bool cmdline_get(const char *key, char *out, size_t n);
 // the key is absent or not a number (then *out is untouched).
 bool cmdline_get_u64(const char *key, uint64_t *out);
 
+// Iterates over every occurrence of |key|, in command-line order (for keys
+// that may repeat, like virtio_mmio.device=). Pass from = NULL first, then the
+// value returned by the previous call. Copies the value as cmdline_get()
+// does; returns NULL when there are no more.
+const char *cmdline_next(const char *key, const char *from, char *out, size_t n);
+
+// True if the value of |key| is a comma-separated list containing |word|
+// (hearth.virtio_features=noevent,noindirect).
+bool cmdline_has_word(const char *key, const char *word);
+
 #endif  // GUEST_BOOT_CMDLINE_H_

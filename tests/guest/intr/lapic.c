@@ -72,6 +72,8 @@ void lapic_timer_periodic(uint32_t count, uint32_t vector) {
   timer_start(count, LVT_TIMER_PERIODIC | (vector & 0xff));
 }
 
+void lapic_timer_free_run(void) { timer_start(0xffffffffu, LVT_MASKED); }
+
 void lapic_timer_stop(void) {
   lapic_write(LAPIC_LVT_TIMER, LVT_MASKED);
   lapic_write(LAPIC_TIMER_INITIAL, 0);

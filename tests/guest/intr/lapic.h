@@ -23,6 +23,9 @@ bool lapic_send_ipi(uint32_t apic_id, uint32_t vector);
 // is in timer ticks after the divider (here: divide by 1).
 void lapic_timer_oneshot(uint32_t count, uint32_t vector);
 void lapic_timer_periodic(uint32_t count, uint32_t vector);
+// Starts a one-shot count from 0xffffffff with the interrupt masked: a
+// 4.29 s stopwatch read through lapic_timer_current() (kernel/time.c).
+void lapic_timer_free_run(void);
 void lapic_timer_stop(void);
 uint32_t lapic_timer_current(void);
 

@@ -195,6 +195,11 @@ void MmioTransport::WriteStatus(uint32_t value) {
   context.interrupt = &interrupt_;
   context.event_loop = event_loop_;
   context.acked_features = driver_features_;
+  context.needs_reset = [this] {
+    absl::MutexLock lock(&mutex_);
+    status_ |= kStatusNeedsReset;
+    interrupt_.SignalConfigChange();
+  };
   bool event_idx = driver_features_ & kFeatureEventIdx;
   bool indirect = driver_features_ & kFeatureIndirectDesc;
   for (size_t i = 0; i < queues_.size(); ++i) {

@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -21,6 +22,7 @@
 #include "absl/types/span.h"
 #include "common/event_loop.h"
 #include "vmm/devices/interrupt.h"
+#include "vmm/devices/virtio/device_metrics.h"
 #include "vmm/devices/virtio/queue.h"
 #include "vmm/memory/guest_memory.h"
 
@@ -70,6 +72,10 @@ struct ActivateContext {
   VirtioInterrupt* interrupt = nullptr;
   EventLoop* event_loop = nullptr;
   uint64_t acked_features = 0;
+  // Tells the driver the device is unusable until reset (sets
+  // DEVICE_NEEDS_RESET and raises a config-change interrupt); for a queue
+  // the driver broke.
+  std::function<void()> needs_reset;
 };
 
 class VirtioDevice {
@@ -99,6 +105,18 @@ class VirtioDevice {
   // The driver reset the device: drop queues, stop serving backends.
   virtual void Reset() = 0;
 };
+
+// The next well-formed chain on queue `index`, or nothing when the queue is
+// empty or broken. Malformed chains on the way are completed with length 0
+// (setting *used) and counted; a ring the driver broke is counted once and
+// reported with DEVICE_NEEDS_RESET. Every device's processing loop starts
+// with it.
+std::optional<DescriptorChain> NextChain(ActivateContext* context, size_t index,
+                                         DeviceMetrics* metrics, bool* used);
+
+// Raises the used-buffer interrupt if the driver wants one for what was
+// published on `queue` since the last call.
+void SignalUsed(ActivateContext* context, Queue* queue, DeviceMetrics* metrics);
 
 // Copies `data.size()` bytes of `config` at `offset` into `data`, zeros where
 // out of range. A helper for ReadConfig implementations.

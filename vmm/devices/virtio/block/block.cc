@@ -1,0 +1,249 @@
+#include "vmm/devices/virtio/block/block.h"
+
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "common/errno_status.h"
+#include "glog/logging.h"
+#include "vmm/devices/virtio/chain_io.h"
+
+namespace hearth::virtio {
+namespace {
+
+// Largest number of data segments per request the device accepts (config
+// seg_max): the queue size less the header and status descriptors.
+constexpr uint32_t kSegMax = kMaxQueueSize - 2;
+
+absl::StatusOr<uint64_t> CapacityOf(int fd, const std::string& drive_id) {
+  struct stat st;
+  if (::fstat(fd, &st) < 0) return ErrnoStatus(absl::StrCat("fstat drive ", drive_id));
+  if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "drive ", drive_id, ": backing file is not a regular file or block device"));
+  }
+  uint64_t bytes = static_cast<uint64_t>(st.st_size);
+  if (S_ISBLK(st.st_mode)) {
+    off_t end = ::lseek(fd, 0, SEEK_END);
+    if (end < 0) return ErrnoStatus(absl::StrCat("lseek drive ", drive_id));
+    bytes = static_cast<uint64_t>(end);
+  }
+  return bytes / kSectorSize;
+}
+
+// Preadv/pwritev all of `iovecs` at `offset`, retrying short transfers.
+absl::Status Transfer(int fd, std::vector<iovec> iovecs, uint64_t offset, bool write) {
+  size_t index = 0;
+  while (index < iovecs.size()) {
+    ssize_t n = RetryOnEintr([&] {
+      return write ? ::pwritev(fd, &iovecs[index], static_cast<int>(std::min<size_t>(iovecs.size() - index, IOV_MAX)), static_cast<off_t>(offset))
+                   : ::preadv(fd, &iovecs[index], static_cast<int>(std::min<size_t>(iovecs.size() - index, IOV_MAX)), static_cast<off_t>(offset));
+    });
+    if (n < 0) return ErrnoStatus(write ? "pwritev" : "preadv");
+    if (n == 0) return absl::DataLossError("unexpected end of the backing file");
+    offset += static_cast<uint64_t>(n);
+    size_t left = static_cast<size_t>(n);
+    while (index < iovecs.size() && left >= iovecs[index].iov_len) {
+      left -= iovecs[index].iov_len;
+      ++index;
+    }
+    if (index < iovecs.size() && left > 0) {
+      iovecs[index].iov_base = static_cast<uint8_t*>(iovecs[index].iov_base) + left;
+      iovecs[index].iov_len -= left;
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<Block>> Block::Create(
+    std::string drive_id, UniqueFd file, bool read_only,
+    std::unique_ptr<vmm::RateLimiter> limiter) {
+  absl::StatusOr<uint64_t> capacity = CapacityOf(file.get(), drive_id);
+  if (!capacity.ok()) return capacity.status();
+  return std::shared_ptr<Block>(new Block(std::move(drive_id), std::move(file),
+                                          *capacity, read_only, std::move(limiter)));
+}
+
+Block::Block(std::string drive_id, UniqueFd file, uint64_t capacity,
+             bool read_only, std::unique_ptr<vmm::RateLimiter> limiter)
+    : drive_id_(std::move(drive_id)),
+      read_only_(read_only),
+      file_(std::move(file)),
+      limiter_(std::move(limiter)),
+      capacity_(capacity) {}
+
+Block::~Block() { Reset(); }
+
+uint64_t Block::features() const {
+  return kFeatureVersion1 | kFeatureIndirectDesc | kFeatureEventIdx |
+         kBlkFFlush | kBlkFSegMax | (read_only_ ? kBlkFRo : 0);
+}
+
+uint64_t Block::capacity() const {
+  absl::MutexLock lock(&config_mutex_);
+  return capacity_;
+}
+
+void Block::ReadConfig(uint64_t offset, absl::Span<uint8_t> data) {
+  // struct virtio_blk_config: capacity u64 @0, size_max u32 @8, seg_max u32
+  // @12; the rest (geometry, blk_size, topology...) is not offered.
+  uint8_t config[16] = {};
+  {
+    absl::MutexLock lock(&config_mutex_);
+    std::memcpy(config, &capacity_, 8);
+  }
+  std::memcpy(config + 12, &kSegMax, 4);
+  ReadConfigBytes(config, offset, data);
+}
+
+void Block::WatchLimiter() {
+  if (!active_.has_value() || !limiter_->limits() ||
+      active_->event_loop->Watching(limiter_->timer_fd())) {
+    return;
+  }
+  (void)active_->event_loop->Add(limiter_->timer_fd(), [this](uint32_t) {
+    if (limiter_->OnTimer()) Process();
+  });
+}
+
+absl::Status Block::Activate(ActivateContext context) {
+  if (context.queues.empty() || !context.queues[0].has_value()) {
+    return absl::FailedPreconditionError("block: request queue not set up");
+  }
+  active_ = std::move(context);
+  metrics_.activations.Add();
+  WatchLimiter();
+  Process();
+  return absl::OkStatus();
+}
+
+void Block::Reset() {
+  if (!active_.has_value()) return;
+  if (active_->event_loop->Watching(limiter_->timer_fd())) {
+    (void)active_->event_loop->Remove(limiter_->timer_fd());
+  }
+  active_.reset();
+}
+
+absl::Status Block::UpdateBacking(UniqueFd file) {
+  absl::StatusOr<uint64_t> capacity = CapacityOf(file.get(), drive_id_);
+  if (!capacity.ok()) return capacity.status();
+  file_ = std::move(file);
+  {
+    absl::MutexLock lock(&config_mutex_);
+    capacity_ = *capacity;
+  }
+  generation_.fetch_add(1);
+  if (active_.has_value()) active_->interrupt->SignalConfigChange();
+  return absl::OkStatus();
+}
+
+void Block::UpdateRateLimiter(const vmm::RateLimiterConfig& config) {
+  limiter_->Update(config);
+  WatchLimiter();
+  Process();
+}
+
+void Block::ProcessQueue(size_t) {
+  metrics_.notifications.Add();
+  Process();
+}
+
+uint8_t Block::Execute(const DescriptorChain& chain, const BlockRequest& request,
+                       uint32_t* written) {
+  *written = 0;
+  memory::GuestMemory* memory = active_->memory;
+  switch (request.type) {
+    case kBlkTIn:
+    case kBlkTOut: {
+      bool write = request.type == kBlkTOut;
+      absl::StatusOr<std::vector<iovec>> iovecs =
+          write ? ReadableIovecs(*memory, chain, 16, request.data_length)
+                : WritableIovecs(*memory, chain, 0, request.data_length);
+      absl::Status status =
+          iovecs.ok() ? Transfer(file_.get(), std::move(*iovecs),
+                                 request.sector * kSectorSize, write)
+                      : iovecs.status();
+      if (!status.ok()) {
+        LOG_EVERY_N(WARNING, 100) << name() << ": " << status.message();
+        return kBlkSIoErr;
+      }
+      if (write) {
+        metrics_.write_bytes.Add(request.data_length);
+      } else {
+        MarkWritableDirty(memory, chain, request.data_length);
+        metrics_.read_bytes.Add(request.data_length);
+        *written = static_cast<uint32_t>(request.data_length);
+      }
+      return kBlkSOk;
+    }
+    case kBlkTFlush:
+      if (RetryOnEintr([&] { return ::fdatasync(file_.get()); }) < 0) {
+        LOG_EVERY_N(WARNING, 100) << name() << ": fdatasync: " << std::strerror(errno);
+        return kBlkSIoErr;
+      }
+      return kBlkSOk;
+    case kBlkTGetId: {
+      uint8_t id[kBlkIdBytes] = {};
+      std::memcpy(id, drive_id_.data(), std::min<size_t>(drive_id_.size(), kBlkIdBytes));
+      if (!WriteToChain(memory, chain, 0, absl::MakeConstSpan(id)).ok()) return kBlkSIoErr;
+      *written = kBlkIdBytes;
+      return kBlkSOk;
+    }
+  }
+  return kBlkSUnsupp;
+}
+
+void Block::Process() {
+  if (!active_.has_value()) return;
+  Queue& queue = *active_->queues[0];
+  bool used_any = false;
+  const uint64_t capacity = this->capacity();
+  while (std::optional<DescriptorChain> popped =
+             NextChain(&*active_, 0, &metrics_, &used_any)) {
+    const DescriptorChain& chain = *popped;
+    BlockParseError parse_error;
+    absl::StatusOr<BlockRequest> request =
+        ParseBlockRequest(*active_->memory, chain, capacity, read_only_, &parse_error);
+    uint8_t status;
+    uint32_t written = 0;
+    if (!request.ok()) {
+      metrics_.errors.Add();
+      if (!parse_error.status_writable) {
+        metrics_.invalid_chains.Add();
+        (void)queue.AddUsed(chain.head, 0);
+        used_any = true;
+        continue;
+      }
+      status = parse_error.status;
+    } else {
+      uint64_t bytes = request->type == kBlkTIn || request->type == kBlkTOut
+                           ? request->data_length
+                           : 0;
+      if (!limiter_->ConsumeRequest(bytes)) {
+        queue.Undo();
+        metrics_.throttled.Add();
+        break;
+      }
+      status = Execute(chain, *request, &written);
+      if (status == kBlkSOk) {
+        metrics_.requests.Add();
+      } else {
+        metrics_.errors.Add();
+      }
+    }
+    // The status byte is the last writable byte.
+    (void)WriteToChain(active_->memory, chain, chain.writable_bytes - 1,
+                       absl::MakeConstSpan(&status, 1));
+    (void)queue.AddUsed(chain.head, written + 1);
+    used_any = true;
+  }
+  if (used_any) SignalUsed(&*active_, &queue, &metrics_);
+}
+
+}  // namespace hearth::virtio
