@@ -148,6 +148,7 @@ void Vsock::ReadHandshake(int fd) {
     ssize_t n = ::read(fd, &c, 1);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
     if (n <= 0 || handshake.line.size() >= kMaxHandshakeLine) {
+      metrics_.connections_refused.Add();  // hung up, or no line in sight
       (void)active_->event_loop->Remove(fd);
       handshakes_.erase(it);
       return;
