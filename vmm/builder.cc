@@ -212,7 +212,11 @@ absl::StatusOr<std::unique_ptr<Vmm>> BuildVmm(kvm::Kvm kvm, VmmConfig config,
   ASSIGN_OR_RETURN(memory::GuestMemory memory, CreateMemory(vm, machine));
   Vmm::Parts parts{std::move(kvm), std::make_unique<kvm::Vm>(std::move(vm)),
                    std::make_unique<memory::GuestMemory>(std::move(memory))};
-  ASSIGN_OR_RETURN(parts.event_loop, EventLoop::Create());
+  if (options.event_loop) {
+    parts.event_loop = std::move(options.event_loop);
+  } else {
+    ASSIGN_OR_RETURN(parts.event_loop, EventLoop::Create());
+  }
   parts.pio_bus = std::make_unique<bus::Bus>();
   parts.mmio_bus = std::make_unique<bus::Bus>();
   parts.metrics_file = std::move(config.metrics);

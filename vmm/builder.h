@@ -23,6 +23,9 @@ struct BuildOptions {
   // Opens host sockets for guest-initiated vsock connections. Unset:
   // connect to "<uds_path>_<port>" directly (standalone mode).
   std::unique_ptr<virtio::VsockConnector> vsock_connector;
+  // The event loop to run the VM on (agent mode: the one already serving
+  // the control channel). Unset: a new one.
+  std::unique_ptr<EventLoop> event_loop;
 };
 
 absl::StatusOr<std::unique_ptr<Vmm>> BuildVmm(kvm::Kvm kvm, VmmConfig config,

@@ -4,10 +4,16 @@
 //   boots the VM a Firecracker-style config file describes, copies the
 //   serial console to stdout (and stdin to it), and exits 0 when the guest
 //   resets or powers off, non-zero with a one-line reason otherwise.
+// Agent mode:  hearth-vmm --control_fd=N [--kvm_fd=M]
+//   started by hearthd through hearth-jailer: waits for a Boot request on
+//   the control channel (proto/hearth/vmm/v1/control.proto); every resource
+//   arrives as an fd, no host path is ever opened.
 //
-// Flags may be spelled with dashes as Firecracker spells them
-// (--config-file, --boot-timer).
+// In both modes seccomp filters (vmm/seccomp) are installed on every thread
+// before guest code runs. Flags may be spelled with dashes as Firecracker
+// spells them (--config-file, --boot-timer).
 #include <fcntl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -18,7 +24,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
-#include "absl/time/clock.h"
+#include "absl/synchronization/notification.h"
 #include "api/validate.h"
 #include "common/status_macros.h"
 #include "gflags/gflags.h"
@@ -26,12 +32,28 @@
 #include "vmm/builder.h"
 #include "vmm/config/from_api.h"
 #include "vmm/console.h"
+#include "vmm/control/control_server.h"
+#include "vmm/seccomp/seccomp.h"
 
 DEFINE_string(config, "", "Path of a Firecracker-format JSON config file to boot.");
 DEFINE_string(config_file, "", "Alias of --config (Firecracker's name).");
 DEFINE_bool(boot_timer, false,
             "Print boot timing (process start -> VM ready -> first guest "
             "output -> exit, microseconds) on stderr.");
+DEFINE_int32(control_fd, -1, "Agent mode: the control channel socket.");
+DEFINE_int32(kvm_fd, -1, "An open /dev/kvm (a jailed VMM cannot open it).");
+#if defined(__SANITIZE_ADDRESS__)
+// ASan's runtime makes system calls no allow-list expects.
+constexpr bool kSeccompDefault = false;
+#else
+constexpr bool kSeccompDefault = true;
+#endif
+DEFINE_bool(seccomp, kSeccompDefault,
+            "Install the seccomp filters (off only for debugging; always off "
+            "in sanitizer builds).");
+DEFINE_string(seccomp_test_violation, "",
+              "Tests only: after the filters are in place, make a forbidden "
+              "system call on the 'vcpu' or 'loop' thread.");
 
 namespace hearth::vmm {
 namespace {
@@ -60,24 +82,64 @@ std::vector<std::string> NormalizeFlags(int argc, char** argv) {
   return args;
 }
 
-absl::StatusOr<std::unique_ptr<Vmm>> BootStandalone(
-    const std::string& config_path, BootTimer* timer) {
+absl::StatusOr<kvm::Kvm> OpenKvm() {
+  if (FLAGS_kvm_fd >= 0) return kvm::Kvm::FromFd(UniqueFd(FLAGS_kvm_fd));
+  return kvm::Kvm::Open();
+}
+
+void ViolateSeccomp() {
+  // A call no list allows: the filter must kill the process.
+  ::syscall(SYS_openat, AT_FDCWD, "/etc/hostname", O_RDONLY);
+}
+
+// Starts the vCPUs with every thread under its seccomp filter before any
+// guest code runs: each vCPU thread loads its filter and waits until the
+// event-loop thread (this one) has loaded its own.
+absl::Status StartSandboxed(Vmm* vmm, bool standalone) {
+  if (!FLAGS_seccomp) {
+    LOG(WARNING) << "seccomp filters are off";
+    return vmm->Start();
+  }
+  SeccompOptions options;
+  options.standalone = standalone;
+  options.kick_signal = vcpu::VcpuRunner::KickSignal();
+  PrepareForSeccomp();
+  RETURN_IF_ERROR(InstallViolationReporter());
+  auto go = std::make_shared<absl::Notification>();
+  const std::string violation = FLAGS_seccomp_test_violation;
+  RETURN_IF_ERROR(vmm->Start([go, options, violation]() -> absl::Status {
+    RETURN_IF_ERROR(InstallFilter(ThreadKind::kVcpu, options));
+    go->WaitForNotification();
+    if (violation == "vcpu") ViolateSeccomp();
+    return absl::OkStatus();
+  }));
+  absl::Status status = InstallFilter(ThreadKind::kEventLoop, options);
+  go->Notify();
+  if (!status.ok()) {
+    vmm->Stop(VmOutcome{VmOutcome::Kind::kError, std::string(status.message())});
+    return status;
+  }
+  if (violation == "loop") ViolateSeccomp();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<Vmm>> BootStandalone(const std::string& config_path,
+                                                    BootTimer* timer) {
   ASSIGN_OR_RETURN(std::string json, ReadFile(config_path));
-  ASSIGN_OR_RETURN(v1::VmConfig api_config, api::ParseVmConfigJson(json));
+  ASSIGN_OR_RETURN(hearth::v1::VmConfig api_config, api::ParseVmConfigJson(json));
   PathOpener opener;
   ASSIGN_OR_RETURN(VmmConfig config, VmmConfigFromApi(api_config, &opener));
-  ASSIGN_OR_RETURN(kvm::Kvm kvm, kvm::Kvm::Open());
+  ASSIGN_OR_RETURN(kvm::Kvm kvm, OpenKvm());
   BuildOptions options;
   options.console = std::make_shared<FdConsoleOutput>(STDOUT_FILENO, timer);
   ASSIGN_OR_RETURN(std::unique_ptr<Vmm> vmm,
                    BuildVmm(std::move(kvm), std::move(config), std::move(options)));
   // Console input is best effort: stdin may be closed or /dev/null.
-  if (::fcntl(STDIN_FILENO, F_SETFL,
-              ::fcntl(STDIN_FILENO, F_GETFL) | O_NONBLOCK) == 0) {
+  if (::fcntl(STDIN_FILENO, F_SETFL, ::fcntl(STDIN_FILENO, F_GETFL) | O_NONBLOCK) == 0) {
     (void)vmm->AttachConsoleInput(STDIN_FILENO);
   }
   timer->MarkVmReady();
-  RETURN_IF_ERROR(vmm->Start());
+  RETURN_IF_ERROR(StartSandboxed(vmm.get(), /*standalone=*/true));
   return vmm;
 }
 
@@ -96,7 +158,16 @@ int Report(const absl::StatusOr<VmOutcome>& outcome) {
   return 0;
 }
 
-int Main(const std::string& config_path) {
+// End the process without tearing the VM down first: the kernel releases the
+// VM, its memory and every fd at exit; an explicit teardown only adds waits
+// (an SRCU grace period per irqfd, the in-kernel PIT's worker thread) before
+// the exit can be seen.
+[[noreturn]] void Exit(int status) {
+  std::fflush(nullptr);
+  ::_exit(status);
+}
+
+[[noreturn]] void RunStandalone(const std::string& config_path) {
   BootTimer timer;
   absl::StatusOr<std::unique_ptr<Vmm>> vmm = BootStandalone(config_path, &timer);
   absl::StatusOr<VmOutcome> outcome =
@@ -108,13 +179,50 @@ int Main(const std::string& config_path) {
     if (!flushed.ok()) LOG(WARNING) << flushed.message();
   }
   if (FLAGS_boot_timer) timer.Print(stderr);
-  int status = Report(outcome);
-  std::fflush(nullptr);
-  // End the process without tearing the VM down first: the kernel releases
-  // the VM, its memory and every fd at exit, and an explicit teardown only
-  // adds a wait for one of KVM's SRCU grace periods (~15 ms on PVM hosts)
-  // before the exit can be seen.
-  ::_exit(status);
+  Exit(Report(outcome));
+}
+
+[[noreturn]] void RunAgentMode() {
+  absl::StatusOr<std::unique_ptr<EventLoop>> loop = EventLoop::Create();
+  if (!loop.ok()) Exit(Report(loop.status()));
+  ControlServer server(MessageChannel(UniqueFd(FLAGS_control_fd)), loop->get());
+  absl::StatusOr<VmmConfig> config = server.RunUntilBoot();
+  if (!config.ok()) {
+    // No agent (it went away before booting anything), or a Boot whose
+    // resources were unusable: either way there is no VM to run.
+    server.FailBoot(config.status());
+    Exit(Report(config.status()));
+  }
+  BootTimer timer;
+  UniqueFd console = server.TakeConsole();
+  BuildOptions options;
+  int console_fd = console.valid() ? console.get() : -1;
+  auto output = std::make_shared<SocketConsoleOutput>(console_fd, [&timer] { timer.MarkFirstOutput(); });
+  options.console = output;
+  options.vsock_connector = server.MakeVsockConnector();
+  options.event_loop = std::move(*loop);
+  absl::StatusOr<kvm::Kvm> kvm = OpenKvm();
+  absl::StatusOr<std::unique_ptr<Vmm>> vmm =
+      kvm.ok() ? BuildVmm(std::move(*kvm), std::move(*config), std::move(options))
+               : absl::StatusOr<std::unique_ptr<Vmm>>(kvm.status());
+  if (!vmm.ok()) {
+    server.FailBoot(vmm.status());
+    Exit(Report(vmm.status()));
+  }
+  if (console.valid()) (void)(*vmm)->AttachConsoleInput(console_fd);
+  server.set_first_output_us([&timer] { return timer.first_output_us(); });
+  server.Attach(vmm->get());
+  absl::Status started = StartSandboxed(vmm->get(), /*standalone=*/false);
+  absl::StatusOr<VmOutcome> outcome =
+      started.ok() ? (*vmm)->Run() : absl::StatusOr<VmOutcome>(started);
+  if (outcome.ok()) {
+    (void)(*vmm)->FlushMetrics();
+    server.SendGuestExit(*outcome);
+  } else {
+    server.SendGuestExit(VmOutcome{VmOutcome::Kind::kError,
+                                   std::string(outcome.status().message())});
+  }
+  Exit(Report(outcome));
 }
 
 }  // namespace
@@ -126,18 +234,19 @@ int main(int argc, char** argv) {
   for (std::string& arg : args) arg_pointers.push_back(arg.data());
   int new_argc = static_cast<int>(arg_pointers.size());
   char** new_argv = arg_pointers.data();
-  gflags::SetUsageMessage("hearth-vmm --config=vm.json [--boot_timer]");
-  // Standalone runs are quiet unless something is wrong; --minloglevel=0
-  // shows the VMM's INFO log.
+  gflags::SetUsageMessage(
+      "hearth-vmm --config=vm.json [--boot_timer]  |  hearth-vmm --control_fd=N [--kvm_fd=M]");
+  // Quiet unless something is wrong; --minloglevel=0 shows the INFO log.
   FLAGS_minloglevel = google::GLOG_WARNING;
   FLAGS_logtostderr = true;
   gflags::ParseCommandLineFlags(&new_argc, &new_argv, true);
   google::InitGoogleLogging("hearth-vmm");
 
+  if (FLAGS_control_fd >= 0) hearth::vmm::RunAgentMode();
   std::string config = !FLAGS_config.empty() ? FLAGS_config : FLAGS_config_file;
   if (config.empty()) {
-    std::fprintf(stderr, "hearth-vmm: error: --config=FILE is required\n");
+    std::fprintf(stderr, "hearth-vmm: error: --config=FILE or --control_fd=N is required\n");
     return 2;
   }
-  return hearth::vmm::Main(config);
+  hearth::vmm::RunStandalone(config);
 }

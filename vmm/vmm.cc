@@ -147,6 +147,23 @@ void Vmm::Finish(VmOutcome outcome) {
   event_loop()->Stop();
 }
 
+absl::Status Vmm::Pause() {
+  if (!started_ || outcome_.has_value()) {
+    return absl::FailedPreconditionError("the VM is not running");
+  }
+  if (paused_) return absl::FailedPreconditionError("the VM is already paused");
+  for (auto& runner : runners_) runner->Pause();
+  paused_ = true;
+  return absl::OkStatus();
+}
+
+absl::Status Vmm::Resume() {
+  if (!paused_) return absl::FailedPreconditionError("the VM is not paused");
+  for (auto& runner : runners_) runner->Resume();
+  paused_ = false;
+  return absl::OkStatus();
+}
+
 absl::Status Vmm::SendCtrlAltDel() { return parts_.i8042->TriggerCtrlAltDel(); }
 
 namespace {

@@ -110,6 +110,11 @@ class Vmm {
   // Ends the VM with `outcome`. Thread-safe; the event loop acts on it.
   void Stop(VmOutcome outcome);
 
+  // Parks every vCPU outside KVM_RUN (FAILED_PRECONDITION if not running).
+  absl::Status Pause();
+  absl::Status Resume();
+  bool paused() const { return paused_; }
+
   // Injects Ctrl-Alt-Del through the i8042.
   absl::Status SendCtrlAltDel();
 
@@ -137,6 +142,7 @@ class Vmm {
   Parts parts_;
   std::vector<std::unique_ptr<vcpu::VcpuRunner>> runners_;
   bool started_ = false;
+  bool paused_ = false;
 
   // vCPU threads hand exits to the event loop through this queue.
   absl::Mutex exits_mutex_;

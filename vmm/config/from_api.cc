@@ -27,7 +27,7 @@ absl::StatusOr<UniqueFd> OpenFile(const std::string& path, int flags,
   return UniqueFd(fd);
 }
 
-TokenBucketConfig BucketFromApi(const v1::TokenBucket& bucket) {
+TokenBucketConfig BucketFromApi(const hearth::v1::TokenBucket& bucket) {
   TokenBucketConfig config;
   config.size = static_cast<uint64_t>(std::max<int64_t>(bucket.size(), 0));
   config.one_time_burst = static_cast<uint64_t>(std::max<int64_t>(bucket.one_time_burst(), 0));
@@ -37,28 +37,28 @@ TokenBucketConfig BucketFromApi(const v1::TokenBucket& bucket) {
 
 }  // namespace
 
-RateLimiterConfig RateLimiterFromApi(const v1::RateLimiter& limiter) {
+RateLimiterConfig RateLimiterFromApi(const hearth::v1::RateLimiter& limiter) {
   RateLimiterConfig config;
   config.bandwidth = BucketFromApi(limiter.bandwidth());
   config.ops = BucketFromApi(limiter.ops());
   return config;
 }
 
-absl::StatusOr<UniqueFd> PathOpener::OpenKernel(const v1::BootSource& boot) {
+absl::StatusOr<UniqueFd> PathOpener::OpenKernel(const hearth::v1::BootSource& boot) {
   return OpenFile(boot.kernel_image_path(), O_RDONLY, "boot_source.kernel_image_path");
 }
 
-absl::StatusOr<UniqueFd> PathOpener::OpenInitrd(const v1::BootSource& boot) {
+absl::StatusOr<UniqueFd> PathOpener::OpenInitrd(const hearth::v1::BootSource& boot) {
   return OpenFile(boot.initrd_path(), O_RDONLY, "boot_source.initrd_path");
 }
 
-absl::StatusOr<UniqueFd> PathOpener::OpenDrive(const v1::Drive& drive) {
+absl::StatusOr<UniqueFd> PathOpener::OpenDrive(const hearth::v1::Drive& drive) {
   bool read_only = drive.has_is_read_only() && drive.is_read_only();
   return OpenFile(drive.path_on_host(), read_only ? O_RDONLY : O_RDWR,
                   absl::StrCat("drives[", drive.drive_id(), "].path_on_host"));
 }
 
-absl::StatusOr<UniqueFd> PathOpener::OpenTap(const v1::NetworkInterface& iface) {
+absl::StatusOr<UniqueFd> PathOpener::OpenTap(const hearth::v1::NetworkInterface& iface) {
   std::string field = absl::StrCat("network_interfaces[", iface.iface_id(), "].host_dev_name");
   ASSIGN_OR_RETURN(UniqueFd tun, OpenFile("/dev/net/tun", O_RDWR | O_NONBLOCK, field));
   struct ifreq request = {};
@@ -70,7 +70,7 @@ absl::StatusOr<UniqueFd> PathOpener::OpenTap(const v1::NetworkInterface& iface) 
   return tun;
 }
 
-absl::StatusOr<UniqueFd> PathOpener::OpenVsockListener(const v1::Vsock& vsock) {
+absl::StatusOr<UniqueFd> PathOpener::OpenVsockListener(const hearth::v1::Vsock& vsock) {
   const std::string& path = vsock.uds_path();
   sockaddr_un address = {};
   address.sun_family = AF_UNIX;
@@ -95,37 +95,37 @@ absl::StatusOr<UniqueFd> PathOpener::OpenVsockListener(const v1::Vsock& vsock) {
   return fd;
 }
 
-absl::StatusOr<UniqueFd> PathOpener::OpenMetrics(const v1::Metrics& metrics) {
+absl::StatusOr<UniqueFd> PathOpener::OpenMetrics(const hearth::v1::Metrics& metrics) {
   return OpenFile(metrics.metrics_path(), O_WRONLY | O_APPEND | O_CREAT,
                   "metrics.metrics_path", 0644);
 }
 
-absl::StatusOr<VmmConfig> VmmConfigFromApi(const v1::VmConfig& api,
+absl::StatusOr<VmmConfig> VmmConfigFromApi(const hearth::v1::VmConfig& api,
                                            ResourceOpener* opener) {
   RETURN_IF_ERROR(api::ValidateVmConfig(api, /*require_boot_source=*/true));
   if (api.has_mmds_config() || api.has_mmds()) {
     return absl::UnimplementedError("mmds-config: MMDS is not implemented by Hearth yet");
   }
   VmmConfig config;
-  const v1::MachineConfig& machine = api.machine_config();
+  const hearth::v1::MachineConfig& machine = api.machine_config();
   config.machine.vcpu_count = api::VcpuCount(machine);
   config.machine.mem_size_mib = api::MemSizeMib(machine);
   config.machine.smt = machine.smt();
   config.machine.track_dirty_pages = machine.track_dirty_pages();
   config.machine.huge_pages = api::HugePages2M(machine);
-  const v1::BootSource& boot = api.boot_source();
+  const hearth::v1::BootSource& boot = api.boot_source();
   ASSIGN_OR_RETURN(config.boot.kernel, opener->OpenKernel(boot));
   if (!boot.initrd_path().empty()) {
     ASSIGN_OR_RETURN(config.boot.initrd, opener->OpenInitrd(boot));
   }
   config.boot.boot_args = boot.has_boot_args() ? boot.boot_args() : kDefaultBootArgs;
   // The root device goes first, so the guest sees it as /dev/vda.
-  std::vector<const v1::Drive*> drives;
-  for (const v1::Drive& drive : api.drives()) {
+  std::vector<const hearth::v1::Drive*> drives;
+  for (const hearth::v1::Drive& drive : api.drives()) {
     if (drive.is_root_device()) drives.insert(drives.begin(), &drive);
     else drives.push_back(&drive);
   }
-  for (const v1::Drive* drive : drives) {
+  for (const hearth::v1::Drive* drive : drives) {
     DriveConfig d;
     d.drive_id = drive->drive_id();
     d.read_only = drive->has_is_read_only() && drive->is_read_only();
@@ -135,7 +135,7 @@ absl::StatusOr<VmmConfig> VmmConfigFromApi(const v1::VmConfig& api,
     ASSIGN_OR_RETURN(d.file, opener->OpenDrive(*drive));
     config.drives.push_back(std::move(d));
   }
-  for (const v1::NetworkInterface& iface : api.network_interfaces()) {
+  for (const hearth::v1::NetworkInterface& iface : api.network_interfaces()) {
     NetConfig n;
     n.iface_id = iface.iface_id();
     if (!iface.guest_mac().empty()) n.guest_mac = api::ParseMac(iface.guest_mac());

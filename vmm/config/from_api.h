@@ -16,36 +16,36 @@ namespace hearth::vmm {
 class ResourceOpener {
  public:
   virtual ~ResourceOpener() = default;
-  virtual absl::StatusOr<UniqueFd> OpenKernel(const v1::BootSource& boot) = 0;
-  virtual absl::StatusOr<UniqueFd> OpenInitrd(const v1::BootSource& boot) = 0;
+  virtual absl::StatusOr<UniqueFd> OpenKernel(const hearth::v1::BootSource& boot) = 0;
+  virtual absl::StatusOr<UniqueFd> OpenInitrd(const hearth::v1::BootSource& boot) = 0;
   // Read-only drives are opened O_RDONLY.
-  virtual absl::StatusOr<UniqueFd> OpenDrive(const v1::Drive& drive) = 0;
-  virtual absl::StatusOr<UniqueFd> OpenTap(const v1::NetworkInterface& iface) = 0;
+  virtual absl::StatusOr<UniqueFd> OpenDrive(const hearth::v1::Drive& drive) = 0;
+  virtual absl::StatusOr<UniqueFd> OpenTap(const hearth::v1::NetworkInterface& iface) = 0;
   // The listening socket for host-initiated connections.
-  virtual absl::StatusOr<UniqueFd> OpenVsockListener(const v1::Vsock& vsock) = 0;
+  virtual absl::StatusOr<UniqueFd> OpenVsockListener(const hearth::v1::Vsock& vsock) = 0;
   // A file to append metrics to.
-  virtual absl::StatusOr<UniqueFd> OpenMetrics(const v1::Metrics& metrics) = 0;
+  virtual absl::StatusOr<UniqueFd> OpenMetrics(const hearth::v1::Metrics& metrics) = 0;
 };
 
 // Opens host paths directly (standalone `hearth-vmm --config`).
 class PathOpener : public ResourceOpener {
  public:
-  absl::StatusOr<UniqueFd> OpenKernel(const v1::BootSource& boot) override;
-  absl::StatusOr<UniqueFd> OpenInitrd(const v1::BootSource& boot) override;
-  absl::StatusOr<UniqueFd> OpenDrive(const v1::Drive& drive) override;
+  absl::StatusOr<UniqueFd> OpenKernel(const hearth::v1::BootSource& boot) override;
+  absl::StatusOr<UniqueFd> OpenInitrd(const hearth::v1::BootSource& boot) override;
+  absl::StatusOr<UniqueFd> OpenDrive(const hearth::v1::Drive& drive) override;
   // Attaches to the tap named host_dev_name (IFF_TAP | IFF_NO_PI |
   // IFF_VNET_HDR); the tap must exist or the caller must be allowed to
   // create it.
-  absl::StatusOr<UniqueFd> OpenTap(const v1::NetworkInterface& iface) override;
+  absl::StatusOr<UniqueFd> OpenTap(const hearth::v1::NetworkInterface& iface) override;
   // Binds and listens on uds_path; a stale socket file there is replaced.
-  absl::StatusOr<UniqueFd> OpenVsockListener(const v1::Vsock& vsock) override;
-  absl::StatusOr<UniqueFd> OpenMetrics(const v1::Metrics& metrics) override;
+  absl::StatusOr<UniqueFd> OpenVsockListener(const hearth::v1::Vsock& vsock) override;
+  absl::StatusOr<UniqueFd> OpenMetrics(const hearth::v1::Metrics& metrics) override;
 };
 
 // Converts a Firecracker rate limiter (missing buckets: no limit).
-RateLimiterConfig RateLimiterFromApi(const v1::RateLimiter& limiter);
+RateLimiterConfig RateLimiterFromApi(const hearth::v1::RateLimiter& limiter);
 
-absl::StatusOr<VmmConfig> VmmConfigFromApi(const v1::VmConfig& config,
+absl::StatusOr<VmmConfig> VmmConfigFromApi(const hearth::v1::VmConfig& config,
                                            ResourceOpener* opener);
 
 }  // namespace hearth::vmm

@@ -139,10 +139,10 @@ void Net::Reset() {
   active_.reset();
 }
 
-void Net::UpdateRateLimiters(const vmm::RateLimiterConfig& rx,
-                             const vmm::RateLimiterConfig& tx) {
-  rx_limiter_->Update(rx);
-  tx_limiter_->Update(tx);
+void Net::UpdateRateLimiters(const std::optional<vmm::RateLimiterConfig>& rx,
+                             const std::optional<vmm::RateLimiterConfig>& tx) {
+  if (rx.has_value()) rx_limiter_->Update(*rx);
+  if (tx.has_value()) tx_limiter_->Update(*tx);
   WatchLimiters();
   ProcessTx();
   ProcessRx();

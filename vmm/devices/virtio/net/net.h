@@ -74,8 +74,9 @@ class Net : public VirtioDevice {
   void ProcessQueue(size_t index) override;
   void Reset() override;
 
-  void UpdateRateLimiters(const vmm::RateLimiterConfig& rx,
-                          const vmm::RateLimiterConfig& tx);
+  // New limiters for the given directions (PATCH /network-interfaces).
+  void UpdateRateLimiters(const std::optional<vmm::RateLimiterConfig>& rx,
+                          const std::optional<vmm::RateLimiterConfig>& tx);
   const NetMetrics& metrics() const { return metrics_; }
   const std::string& iface_id() const { return iface_id_; }
 

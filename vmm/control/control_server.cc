@@ -1,0 +1,392 @@
+#include "vmm/control/control_server.h"
+
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "glog/logging.h"
+#include "vmm/config/from_api.h"
+
+namespace hearth::vmm {
+namespace {
+
+int64_t MonotonicNs() {
+  struct timespec ts;
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
+}
+
+// Resources by fd index (control.proto FdMap), taken from the message.
+class FdOpener : public ResourceOpener {
+ public:
+  FdOpener(const v1::FdMap& map, std::vector<UniqueFd>* fds) : map_(map), fds_(fds) {}
+
+  absl::StatusOr<UniqueFd> OpenKernel(const hearth::v1::BootSource&) override {
+    return Take(map_.kernel(), "kernel");
+  }
+  absl::StatusOr<UniqueFd> OpenInitrd(const hearth::v1::BootSource&) override {
+    return Take(map_.initrd(), "initrd");
+  }
+  absl::StatusOr<UniqueFd> OpenDrive(const hearth::v1::Drive& drive) override {
+    auto it = map_.drives().find(drive.drive_id());
+    return Take(it == map_.drives().end() ? -1 : it->second,
+                absl::StrCat("drive ", drive.drive_id()));
+  }
+  absl::StatusOr<UniqueFd> OpenTap(const hearth::v1::NetworkInterface& iface) override {
+    auto it = map_.taps().find(iface.iface_id());
+    return Take(it == map_.taps().end() ? -1 : it->second,
+                absl::StrCat("tap of ", iface.iface_id()));
+  }
+  absl::StatusOr<UniqueFd> OpenVsockListener(const hearth::v1::Vsock&) override {
+    return Take(map_.vsock_listener(), "vsock listener");
+  }
+  absl::StatusOr<UniqueFd> OpenMetrics(const hearth::v1::Metrics&) override {
+    return Take(map_.metrics(), "metrics");
+  }
+
+  absl::StatusOr<UniqueFd> Take(int32_t index, absl::string_view what) {
+    if (index < 0 || static_cast<size_t>(index) >= fds_->size() ||
+        !(*fds_)[static_cast<size_t>(index)].valid()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("boot: no fd for the ", what, " (index ", index, ")"));
+    }
+    return std::move((*fds_)[static_cast<size_t>(index)]);
+  }
+
+ private:
+  const v1::FdMap& map_;
+  std::vector<UniqueFd>* fds_;
+};
+
+}  // namespace
+
+// Guest-initiated vsock connections: the jailed VMM asks the agent.
+class ControlServer::AgentVsockConnector : public virtio::VsockConnector {
+ public:
+  explicit AgentVsockConnector(ControlServer* server) : server_(server) {}
+  void Connect(uint32_t port, std::function<void(absl::StatusOr<UniqueFd>)> done) override {
+    if (server_->closed_) {
+      done(absl::UnavailableError("no agent to connect vsock ports"));
+      return;
+    }
+    uint64_t id = server_->next_vsock_request_++;
+    server_->vsock_waiters_[id] = std::move(done);
+    v1::Event event;
+    event.mutable_vsock_connect_request()->set_request_id(id);
+    event.mutable_vsock_connect_request()->set_port(port);
+    server_->SendEvent(event);
+  }
+
+ private:
+  ControlServer* server_;
+};
+
+ControlServer::ControlServer(MessageChannel channel, EventLoop* loop)
+    : channel_(std::move(channel)), loop_(loop), start_ns_(MonotonicNs()) {
+  absl::Status status = loop_->Add(channel_.fd(), [this](uint32_t) { OnReadable(); });
+  if (!status.ok()) LOG(ERROR) << "control channel: " << status.message();
+}
+
+ControlServer::~ControlServer() {
+  if (!closed_ && loop_->Watching(channel_.fd())) (void)loop_->Remove(channel_.fd());
+}
+
+std::unique_ptr<virtio::VsockConnector> ControlServer::MakeVsockConnector() {
+  return std::make_unique<AgentVsockConnector>(this);
+}
+
+void ControlServer::SendEvent(const v1::Event& event) {
+  if (closed_) return;
+  absl::Status status = channel_.Send(v1::KIND_EVENT, event.SerializeAsString());
+  if (!status.ok()) LOG(WARNING) << "control channel: " << status.message();
+}
+
+void ControlServer::Reply(uint64_t id, const absl::Status& status, v1::Response response) {
+  if (closed_) return;
+  response.set_id(id);
+  response.set_code(static_cast<int32_t>(status.code()));
+  response.set_message(std::string(status.message()));
+  absl::Status sent = channel_.Send(v1::KIND_RESPONSE, response.SerializeAsString());
+  if (!sent.ok()) LOG(WARNING) << "control channel: " << sent.message();
+}
+
+absl::StatusOr<VmmConfig> ControlServer::RunUntilBoot() {
+  v1::Event ready;
+  ready.mutable_ready()->set_protocol_version(kControlProtocolVersion);
+  ready.mutable_ready()->set_vmm_version(kVmmVersion);
+  ready.mutable_ready()->set_pid(::getpid());
+  ready.mutable_ready()->set_state(v1::VM_STATE_WAITING);
+  SendEvent(ready);
+  while (!boot_config_.has_value()) {
+    if (closed_) return absl::UnavailableError("the agent closed the control channel before Boot");
+    RETURN_IF_ERROR(loop_->RunOnce(-1));
+  }
+  absl::StatusOr<VmmConfig> config = std::move(*boot_config_);
+  boot_config_.reset();
+  return config;
+}
+
+void ControlServer::Attach(Vmm* vmm) {
+  vmm_ = vmm;
+  boot_us_ = (MonotonicNs() - start_ns_) / 1000;
+  if (pending_boot_.has_value()) {
+    v1::Response response;
+    *response.mutable_info() = MakeInfo();
+    Reply(*pending_boot_, absl::OkStatus(), response);
+    pending_boot_.reset();
+  }
+  v1::Event event;
+  event.mutable_state_changed()->set_state(v1::VM_STATE_RUNNING);
+  SendEvent(event);
+}
+
+void ControlServer::FailBoot(const absl::Status& status) {
+  if (pending_boot_.has_value()) Reply(*pending_boot_, status);
+  pending_boot_.reset();
+}
+
+void ControlServer::SendGuestExit(const VmOutcome& outcome) {
+  v1::Event event;
+  v1::GuestExit* exit = event.mutable_guest_exit();
+  switch (outcome.kind) {
+    case VmOutcome::Kind::kReset: exit->set_kind(v1::GuestExit::KIND_RESET); break;
+    case VmOutcome::Kind::kPowerOff: exit->set_kind(v1::GuestExit::KIND_POWER_OFF); break;
+    case VmOutcome::Kind::kTripleFault: exit->set_kind(v1::GuestExit::KIND_TRIPLE_FAULT); break;
+    case VmOutcome::Kind::kError: exit->set_kind(v1::GuestExit::KIND_ERROR); break;
+    case VmOutcome::Kind::kStopped: exit->set_kind(v1::GuestExit::KIND_STOPPED); break;
+  }
+  exit->set_reason(outcome.reason);
+  SendEvent(event);
+}
+
+v1::Info ControlServer::MakeInfo() const {
+  v1::Info info;
+  info.set_state(vmm_ == nullptr ? v1::VM_STATE_WAITING
+                 : vmm_->paused() ? v1::VM_STATE_PAUSED
+                                  : v1::VM_STATE_RUNNING);
+  info.set_protocol_version(kControlProtocolVersion);
+  info.set_vmm_version(kVmmVersion);
+  info.set_pid(::getpid());
+  info.set_boot_us(boot_us_);
+  info.set_first_output_us(first_output_us_ ? first_output_us_() : -1);
+  return info;
+}
+
+void ControlServer::OnReadable() {
+  // Drain everything queued; each datagram is one message.
+  while (true) {
+    absl::StatusOr<std::optional<MessageChannel::Message>> message = channel_.Receive();
+    if (!message.ok()) {
+      if (message.status().code() == absl::StatusCode::kUnavailable) return;  // drained
+      // A malformed datagram: there is no id to answer, so say so in an
+      // error response with id 0.
+      Reply(0, message.status());
+      continue;
+    }
+    if (!message->has_value()) {
+      // The agent went away. The guest keeps running; a restarted agent
+      // re-attaches on the VMM's reattach socket.
+      LOG(WARNING) << "control channel closed by the agent";
+      (void)loop_->Remove(channel_.fd());
+      closed_ = true;
+      for (auto& [id, done] : vsock_waiters_) done(absl::UnavailableError("agent gone"));
+      vsock_waiters_.clear();
+      return;
+    }
+    if ((*message)->kind != v1::KIND_REQUEST) {
+      Reply(0, absl::InvalidArgumentError(absl::StrCat(
+                   "unexpected message kind ", (*message)->kind, "; the VMM takes requests")));
+      continue;
+    }
+    v1::Request request;
+    if (!request.ParseFromString((*message)->payload)) {
+      Reply(0, absl::InvalidArgumentError("request does not parse as hearth.vmm.v1.Request"));
+      continue;
+    }
+    Handle(request, std::move((*message)->fds));
+  }
+}
+
+void ControlServer::Handle(const v1::Request& request, std::vector<UniqueFd> fds) {
+  const uint64_t id = request.id();
+  auto needs_vm = [&]() -> absl::Status {
+    if (vmm_ == nullptr) {
+      return absl::FailedPreconditionError("the VM has not booted yet");
+    }
+    return absl::OkStatus();
+  };
+  v1::Response response;
+  absl::Status status;
+  switch (request.op_case()) {
+    case v1::Request::kBoot:
+      if (vmm_ != nullptr || pending_boot_.has_value() || boot_config_.has_value()) {
+        status = absl::FailedPreconditionError("the VM is already booted");
+        break;
+      }
+      status = HandleBoot(request.boot(), std::move(fds));
+      if (status.ok()) {
+        pending_boot_ = id;  // answered by Attach or FailBoot
+        return;
+      }
+      break;
+    case v1::Request::kPause:
+      status = needs_vm();
+      if (status.ok()) status = vmm_->Pause();
+      break;
+    case v1::Request::kResume:
+      status = needs_vm();
+      if (status.ok()) status = vmm_->Resume();
+      break;
+    case v1::Request::kSendCtrlAltDel:
+      status = needs_vm();
+      if (status.ok()) status = vmm_->SendCtrlAltDel();
+      break;
+    case v1::Request::kFlushMetrics:
+      status = needs_vm();
+      if (status.ok()) {
+        status = vmm_->FlushMetrics();
+        response.mutable_metrics()->set_json(vmm_->MetricsJson());
+      }
+      break;
+    case v1::Request::kGetInfo:
+      *response.mutable_info() = MakeInfo();
+      break;
+    case v1::Request::kPatchDrive:
+      status = needs_vm();
+      if (status.ok()) status = HandlePatchDrive(request.patch_drive(), std::move(fds));
+      break;
+    case v1::Request::kPatchNetworkInterface:
+      status = needs_vm();
+      if (status.ok()) status = HandlePatchNet(request.patch_network_interface());
+      break;
+    case v1::Request::kPatchBalloon:
+      status = needs_vm();
+      if (status.ok()) {
+        if (vmm_->parts().balloon == nullptr) {
+          status = absl::FailedPreconditionError("the VM has no balloon device");
+        } else {
+          vmm_->parts().balloon->SetTarget(request.patch_balloon().amount_mib());
+        }
+      }
+      break;
+    case v1::Request::kPatchBalloonStatistics:
+      status = needs_vm();
+      if (status.ok()) {
+        status = vmm_->parts().balloon == nullptr
+                     ? absl::FailedPreconditionError("the VM has no balloon device")
+                     : vmm_->parts().balloon->SetStatsInterval(
+                           request.patch_balloon_statistics().stats_polling_interval_s());
+      }
+      break;
+    case v1::Request::kGetBalloonStatistics:
+      status = needs_vm();
+      if (status.ok()) {
+        if (vmm_->parts().balloon == nullptr) {
+          status = absl::FailedPreconditionError("the VM has no balloon device");
+        } else {
+          virtio::BalloonStatistics stats = vmm_->parts().balloon->statistics();
+          hearth::v1::BalloonStatistics* out = response.mutable_balloon_statistics();
+          out->set_target_pages(stats.target_pages);
+          out->set_actual_pages(stats.actual_pages);
+          out->set_target_mib(stats.target_pages / 256);
+          out->set_actual_mib(stats.actual_pages / 256);
+          auto set = [&](uint16_t tag, void (hearth::v1::BalloonStatistics::*setter)(uint64_t)) {
+            auto it = stats.values.find(tag);
+            if (it != stats.values.end()) (out->*setter)(it->second);
+          };
+          // Tags from virtio 1.2 §5.5.6.3.
+          set(0, &hearth::v1::BalloonStatistics::set_swap_in);
+          set(1, &hearth::v1::BalloonStatistics::set_swap_out);
+          set(2, &hearth::v1::BalloonStatistics::set_major_faults);
+          set(3, &hearth::v1::BalloonStatistics::set_minor_faults);
+          set(4, &hearth::v1::BalloonStatistics::set_free_memory);
+          set(5, &hearth::v1::BalloonStatistics::set_total_memory);
+          set(6, &hearth::v1::BalloonStatistics::set_available_memory);
+          set(7, &hearth::v1::BalloonStatistics::set_disk_caches);
+          set(8, &hearth::v1::BalloonStatistics::set_hugetlb_allocations);
+          set(9, &hearth::v1::BalloonStatistics::set_hugetlb_failures);
+        }
+      }
+      break;
+    case v1::Request::kVsockConnected: {
+      auto it = vsock_waiters_.find(request.vsock_connected().request_id());
+      if (it == vsock_waiters_.end()) {
+        status = absl::NotFoundError("no vsock connection is waiting for that request_id");
+        break;
+      }
+      auto done = std::move(it->second);
+      vsock_waiters_.erase(it);
+      if (!request.vsock_connected().error().empty() || fds.empty()) {
+        done(absl::UnavailableError(request.vsock_connected().error().empty()
+                                        ? "the agent sent no socket"
+                                        : request.vsock_connected().error()));
+      } else {
+        done(std::move(fds[0]));
+      }
+      break;
+    }
+    case v1::Request::kShutdown:
+      status = needs_vm();
+      if (status.ok()) vmm_->Stop(VmOutcome{VmOutcome::Kind::kStopped, "shut down by the agent"});
+      break;
+    case v1::Request::kCreateSnapshot:
+    case v1::Request::kLoadSnapshot:
+    case v1::Request::kAttachConsole:
+      status = absl::UnimplementedError("not implemented by this VMM yet");
+      break;
+    case v1::Request::OP_NOT_SET:
+      status = absl::InvalidArgumentError("request has no operation (unknown to this VMM?)");
+      break;
+  }
+  Reply(id, status, std::move(response));
+}
+
+absl::Status ControlServer::HandleBoot(const v1::Boot& boot, std::vector<UniqueFd> fds) {
+  FdOpener opener(boot.fds(), &fds);
+  if (boot.fds().console() >= 0) {
+    absl::StatusOr<UniqueFd> console = opener.Take(boot.fds().console(), "console");
+    if (!console.ok()) return console.status();
+    console_ = std::move(*console);
+  }
+  absl::StatusOr<VmmConfig> config = VmmConfigFromApi(boot.config(), &opener);
+  if (!config.ok()) return config.status();
+  boot_config_ = std::move(config);
+  return absl::OkStatus();
+}
+
+absl::Status ControlServer::HandlePatchDrive(const v1::PatchDrive& patch,
+                                             std::vector<UniqueFd> fds) {
+  for (const auto& block : vmm_->parts().blocks) {
+    if (block->drive_id() != patch.drive_id()) continue;
+    if (!fds.empty()) RETURN_IF_ERROR(block->UpdateBacking(std::move(fds[0])));
+    if (patch.has_rate_limiter()) {
+      block->UpdateRateLimiter(RateLimiterFromApi(patch.rate_limiter()));
+    }
+    return absl::OkStatus();
+  }
+  return absl::NotFoundError(absl::StrCat("no drive \"", patch.drive_id(), "\""));
+}
+
+absl::Status ControlServer::HandlePatchNet(const v1::PatchNetworkInterface& patch) {
+  for (const auto& net : vmm_->parts().nets) {
+    if (net->iface_id() != patch.iface_id()) continue;
+    std::optional<RateLimiterConfig> rx, tx;
+    if (patch.has_rx_rate_limiter()) rx = RateLimiterFromApi(patch.rx_rate_limiter());
+    if (patch.has_tx_rate_limiter()) tx = RateLimiterFromApi(patch.tx_rate_limiter());
+    net->UpdateRateLimiters(rx, tx);
+    return absl::OkStatus();
+  }
+  return absl::NotFoundError(absl::StrCat("no network interface \"", patch.iface_id(), "\""));
+}
+
+void SocketConsoleOutput::Write(absl::Span<const uint8_t> bytes) {
+  if (!seen_output_.exchange(true) && on_first_output_) on_first_output_();
+  ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  if (n < static_cast<ssize_t>(bytes.size())) {
+    dropped_.fetch_add(bytes.size() - static_cast<size_t>(std::max<ssize_t>(n, 0)));
+  }
+}
+
+}  // namespace hearth::vmm

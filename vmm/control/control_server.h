@@ -1,0 +1,108 @@
+// The VMM side of the control channel (proto/hearth/vmm/v1/control.proto):
+// hearth-vmm in agent mode. Reads framed requests from the channel on the
+// VMM's event loop, answers each one (malformed, unknown or out-of-order
+// requests get an error code, never a crash), and sends events (Ready, state
+// changes, how the guest ended, vsock connect requests).
+//
+// Before Boot there is no VM: RunUntilBoot() serves the channel until a Boot
+// (or LoadSnapshot) arrives and returns the VmmConfig built from it and its
+// fds. main then builds and starts the Vmm, calls Attach(), and runs the
+// Vmm's loop, on which the server keeps answering.
+#ifndef HEARTH_VMM_CONTROL_CONTROL_SERVER_H_
+#define HEARTH_VMM_CONTROL_CONTROL_SERVER_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/event_loop.h"
+#include "common/message_channel.h"
+#include "hearth/vmm/v1/control.pb.h"
+#include "vmm/config/vmm_config.h"
+#include "vmm/devices/legacy/serial.h"
+#include "vmm/devices/virtio/vsock/vsock.h"
+#include "vmm/vmm.h"
+
+namespace hearth::vmm {
+
+inline constexpr uint32_t kControlProtocolVersion = 1;
+inline constexpr char kVmmVersion[] = "0.1.0";
+
+class ControlServer {
+ public:
+  ControlServer(MessageChannel channel, EventLoop* loop);
+  ~ControlServer();
+
+  // Sends Ready and serves requests until a Boot arrives (returns its
+  // config, fds opened) or the channel closes (UNAVAILABLE).
+  absl::StatusOr<VmmConfig> RunUntilBoot();
+
+  // The console fd that came with Boot (serial output and input).
+  UniqueFd TakeConsole() { return std::move(console_); }
+
+  // From now on requests act on `vmm`; answers the pending Boot.
+  void Attach(Vmm* vmm);
+  // Answers the pending Boot with an error (the VM could not be built).
+  void FailBoot(const absl::Status& status);
+
+  // Tells the agent how the guest ended.
+  void SendGuestExit(const VmOutcome& outcome);
+
+  // For the vsock device: asks the agent to connect to "<uds_path>_<port>".
+  std::unique_ptr<virtio::VsockConnector> MakeVsockConnector();
+
+  int64_t boot_us() const { return boot_us_; }
+  void set_first_output_us(std::function<int64_t()> f) { first_output_us_ = std::move(f); }
+
+ private:
+  class AgentVsockConnector;
+
+  void OnReadable();
+  void Handle(const v1::Request& request, std::vector<UniqueFd> fds);
+  void Reply(uint64_t id, const absl::Status& status, v1::Response response = {});
+  void SendEvent(const v1::Event& event);
+  absl::Status HandleBoot(const v1::Boot& boot, std::vector<UniqueFd> fds);
+  absl::Status HandlePatchDrive(const v1::PatchDrive& patch, std::vector<UniqueFd> fds);
+  absl::Status HandlePatchNet(const v1::PatchNetworkInterface& patch);
+  v1::Info MakeInfo() const;
+
+  MessageChannel channel_;
+  EventLoop* loop_;
+  Vmm* vmm_ = nullptr;
+  bool closed_ = false;
+  std::optional<uint64_t> pending_boot_;
+  std::optional<absl::StatusOr<VmmConfig>> boot_config_;
+  UniqueFd console_;
+  int64_t boot_us_ = -1;
+  std::function<int64_t()> first_output_us_;
+  int64_t start_ns_;
+  // Guest-initiated vsock connections waiting for the agent.
+  uint64_t next_vsock_request_ = 1;
+  std::map<uint64_t, std::function<void(absl::StatusOr<UniqueFd>)>> vsock_waiters_;
+};
+
+// Guest serial output to a console socket: non-blocking, and dropped (and
+// counted) rather than stalling the vCPU if the agent is not reading or has
+// gone away.
+class SocketConsoleOutput : public devices::SerialOutput {
+ public:
+  explicit SocketConsoleOutput(int fd, std::function<void()> on_first_output)
+      : fd_(fd), on_first_output_(std::move(on_first_output)) {}
+  void Write(absl::Span<const uint8_t> bytes) override;
+  uint64_t dropped() const { return dropped_.load(); }
+
+ private:
+  int fd_;
+  std::function<void()> on_first_output_;
+  std::atomic<bool> seen_output_{false};
+  std::atomic<uint64_t> dropped_{0};
+};
+
+}  // namespace hearth::vmm
+
+#endif  // HEARTH_VMM_CONTROL_CONTROL_SERVER_H_
