@@ -1,5 +1,6 @@
 #include "vmm/control/control_server.h"
 
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -85,6 +86,11 @@ class ControlServer::AgentVsockConnector : public virtio::VsockConnector {
 
 ControlServer::ControlServer(MessageChannel channel, EventLoop* loop)
     : channel_(std::move(channel)), loop_(loop), start_ns_(MonotonicNs()) {
+  // OnReadable drains the channel until it would block.
+  int flags = ::fcntl(channel_.fd(), F_GETFL);
+  if (flags < 0 || ::fcntl(channel_.fd(), F_SETFL, flags | O_NONBLOCK) < 0) {
+    LOG(ERROR) << "control channel: cannot make it non-blocking";
+  }
   absl::Status status = loop_->Add(channel_.fd(), [this](uint32_t) { OnReadable(); });
   if (!status.ok()) LOG(ERROR) << "control channel: " << status.message();
 }

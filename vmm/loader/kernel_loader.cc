@@ -173,6 +173,12 @@ absl::StatusOr<LoadedKernel> LoadBzImage(const ImageSource& image,
   kernel.end = kernel.start + std::max<uint64_t>(payload_size, header.init_size);
   RETURN_IF_ERROR(CheckInRam(image, "kernel", kernel.start,
                              kernel.end - kernel.start, *memory));
+  // The 64-bit entry point must lie inside what the image claims as kernel.
+  if (kBzImage64BitEntryOffset >= kernel.end - kernel.start) {
+    return Invalid(image, absl::StrCat("bzImage of ", payload_size,
+                                       " bytes (init_size ", header.init_size,
+                                       ") ends before its 64-bit entry point at +0x200"));
+  }
   RETURN_IF_ERROR(
       CopyToGuest(image, payload_offset, payload_size, kernel.start, memory));
   kernel.entry = kernel.start + kBzImage64BitEntryOffset;

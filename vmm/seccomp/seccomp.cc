@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <set>
 
@@ -46,11 +47,8 @@ void AddCommon(const SeccompOptions& options, std::vector<SyscallRule>* rules) {
   // No executable memory: PROT_EXEC must be clear.
   rules->push_back(AllowIf("mmap", 2, 0, PROT_EXEC));
   rules->push_back(AllowIf("mprotect", 2, 0, PROT_EXEC));
-  // tgkill: only to kick a vCPU or to re-raise SIGSYS.
+  // tgkill: only to kick a vCPU.
   rules->push_back(AllowIf("tgkill", 2, static_cast<uint64_t>(options.kick_signal)));
-  rules->push_back(AllowIf("tgkill", 2, SIGSYS));
-  // rt_sigaction: only the reporter resetting SIGSYS to its default.
-  rules->push_back(AllowIf("rt_sigaction", 0, SIGSYS));
 }
 
 void AddIoctls(const std::vector<unsigned long>& requests, std::vector<SyscallRule>* rules) {
@@ -118,18 +116,12 @@ void ReportViolation(int, siginfo_t* info, void*) {
   for (; shift >= 0; shift -= 4) message[length++] = "0123456789abcdef"[(address >> shift) & 0xf];
   message[length++] = '\n';
   (void)!::syscall(SYS_write, 2, message, length);
-  // The kernel's struct sigaction (not glibc's): handler, flags, restorer,
-  // mask.
-  struct {
-    void (*handler)(int);
-    unsigned long flags;
-    void (*restorer)();
-    uint64_t mask;
-  } default_action = {SIG_DFL, 0, nullptr, 0};
-  ::syscall(SYS_rt_sigaction, SIGSYS, &default_action, nullptr, sizeof(uint64_t));
-  // Pending while this handler runs; delivered, with the default action
-  // (termination by SIGSYS), when it returns.
-  ::syscall(SYS_tgkill, ::syscall(SYS_getpid), ::syscall(SYS_gettid), SIGSYS);
+  // kill(2) is on no allow-list but has its own rule: kill the process with
+  // SIGSYS (SECCOMP_RET_KILL_PROCESS). Unlike re-raising the signal, that
+  // also works when the VMM is pid 1 of its own pid namespace, where
+  // self-sent signals with default actions are ignored.
+  ::syscall(SYS_kill, 0, SIGSYS);
+  ::syscall(SYS_exit_group, 128 + SIGSYS);  // not reached
 }
 
 }  // namespace
@@ -172,6 +164,9 @@ absl::Status InstallFilter(ThreadKind kind, const SeccompOptions& options) {
   // clone, whose flags a filter could inspect.
   int rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
   if (rc < 0) return fail("seccomp_rule_add clone3", rc);
+  // The violation reporter's exit (see ReportViolation).
+  rc = seccomp_rule_add(ctx, SCMP_ACT_KILL_PROCESS, SCMP_SYS(kill), 0);
+  if (rc < 0) return fail("seccomp_rule_add kill", rc);
   rc = seccomp_load(ctx);
   if (rc < 0) return fail("seccomp_load", rc);
   seccomp_release(ctx);
@@ -179,7 +174,10 @@ absl::Status InstallFilter(ThreadKind kind, const SeccompOptions& options) {
 }
 
 void PrepareForSeccomp() {
-  // glog's timestamps call localtime_r, which reads /etc/localtime once.
+  // glog's timestamps call localtime_r, which reads /etc/localtime. In the
+  // jail (empty environment, no /etc) glibc would try again and again; a
+  // POSIX time zone string needs no file at all.
+  if (::getenv("TZ") == nullptr) ::setenv("TZ", "UTC0", 1);
   ::tzset();
   time_t now = ::time(nullptr);
   struct tm local;

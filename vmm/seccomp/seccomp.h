@@ -5,15 +5,16 @@
 // own list).
 //
 // Anything not on the list traps: the SIGSYS handler writes
-// "hearth-vmm: bad syscall N" to stderr (where the agent collects it), then
-// re-raises SIGSYS with the default action, so the parent sees the process
-// killed by SIGSYS. clone3 answers ENOSYS (its flags live in memory, where
+// "hearth-vmm: bad syscall N at 0xADDR" to stderr (where the agent collects
+// it), then calls kill(2), whose rule is SECCOMP_RET_KILL_PROCESS, so the
+// parent sees the process killed by SIGSYS (even as pid 1 of a pid
+// namespace). clone3 answers ENOSYS (its flags live in memory, where
 // seccomp cannot look; glibc then falls back to clone).
 //
 // Dangerous calls carry argument checks: ioctl only with the KVM and tap
 // requests Hearth uses, mmap/mprotect never with PROT_EXEC, tgkill only with
-// the vCPU kick signal or SIGSYS, fcntl only F_GETFL/F_SETFL, socket only
-// AF_UNIX (standalone vsock).
+// the vCPU kick signal, fcntl only F_GETFL/F_SETFL, socket only AF_UNIX
+// (standalone vsock).
 #ifndef HEARTH_VMM_SECCOMP_SECCOMP_H_
 #define HEARTH_VMM_SECCOMP_SECCOMP_H_
 

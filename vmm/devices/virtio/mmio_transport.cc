@@ -15,7 +15,8 @@ MmioTransport::MmioTransport(std::shared_ptr<VirtioDevice> device,
     : device_(std::move(device)),
       memory_(memory),
       event_loop_(event_loop),
-      interrupt_(std::move(interrupt_line)) {
+      interrupt_(std::move(interrupt_line)),
+      queue_count_(device_->queue_max_sizes().size()) {
   absl::MutexLock lock(&mutex_);
   for (uint16_t max : device_->queue_max_sizes()) {
     queues_.push_back(QueueConfig{max});
@@ -257,7 +258,7 @@ void MmioTransport::ResetLocked() {
 }
 
 void MmioTransport::Notify(uint32_t index) {
-  if (!active_ || index >= queues_.size()) {
+  if (!active_ || index >= queue_count_) {
     metrics_.notifications_before_ready++;
     return;
   }

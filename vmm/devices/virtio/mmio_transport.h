@@ -85,7 +85,7 @@ class MmioTransport : public bus::BusDevice {
   void Notify(uint32_t index);
 
   VirtioDevice* device() const { return device_.get(); }
-  size_t queue_count() const { return queues_.size(); }
+  size_t queue_count() const { return queue_count_; }
   const TransportMetrics& metrics() const { return metrics_; }
   uint32_t status() const;
 
@@ -103,6 +103,8 @@ class MmioTransport : public bus::BusDevice {
   EventLoop* const event_loop_;
   VirtioInterrupt interrupt_;
   TransportMetrics metrics_;
+  // queues_.size(), fixed at construction: readable without the mutex.
+  const size_t queue_count_;
   // Set on the event-loop thread once the device runs.
   bool active_ = false;
 

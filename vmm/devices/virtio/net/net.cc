@@ -34,6 +34,23 @@ absl::StatusOr<std::shared_ptr<Net>> Net::Create(
     std::string iface_id, UniqueFd tap, std::optional<std::array<uint8_t, 6>> mac,
     uint16_t mtu, std::unique_ptr<vmm::RateLimiter> rx_limiter,
     std::unique_ptr<vmm::RateLimiter> tx_limiter) {
+  return CreateInternal(std::move(iface_id), std::move(tap), mac, mtu,
+                        std::move(rx_limiter), std::move(tx_limiter), true);
+}
+
+absl::StatusOr<std::shared_ptr<Net>> Net::CreateForTesting(
+    std::string iface_id, UniqueFd backend,
+    std::optional<std::array<uint8_t, 6>> mac, uint16_t mtu,
+    std::unique_ptr<vmm::RateLimiter> rx_limiter,
+    std::unique_ptr<vmm::RateLimiter> tx_limiter) {
+  return CreateInternal(std::move(iface_id), std::move(backend), mac, mtu,
+                        std::move(rx_limiter), std::move(tx_limiter), false);
+}
+
+absl::StatusOr<std::shared_ptr<Net>> Net::CreateInternal(
+    std::string iface_id, UniqueFd tap, std::optional<std::array<uint8_t, 6>> mac,
+    uint16_t mtu, std::unique_ptr<vmm::RateLimiter> rx_limiter,
+    std::unique_ptr<vmm::RateLimiter> tx_limiter, bool is_tap) {
   int flags = ::fcntl(tap.get(), F_GETFL);
   if (flags < 0 || ::fcntl(tap.get(), F_SETFL, flags | O_NONBLOCK) < 0) {
     return ErrnoStatus(absl::StrCat("net ", iface_id, ": making the tap non-blocking"));
@@ -41,22 +58,24 @@ absl::StatusOr<std::shared_ptr<Net>> Net::Create(
   // The 12-byte virtio 1.x header (virtio_net_hdr_v1) rides in front of
   // every frame on the tap.
   int header_size = static_cast<int>(kVnetHeaderSize);
-  if (::ioctl(tap.get(), TUNSETVNETHDRSZ, &header_size) < 0) {
+  if (is_tap && ::ioctl(tap.get(), TUNSETVNETHDRSZ, &header_size) < 0) {
     return ErrnoStatus(absl::StrCat(
         "net ", iface_id, ": TUNSETVNETHDRSZ (is it a tap opened with IFF_VNET_HDR?)"));
   }
   return std::shared_ptr<Net>(new Net(std::move(iface_id), std::move(tap), mac, mtu,
-                                      std::move(rx_limiter), std::move(tx_limiter)));
+                                      std::move(rx_limiter), std::move(tx_limiter),
+                                      is_tap));
 }
 
 Net::Net(std::string iface_id, UniqueFd tap,
          std::optional<std::array<uint8_t, 6>> mac, uint16_t mtu,
          std::unique_ptr<vmm::RateLimiter> rx_limiter,
-         std::unique_ptr<vmm::RateLimiter> tx_limiter)
+         std::unique_ptr<vmm::RateLimiter> tx_limiter, bool is_tap)
     : iface_id_(std::move(iface_id)),
       tap_(std::move(tap)),
       mac_(mac),
       mtu_(mtu),
+      is_tap_(is_tap),
       rx_limiter_(std::move(rx_limiter)),
       tx_limiter_(std::move(tx_limiter)) {}
 
@@ -113,7 +132,7 @@ absl::Status Net::Activate(ActivateContext context) {
     return absl::FailedPreconditionError("net: rx and tx queues must be set up");
   }
   unsigned offloads = TapOffloads(context.acked_features);
-  if (::ioctl(tap_.get(), TUNSETOFFLOAD, offloads) < 0) {
+  if (is_tap_ && ::ioctl(tap_.get(), TUNSETOFFLOAD, offloads) < 0) {
     // Kernels without UFO on taps refuse it; the guest then simply never
     // receives UFO frames.
     if (::ioctl(tap_.get(), TUNSETOFFLOAD, offloads & ~TUN_F_UFO) < 0) {

@@ -60,6 +60,15 @@ class Net : public VirtioDevice {
       std::optional<std::array<uint8_t, 6>> mac, uint16_t mtu,
       std::unique_ptr<vmm::RateLimiter> rx_limiter,
       std::unique_ptr<vmm::RateLimiter> tx_limiter);
+  // For unit tests only: `backend` is any non-blocking-capable datagram fd
+  // standing in for the tap (one end of a SOCK_SEQPACKET socketpair, each
+  // datagram a 12-byte vnet header + frame), and the tap ioctls
+  // (TUNSETVNETHDRSZ, TUNSETOFFLOAD), which need a real tap, are skipped.
+  static absl::StatusOr<std::shared_ptr<Net>> CreateForTesting(
+      std::string iface_id, UniqueFd backend,
+      std::optional<std::array<uint8_t, 6>> mac, uint16_t mtu,
+      std::unique_ptr<vmm::RateLimiter> rx_limiter,
+      std::unique_ptr<vmm::RateLimiter> tx_limiter);
   ~Net() override;
 
   uint32_t device_type() const override { return kDeviceNet; }
@@ -81,10 +90,15 @@ class Net : public VirtioDevice {
   const std::string& iface_id() const { return iface_id_; }
 
  private:
+  static absl::StatusOr<std::shared_ptr<Net>> CreateInternal(
+      std::string iface_id, UniqueFd tap,
+      std::optional<std::array<uint8_t, 6>> mac, uint16_t mtu,
+      std::unique_ptr<vmm::RateLimiter> rx_limiter,
+      std::unique_ptr<vmm::RateLimiter> tx_limiter, bool is_tap);
   Net(std::string iface_id, UniqueFd tap,
       std::optional<std::array<uint8_t, 6>> mac, uint16_t mtu,
       std::unique_ptr<vmm::RateLimiter> rx_limiter,
-      std::unique_ptr<vmm::RateLimiter> tx_limiter);
+      std::unique_ptr<vmm::RateLimiter> tx_limiter, bool is_tap);
   void ProcessRx();
   void ProcessTx();
   // Watch the tap for input (true) or stop (no guest buffers).
@@ -95,6 +109,8 @@ class Net : public VirtioDevice {
   UniqueFd tap_;
   const std::optional<std::array<uint8_t, 6>> mac_;
   const uint16_t mtu_;
+  // False only for CreateForTesting: no tap ioctls.
+  const bool is_tap_;
   std::unique_ptr<vmm::RateLimiter> rx_limiter_;
   std::unique_ptr<vmm::RateLimiter> tx_limiter_;
   NetMetrics metrics_;

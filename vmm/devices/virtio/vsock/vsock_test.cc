@@ -433,7 +433,9 @@ TEST_F(VsockTest, MalformedConnectLinesAreRefused) {
     ++refused;
     EXPECT_TRUE(RunUntil([&] { return vsock->metrics().connections_refused.Get() == refused; }))
         << line;
-    EXPECT_EQ(Receive(client.get()), "") << line;  // closed without an OK
+    // Closed without an OK (ECONNRESET if it left bytes unread).
+    std::string answer = Receive(client.get());
+    EXPECT_TRUE(answer == "" || answer == "<error>") << line << ": " << answer;
   }
   EXPECT_TRUE(TakeRx().empty());
   EXPECT_EQ(vsock->connection_count(), 0u);
@@ -443,12 +445,13 @@ TEST_F(VsockTest, RxStallsWithoutBuffersAndResumesOnKick) {
   Start();
   int host = Connect();
   // Use up the remaining rx buffers' worth of packets without reposting.
-  while (rx->used_idx() != rx->avail_idx()) {
+  for (int i = 0; i < 10 && rx->used_idx() != rx->avail_idx(); ++i) {
     vsock->ProcessQueue(Vsock::kRxQueue);
     Send(host, "x");
     ASSERT_TRUE(loop->RunOnce(20).ok());
   }
-  std::vector<testing::UsedElement> drained = rx->TakeUsed();
+  ASSERT_EQ(rx->used_idx(), rx->avail_idx());
+  rx->TakeUsed();
   Send(host, "later");
   ASSERT_TRUE(loop->RunOnce(20).ok());
   EXPECT_EQ(rx->used_idx(), rx->avail_idx());  // nothing to put it in

@@ -1,0 +1,61 @@
+// The agent's end of one VMM's control channel (proto/hearth/vmm/v1/
+// control.proto): requests out with fds attached, responses matched by id,
+// events queued. Used by hearthd and by tests that play the agent.
+#ifndef HEARTH_AGENT_VMM_CONNECTION_H_
+#define HEARTH_AGENT_VMM_CONNECTION_H_
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "common/message_channel.h"
+#include "hearth/vmm/v1/control.pb.h"
+
+namespace hearth::agent {
+
+namespace control = ::hearth::vmm::v1;
+
+class VmmConnection {
+ public:
+  explicit VmmConnection(MessageChannel channel) : channel_(std::move(channel)) {}
+
+  // Sends `request` (its id is assigned here) with `fds`; returns the id.
+  absl::StatusOr<uint64_t> Send(control::Request request, absl::Span<const int> fds = {});
+
+  // Reads whatever is there (non-blocking if the socket is): responses are
+  // kept for TakeResponse, events for TakeEvent. UNAVAILABLE when the VMM
+  // closed the channel.
+  absl::Status ReadAvailable();
+  std::optional<control::Response> TakeResponse(uint64_t id);
+  std::optional<control::Event> TakeEvent();
+
+  // Blocking helpers (tests, and the agent's start-up path): wait up to
+  // `timeout` for the answer to `request` / for the next event.
+  absl::StatusOr<control::Response> Call(control::Request request,
+                                         absl::Span<const int> fds, absl::Duration timeout);
+  absl::StatusOr<control::Event> WaitForEvent(absl::Duration timeout);
+
+  // A Response's code and message as a Status.
+  static absl::Status StatusOf(const control::Response& response);
+
+  int fd() const { return channel_.fd(); }
+  bool closed() const { return closed_; }
+
+ private:
+  absl::Status WaitReadable(absl::Time deadline);
+
+  MessageChannel channel_;
+  uint64_t next_id_ = 1;
+  std::map<uint64_t, control::Response> responses_;
+  std::deque<control::Event> events_;
+  bool closed_ = false;
+};
+
+}  // namespace hearth::agent
+
+#endif  // HEARTH_AGENT_VMM_CONNECTION_H_

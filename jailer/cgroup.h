@@ -1,0 +1,48 @@
+// Creating the VMM's cgroup and moving the jailer into it, on cgroup v1
+// (one hierarchy per controller, like these development hosts) and v2 (the
+// unified hierarchy of most production hosts).
+//
+// v1: for every controller a --cgroup file names, find its hierarchy in
+// /proc/self/mounts, create <mount>/<parent>/<id>, copy cpuset.cpus and
+// cpuset.mems down from the parent into new cpuset groups (a new cpuset group
+// starts empty, and a task cannot join an empty one), write the values, then
+// the pid into `tasks`.
+// v2: find the cgroup2 mount, create <mount>/<parent>/<id>, enable the named
+// controllers in cgroup.subtree_control of every ancestor (the kernel only
+// allows that in cgroups without processes: the root, and Hearth's parent),
+// write the values, then the pid into cgroup.procs.
+#ifndef HEARTH_JAILER_CGROUP_H_
+#define HEARTH_JAILER_CGROUP_H_
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "jailer/filesystem.h"
+#include "jailer/flags.h"
+
+namespace hearth::jailer {
+
+struct CgroupMount {
+  std::string path;                      // e.g. /sys/fs/cgroup/memory
+  std::vector<std::string> controllers;  // v1: from the mount options
+  bool v2 = false;
+};
+
+// Cgroup mounts from the contents of /proc/self/mounts.
+std::vector<CgroupMount> ParseCgroupMounts(const std::string& mounts);
+
+// The directories the VMM's cgroup lives in (one per v1 hierarchy, or the
+// one v2 directory), for the settings given.
+absl::StatusOr<std::vector<std::string>> CgroupDirectories(
+    const std::vector<CgroupMount>& mounts, const JailerConfig& config);
+
+// Creates the cgroup(s), writes the settings and moves `pid` in. Each error
+// names the step and the path.
+absl::Status SetUpCgroups(Filesystem* fs, const JailerConfig& config, pid_t pid);
+
+}  // namespace hearth::jailer
+
+#endif  // HEARTH_JAILER_CGROUP_H_
