@@ -122,10 +122,7 @@ absl::StatusOr<control::Response> BootGuest(VmmConnection* connection, const std
   boot->mutable_config()->mutable_machine_config()->set_mem_size_mib(64);
   control::FdMap* fds = boot->mutable_fds();
   fds->set_kernel(0);
-  fds->set_initrd(-1);
   fds->set_console(1);
-  fds->set_vsock_listener(-1);
-  fds->set_metrics(-1);
   int kernel = ::open(Here("tests/guest/guest.elf").c_str(), O_RDONLY | O_CLOEXEC);
   int pair[2];
   ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair);

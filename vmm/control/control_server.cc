@@ -25,10 +25,10 @@ class FdOpener : public ResourceOpener {
   FdOpener(const v1::FdMap& map, std::vector<UniqueFd>* fds) : map_(map), fds_(fds) {}
 
   absl::StatusOr<UniqueFd> OpenKernel(const hearth::v1::BootSource&) override {
-    return Take(map_.kernel(), "kernel");
+    return Take(map_.has_kernel() ? map_.kernel() : -1, "kernel");
   }
   absl::StatusOr<UniqueFd> OpenInitrd(const hearth::v1::BootSource&) override {
-    return Take(map_.initrd(), "initrd");
+    return Take(map_.has_initrd() ? map_.initrd() : -1, "initrd");
   }
   absl::StatusOr<UniqueFd> OpenDrive(const hearth::v1::Drive& drive) override {
     auto it = map_.drives().find(drive.drive_id());
@@ -41,10 +41,10 @@ class FdOpener : public ResourceOpener {
                 absl::StrCat("tap of ", iface.iface_id()));
   }
   absl::StatusOr<UniqueFd> OpenVsockListener(const hearth::v1::Vsock&) override {
-    return Take(map_.vsock_listener(), "vsock listener");
+    return Take(map_.has_vsock_listener() ? map_.vsock_listener() : -1, "vsock listener");
   }
   absl::StatusOr<UniqueFd> OpenMetrics(const hearth::v1::Metrics&) override {
-    return Take(map_.metrics(), "metrics");
+    return Take(map_.has_metrics() ? map_.metrics() : -1, "metrics");
   }
 
   absl::StatusOr<UniqueFd> Take(int32_t index, absl::string_view what) {
@@ -351,7 +351,7 @@ void ControlServer::Handle(const v1::Request& request, std::vector<UniqueFd> fds
 
 absl::Status ControlServer::HandleBoot(const v1::Boot& boot, std::vector<UniqueFd> fds) {
   FdOpener opener(boot.fds(), &fds);
-  if (boot.fds().console() >= 0) {
+  if (boot.fds().has_console()) {
     absl::StatusOr<UniqueFd> console = opener.Take(boot.fds().console(), "console");
     if (!console.ok()) return console.status();
     console_ = std::move(*console);

@@ -76,18 +76,15 @@ struct MsrsHeader {  // struct kvm_msrs without entries
 struct MsrListHeader {  // struct kvm_msr_list without indices
   uint32_t nmsrs;
 };
-struct XsaveRegion {  // struct kvm_xsave without the extra array
-  uint32_t region[1024];
-};
 constexpr unsigned long kGetMsrIndexList = _IOWR(KVMIO, 0x02, MsrListHeader);
 constexpr unsigned long kGetSupportedCpuid = _IOWR(KVMIO, 0x05, CpuidHeader);
 constexpr unsigned long kGetMsrs = _IOWR(KVMIO, 0x88, MsrsHeader);
 constexpr unsigned long kSetMsrs = _IOW(KVMIO, 0x89, MsrsHeader);
 constexpr unsigned long kSetCpuid2 = _IOW(KVMIO, 0x90, CpuidHeader);
-constexpr unsigned long kGetXsave = _IOR(KVMIO, 0xa4, XsaveRegion);
-constexpr unsigned long kSetXsave = _IOW(KVMIO, 0xa5, XsaveRegion);
+constexpr unsigned long kGetXsave = _IOR(KVMIO, 0xa4, XsaveArea);
+constexpr unsigned long kSetXsave = _IOW(KVMIO, 0xa5, XsaveArea);
 static_assert(sizeof(CpuidHeader) == 8 && sizeof(MsrsHeader) == 8 &&
-              sizeof(MsrListHeader) == 4 && sizeof(XsaveRegion) == 4096);
+              sizeof(MsrListHeader) == 4 && sizeof(XsaveArea) == 4096);
 
 constexpr int kKvmApiVersion = 12;
 constexpr size_t kMaxCpuidEntries = 256;
@@ -379,10 +376,10 @@ absl::StatusOr<kvm_vcpu_events> Vcpu::GetVcpuEvents() const {
 absl::Status Vcpu::SetVcpuEvents(const kvm_vcpu_events& events) const {
   return SetStruct(fd_.get(), KVM_SET_VCPU_EVENTS, "KVM_SET_VCPU_EVENTS", events);
 }
-absl::StatusOr<kvm_xsave> Vcpu::GetXsave() const {
-  return GetStruct<kvm_xsave>(fd_.get(), kGetXsave, "KVM_GET_XSAVE");
+absl::StatusOr<XsaveArea> Vcpu::GetXsave() const {
+  return GetStruct<XsaveArea>(fd_.get(), kGetXsave, "KVM_GET_XSAVE");
 }
-absl::Status Vcpu::SetXsave(const kvm_xsave& xsave) const {
+absl::Status Vcpu::SetXsave(const XsaveArea& xsave) const {
   return SetStruct(fd_.get(), kSetXsave, "KVM_SET_XSAVE", xsave);
 }
 absl::StatusOr<kvm_xcrs> Vcpu::GetXcrs() const {

@@ -26,6 +26,12 @@ struct MsrEntry {
   uint32_t index;
   uint64_t data;
 };
+// KVM_GET/SET_XSAVE's 4 KiB area: struct kvm_xsave without the flexible
+// `extra` array newer headers end it with (a StatusOr cannot hold a type
+// with a flexible array member; clang refuses it).
+struct XsaveArea {
+  uint32_t region[1024];
+};
 
 class Kvm {
  public:
@@ -116,8 +122,8 @@ class Vcpu {
   absl::Status SetMpState(const kvm_mp_state& state) const;
   absl::StatusOr<kvm_vcpu_events> GetVcpuEvents() const;
   absl::Status SetVcpuEvents(const kvm_vcpu_events& events) const;
-  absl::StatusOr<kvm_xsave> GetXsave() const;
-  absl::Status SetXsave(const kvm_xsave& xsave) const;
+  absl::StatusOr<XsaveArea> GetXsave() const;
+  absl::Status SetXsave(const XsaveArea& xsave) const;
   absl::StatusOr<kvm_xcrs> GetXcrs() const;
   absl::Status SetXcrs(const kvm_xcrs& xcrs) const;
   absl::StatusOr<kvm_debugregs> GetDebugRegs() const;
