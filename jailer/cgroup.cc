@@ -17,23 +17,6 @@ std::set<std::string> NamedControllers(const JailerConfig& config) {
   return controllers;
 }
 
-const CgroupMount* FindV1(const std::vector<CgroupMount>& mounts, const std::string& controller) {
-  for (const CgroupMount& mount : mounts) {
-    if (mount.v2) continue;
-    for (const std::string& c : mount.controllers) {
-      if (c == controller) return &mount;
-    }
-  }
-  return nullptr;
-}
-
-const CgroupMount* FindV2(const std::vector<CgroupMount>& mounts) {
-  for (const CgroupMount& mount : mounts) {
-    if (mount.v2) return &mount;
-  }
-  return nullptr;
-}
-
 std::string Trim(const std::string& s) {
   return std::string(absl::StripAsciiWhitespace(s));
 }
@@ -59,7 +42,7 @@ absl::Status InheritCpuset(Filesystem* fs, const std::string& mount, const std::
 absl::Status SetUpV1(Filesystem* fs, const std::vector<CgroupMount>& mounts,
                      const JailerConfig& config, pid_t pid) {
   for (const std::string& controller : NamedControllers(config)) {
-    const CgroupMount* mount = FindV1(mounts, controller);
+    const CgroupMount* mount = FindCgroupV1(mounts, controller);
     if (mount == nullptr) {
       return absl::NotFoundError(absl::StrCat(
           "cgroup v1: no hierarchy is mounted for the \"", controller, "\" controller"));
@@ -78,7 +61,7 @@ absl::Status SetUpV1(Filesystem* fs, const std::vector<CgroupMount>& mounts,
 
 absl::Status SetUpV2(Filesystem* fs, const std::vector<CgroupMount>& mounts,
                      const JailerConfig& config, pid_t pid) {
-  const CgroupMount* mount = FindV2(mounts);
+  const CgroupMount* mount = FindCgroupV2(mounts);
   if (mount == nullptr) return absl::NotFoundError("cgroup v2: no cgroup2 file system is mounted");
   std::string dir = absl::StrCat(mount->path, "/", config.parent_cgroup, "/", config.id);
   RETURN_IF_ERROR(MakeDirectories(fs, dir, 0755));
@@ -117,42 +100,17 @@ absl::Status SetUpV2(Filesystem* fs, const std::vector<CgroupMount>& mounts,
 
 }  // namespace
 
-std::vector<CgroupMount> ParseCgroupMounts(const std::string& mounts) {
-  std::vector<CgroupMount> result;
-  for (absl::string_view line : absl::StrSplit(mounts, '\n', absl::SkipEmpty())) {
-    std::vector<std::string> fields = absl::StrSplit(line, ' ');
-    if (fields.size() < 4) continue;
-    if (fields[2] == "cgroup2") {
-      result.push_back({fields[1], {}, true});
-    } else if (fields[2] == "cgroup") {
-      CgroupMount mount{fields[1], {}, false};
-      for (absl::string_view option : absl::StrSplit(fields[3], ',')) {
-        // Controllers appear among the mount options; skip the generic ones.
-        if (option == "rw" || option == "ro" || option == "nosuid" || option == "nodev" ||
-            option == "noexec" || option == "relatime" || absl::StartsWith(option, "name=") ||
-            absl::StartsWith(option, "release_agent=") || option == "clone_children" ||
-            option == "noprefix" || option == "xattr") {
-          continue;
-        }
-        mount.controllers.emplace_back(option);
-      }
-      result.push_back(std::move(mount));
-    }
-  }
-  return result;
-}
-
 absl::StatusOr<std::vector<std::string>> CgroupDirectories(
     const std::vector<CgroupMount>& mounts, const JailerConfig& config) {
   std::vector<std::string> dirs;
   if (config.cgroup_version == 2) {
-    const CgroupMount* mount = FindV2(mounts);
+    const CgroupMount* mount = FindCgroupV2(mounts);
     if (mount == nullptr) return absl::NotFoundError("cgroup v2: no cgroup2 file system is mounted");
     dirs.push_back(absl::StrCat(mount->path, "/", config.parent_cgroup, "/", config.id));
     return dirs;
   }
   for (const std::string& controller : NamedControllers(config)) {
-    const CgroupMount* mount = FindV1(mounts, controller);
+    const CgroupMount* mount = FindCgroupV1(mounts, controller);
     if (mount == nullptr) {
       return absl::NotFoundError(absl::StrCat(
           "cgroup v1: no hierarchy is mounted for the \"", controller, "\" controller"));

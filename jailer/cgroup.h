@@ -20,19 +20,11 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/cgroup_mounts.h"
 #include "jailer/filesystem.h"
 #include "jailer/flags.h"
 
 namespace hearth::jailer {
-
-struct CgroupMount {
-  std::string path;                      // e.g. /sys/fs/cgroup/memory
-  std::vector<std::string> controllers;  // v1: from the mount options
-  bool v2 = false;
-};
-
-// Cgroup mounts from the contents of /proc/self/mounts.
-std::vector<CgroupMount> ParseCgroupMounts(const std::string& mounts);
 
 // The directories the VMM's cgroup lives in (one per v1 hierarchy, or the
 // one v2 directory), for the settings given.

@@ -42,6 +42,9 @@ DEFINE_bool(boot_timer, false,
             "output -> exit, microseconds) on stderr.");
 DEFINE_int32(control_fd, -1, "Agent mode: the control channel socket.");
 DEFINE_int32(kvm_fd, -1, "An open /dev/kvm (a jailed VMM cannot open it).");
+DEFINE_int32(reattach_fd, -1,
+             "Agent mode: a listening socket on which a restarted agent re-attaches.");
+DEFINE_int32(agent_uid, 0, "Agent mode: the only uid allowed to re-attach.");
 #if defined(__SANITIZE_ADDRESS__)
 // ASan's runtime makes system calls no allow-list expects.
 constexpr bool kSeccompDefault = false;
@@ -186,6 +189,9 @@ int Report(const absl::StatusOr<VmOutcome>& outcome) {
   absl::StatusOr<std::unique_ptr<EventLoop>> loop = EventLoop::Create();
   if (!loop.ok()) Exit(Report(loop.status()));
   ControlServer server(MessageChannel(UniqueFd(FLAGS_control_fd)), loop->get());
+  if (FLAGS_reattach_fd >= 0) {
+    server.SetReattachListener(UniqueFd(FLAGS_reattach_fd), static_cast<uid_t>(FLAGS_agent_uid));
+  }
   absl::StatusOr<VmmConfig> config = server.RunUntilBoot();
   if (!config.ok()) {
     // No agent (it went away before booting anything), or a Boot whose
@@ -197,7 +203,9 @@ int Report(const absl::StatusOr<VmOutcome>& outcome) {
   UniqueFd console = server.TakeConsole();
   BuildOptions options;
   int console_fd = console.valid() ? console.get() : -1;
-  auto output = std::make_shared<SocketConsoleOutput>(console_fd, [&timer] { timer.MarkFirstOutput(); });
+  auto output = std::make_shared<SocketConsoleOutput>(std::move(console),
+                                                      [&timer] { timer.MarkFirstOutput(); });
+  server.SetConsole(output);
   options.console = output;
   options.vsock_connector = server.MakeVsockConnector();
   options.event_loop = std::move(*loop);
@@ -209,7 +217,7 @@ int Report(const absl::StatusOr<VmOutcome>& outcome) {
     server.FailBoot(vmm.status());
     Exit(Report(vmm.status()));
   }
-  if (console.valid()) (void)(*vmm)->AttachConsoleInput(console_fd);
+  if (console_fd >= 0) (void)(*vmm)->AttachConsoleInput(console_fd);
   server.set_first_output_us([&timer] { return timer.first_output_us(); });
   server.Attach(vmm->get());
   absl::Status started = StartSandboxed(vmm->get(), /*standalone=*/false);

@@ -82,6 +82,13 @@ absl::Status Vmm::AttachConsoleInput(int fd) {
   return event_loop()->Add(fd, [this](uint32_t) { PumpConsoleInput(); });
 }
 
+absl::Status Vmm::ReplaceConsoleInput(int old_fd, int new_fd) {
+  if (old_fd >= 0 && event_loop()->Watching(old_fd)) (void)event_loop()->Remove(old_fd);
+  console_input_fd_ = new_fd;
+  if (!console_retry_.has_value()) return AttachConsoleInput(new_fd);
+  return event_loop()->Add(new_fd, [this](uint32_t) { PumpConsoleInput(); });
+}
+
 void Vmm::PumpConsoleInput() {
   size_t space = parts_.serial->InputSpace();
   if (space == 0) {

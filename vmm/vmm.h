@@ -98,6 +98,8 @@ class Vmm {
   // Console input (stdin in standalone mode): bytes read from `fd` are fed
   // to the serial port as the guest drains its FIFO.
   absl::Status AttachConsoleInput(int fd);
+  // Switches console input from `old_fd` to `new_fd` (event-loop thread).
+  absl::Status ReplaceConsoleInput(int old_fd, int new_fd);
 
   // Starts every vCPU thread; `on_vcpu_thread_start` runs first on each
   // (seccomp filter installation).

@@ -118,13 +118,64 @@ void ControlServer::Reply(uint64_t id, const absl::Status& status, v1::Response 
   if (!sent.ok()) LOG(WARNING) << "control channel: " << sent.message();
 }
 
-absl::StatusOr<VmmConfig> ControlServer::RunUntilBoot() {
+void ControlServer::SendReady() {
   v1::Event ready;
   ready.mutable_ready()->set_protocol_version(kControlProtocolVersion);
   ready.mutable_ready()->set_vmm_version(kVmmVersion);
   ready.mutable_ready()->set_pid(::getpid());
-  ready.mutable_ready()->set_state(v1::VM_STATE_WAITING);
+  ready.mutable_ready()->set_state(MakeInfo().state());
   SendEvent(ready);
+}
+
+void ControlServer::SetReattachListener(UniqueFd listener, uid_t agent_uid) {
+  reattach_listener_ = std::move(listener);
+  agent_uid_ = agent_uid;
+  int flags = ::fcntl(reattach_listener_.get(), F_GETFL);
+  (void)::fcntl(reattach_listener_.get(), F_SETFL, flags | O_NONBLOCK);
+  absl::Status status =
+      loop_->Add(reattach_listener_.get(), [this](uint32_t) { AcceptReattach(); });
+  if (!status.ok()) LOG(ERROR) << "reattach socket: " << status.message();
+}
+
+void ControlServer::SetConsole(std::shared_ptr<SocketConsoleOutput> output) {
+  console_output_ = std::move(output);
+}
+
+void ControlServer::CloseChannel() {
+  if (closed_) return;
+  if (loop_->Watching(channel_.fd())) (void)loop_->Remove(channel_.fd());
+  channel_ = MessageChannel();
+  closed_ = true;
+  for (auto& [id, done] : vsock_waiters_) done(absl::UnavailableError("agent gone"));
+  vsock_waiters_.clear();
+}
+
+void ControlServer::AcceptReattach() {
+  while (true) {
+    int fd = ::accept4(reattach_listener_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0) return;
+    UniqueFd socket(fd);
+    struct ucred peer = {};
+    socklen_t length = sizeof(peer);
+    if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &length) < 0 || peer.uid != agent_uid_) {
+      LOG(WARNING) << "reattach: refused a peer with uid " << peer.uid;
+      continue;
+    }
+    // The new agent takes over; an old channel (if still open) is dropped.
+    CloseChannel();
+    channel_ = MessageChannel(std::move(socket));
+    closed_ = false;
+    if (!loop_->Add(channel_.fd(), [this](uint32_t) { OnReadable(); }).ok()) {
+      CloseChannel();
+      continue;
+    }
+    LOG(WARNING) << "an agent re-attached";
+    SendReady();
+  }
+}
+
+absl::StatusOr<VmmConfig> ControlServer::RunUntilBoot() {
+  SendReady();
   while (!boot_config_.has_value()) {
     if (closed_) return absl::UnavailableError("the agent closed the control channel before Boot");
     RETURN_IF_ERROR(loop_->RunOnce(-1));
@@ -195,10 +246,7 @@ void ControlServer::OnReadable() {
       // The agent went away. The guest keeps running; a restarted agent
       // re-attaches on the VMM's reattach socket.
       LOG(WARNING) << "control channel closed by the agent";
-      (void)loop_->Remove(channel_.fd());
-      closed_ = true;
-      for (auto& [id, done] : vsock_waiters_) done(absl::UnavailableError("agent gone"));
-      vsock_waiters_.clear();
+      CloseChannel();
       return;
     }
     if ((*message)->kind != v1::KIND_REQUEST) {
@@ -337,9 +385,20 @@ void ControlServer::Handle(const v1::Request& request, std::vector<UniqueFd> fds
       status = needs_vm();
       if (status.ok()) vmm_->Stop(VmOutcome{VmOutcome::Kind::kStopped, "shut down by the agent"});
       break;
+    case v1::Request::kAttachConsole:
+      status = needs_vm();
+      if (status.ok() && (fds.empty() || console_output_ == nullptr)) {
+        status = absl::InvalidArgumentError("AttachConsole carries no console socket");
+      }
+      if (status.ok()) {
+        int old_fd = console_output_->fd();
+        int new_fd = fds[0].get();
+        UniqueFd old = console_output_->Replace(std::move(fds[0]));
+        status = vmm_->ReplaceConsoleInput(old_fd, new_fd);
+      }
+      break;
     case v1::Request::kCreateSnapshot:
     case v1::Request::kLoadSnapshot:
-    case v1::Request::kAttachConsole:
       status = absl::UnimplementedError("not implemented by this VMM yet");
       break;
     case v1::Request::OP_NOT_SET:
@@ -387,9 +446,21 @@ absl::Status ControlServer::HandlePatchNet(const v1::PatchNetworkInterface& patc
   return absl::NotFoundError(absl::StrCat("no network interface \"", patch.iface_id(), "\""));
 }
 
+UniqueFd SocketConsoleOutput::Replace(UniqueFd fd) {
+  absl::MutexLock lock(&mutex_);
+  std::swap(fd_, fd);
+  return fd;
+}
+
+int SocketConsoleOutput::fd() const {
+  absl::MutexLock lock(&mutex_);
+  return fd_.get();
+}
+
 void SocketConsoleOutput::Write(absl::Span<const uint8_t> bytes) {
   if (!seen_output_.exchange(true) && on_first_output_) on_first_output_();
-  ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  absl::MutexLock lock(&mutex_);
+  ssize_t n = ::send(fd_.get(), bytes.data(), bytes.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
   if (n < static_cast<ssize_t>(bytes.size())) {
     dropped_.fetch_add(bytes.size() - static_cast<size_t>(std::max<ssize_t>(n, 0)));
   }

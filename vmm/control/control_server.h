@@ -11,6 +11,9 @@
 #ifndef HEARTH_VMM_CONTROL_CONTROL_SERVER_H_
 #define HEARTH_VMM_CONTROL_CONTROL_SERVER_H_
 
+#include <sys/types.h>
+
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -20,6 +23,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "common/event_loop.h"
 #include "common/message_channel.h"
 #include "hearth/vmm/v1/control.pb.h"
@@ -50,6 +54,15 @@ class ControlServer {
   // Answers the pending Boot with an error (the VM could not be built).
   void FailBoot(const absl::Status& status);
 
+  // A listening SOCK_SEQPACKET socket (created by the agent before the
+  // jail) on which a restarted agent re-attaches: a new connection replaces
+  // the channel, gets Ready with the current state, and may send
+  // AttachConsole. Only peers with uid `agent_uid` are accepted.
+  void SetReattachListener(UniqueFd listener, uid_t agent_uid);
+
+  // Where serial output goes; AttachConsole swaps its fd.
+  void SetConsole(std::shared_ptr<class SocketConsoleOutput> output);
+
   // Tells the agent how the guest ended.
   void SendGuestExit(const VmOutcome& outcome);
 
@@ -63,6 +76,9 @@ class ControlServer {
   class AgentVsockConnector;
 
   void OnReadable();
+  void AcceptReattach();
+  void SendReady();
+  void CloseChannel();
   void Handle(const v1::Request& request, std::vector<UniqueFd> fds);
   void Reply(uint64_t id, const absl::Status& status, v1::Response response = {});
   void SendEvent(const v1::Event& event);
@@ -78,6 +94,9 @@ class ControlServer {
   std::optional<uint64_t> pending_boot_;
   std::optional<absl::StatusOr<VmmConfig>> boot_config_;
   UniqueFd console_;
+  UniqueFd reattach_listener_;
+  uid_t agent_uid_ = 0;
+  std::shared_ptr<SocketConsoleOutput> console_output_;
   int64_t boot_us_ = -1;
   std::function<int64_t()> first_output_us_;
   int64_t start_ns_;
@@ -91,13 +110,17 @@ class ControlServer {
 // gone away.
 class SocketConsoleOutput : public devices::SerialOutput {
  public:
-  explicit SocketConsoleOutput(int fd, std::function<void()> on_first_output)
-      : fd_(fd), on_first_output_(std::move(on_first_output)) {}
+  SocketConsoleOutput(UniqueFd fd, std::function<void()> on_first_output)
+      : fd_(std::move(fd)), on_first_output_(std::move(on_first_output)) {}
   void Write(absl::Span<const uint8_t> bytes) override;
   uint64_t dropped() const { return dropped_.load(); }
+  // A new console socket (re-attached agent); returns the old one.
+  UniqueFd Replace(UniqueFd fd);
+  int fd() const;
 
  private:
-  int fd_;
+  mutable absl::Mutex mutex_;
+  UniqueFd fd_ ABSL_GUARDED_BY(mutex_);
   std::function<void()> on_first_output_;
   std::atomic<bool> seen_output_{false};
   std::atomic<uint64_t> dropped_{0};

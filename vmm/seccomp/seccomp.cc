@@ -76,6 +76,8 @@ std::vector<SyscallRule> AllowList(ThreadKind kind, const SeccompOptions& option
         "fstat", "lseek", "mincore"}) {
     rules.push_back(Allow(name));
   }
+  // The reattach socket checks who connects.
+  rules.push_back(AllowIf("getsockopt", 2, SO_PEERCRED));
   rules.push_back(AllowIf("fcntl", 1, F_GETFL));
   rules.push_back(AllowIf("fcntl", 1, F_SETFL));
   AddIoctls({KVM_IRQ_LINE, TUNSETOFFLOAD}, &rules);

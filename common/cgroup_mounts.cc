@@ -1,0 +1,51 @@
+#include "common/cgroup_mounts.h"
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
+
+namespace hearth {
+
+std::vector<CgroupMount> ParseCgroupMounts(const std::string& mounts) {
+  std::vector<CgroupMount> result;
+  for (absl::string_view line : absl::StrSplit(mounts, '\n', absl::SkipEmpty())) {
+    std::vector<std::string> fields = absl::StrSplit(line, ' ');
+    if (fields.size() < 4) continue;
+    if (fields[2] == "cgroup2") {
+      result.push_back({fields[1], {}, true});
+    } else if (fields[2] == "cgroup") {
+      CgroupMount mount{fields[1], {}, false};
+      for (absl::string_view option : absl::StrSplit(fields[3], ',')) {
+        // Controllers appear among the mount options; skip the generic ones.
+        if (option == "rw" || option == "ro" || option == "nosuid" || option == "nodev" ||
+            option == "noexec" || option == "relatime" || absl::StartsWith(option, "name=") ||
+            absl::StartsWith(option, "release_agent=") || option == "clone_children" ||
+            option == "noprefix" || option == "xattr") {
+          continue;
+        }
+        mount.controllers.emplace_back(option);
+      }
+      result.push_back(std::move(mount));
+    }
+  }
+  return result;
+}
+
+const CgroupMount* FindCgroupV1(const std::vector<CgroupMount>& mounts,
+                                const std::string& controller) {
+  for (const CgroupMount& mount : mounts) {
+    if (mount.v2) continue;
+    for (const std::string& c : mount.controllers) {
+      if (c == controller) return &mount;
+    }
+  }
+  return nullptr;
+}
+
+const CgroupMount* FindCgroupV2(const std::vector<CgroupMount>& mounts) {
+  for (const CgroupMount& mount : mounts) {
+    if (mount.v2) return &mount;
+  }
+  return nullptr;
+}
+
+}  // namespace hearth

@@ -1,0 +1,29 @@
+// Where the cgroup hierarchies are mounted (v1: one per controller or group
+// of controllers; v2: the unified one), read from /proc/self/mounts. Shared
+// by the jailer, which creates a VM's cgroups, and the agent, which writes
+// their limits and removes them.
+#ifndef HEARTH_COMMON_CGROUP_MOUNTS_H_
+#define HEARTH_COMMON_CGROUP_MOUNTS_H_
+
+#include <string>
+#include <vector>
+
+namespace hearth {
+
+struct CgroupMount {
+  std::string path;                      // e.g. /sys/fs/cgroup/memory
+  std::vector<std::string> controllers;  // v1: from the mount options
+  bool v2 = false;
+};
+
+// Cgroup mounts from the contents of /proc/self/mounts.
+std::vector<CgroupMount> ParseCgroupMounts(const std::string& mounts);
+
+// The v1 hierarchy holding `controller`, or the v2 mount; null if none.
+const CgroupMount* FindCgroupV1(const std::vector<CgroupMount>& mounts,
+                                const std::string& controller);
+const CgroupMount* FindCgroupV2(const std::vector<CgroupMount>& mounts);
+
+}  // namespace hearth
+
+#endif  // HEARTH_COMMON_CGROUP_MOUNTS_H_
