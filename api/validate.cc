@@ -89,6 +89,14 @@ bool HugePages2M(const v1::MachineConfig& machine) {
   return machine.huge_pages() == "2M";
 }
 
+void FillMachineConfigDefaults(v1::MachineConfig* machine) {
+  if (!machine->has_vcpu_count()) machine->set_vcpu_count(kDefaultVcpuCount);
+  if (!machine->has_mem_size_mib()) machine->set_mem_size_mib(kDefaultMemSizeMib);
+  if (!machine->has_smt()) machine->set_smt(false);
+  if (!machine->has_track_dirty_pages()) machine->set_track_dirty_pages(false);
+  if (!machine->has_huge_pages()) machine->set_huge_pages("None");
+}
+
 std::optional<std::array<uint8_t, 6>> ParseMac(absl::string_view text) {
   std::vector<absl::string_view> parts = absl::StrSplit(text, ':');
   if (parts.size() != 6) return std::nullopt;

@@ -31,6 +31,8 @@ inline constexpr uint32_t kMinGuestCid = 3;
 uint32_t VcpuCount(const v1::MachineConfig& machine);
 uint32_t MemSizeMib(const v1::MachineConfig& machine);
 bool HugePages2M(const v1::MachineConfig& machine);
+// Sets every unset field to its default (what GetMachineConfig shows).
+void FillMachineConfigDefaults(v1::MachineConfig* machine);
 
 // "12:34:56:78:9a:bc" -> bytes; nullopt if malformed.
 std::optional<std::array<uint8_t, 6>> ParseMac(absl::string_view text);

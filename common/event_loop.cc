@@ -44,6 +44,12 @@ absl::Status EventLoop::Modify(int fd, uint32_t events) {
 absl::Status EventLoop::RunOnce(int timeout_ms) {
   ASSIGN_OR_RETURN(std::vector<Epoll::Event> events,
                    epoll_.Wait(timeout_ms, 64));
+  // Consume the wake-up before taking the tasks: a task posted from here on
+  // (by another thread, or by one of these tasks) writes the eventfd again
+  // and wakes the next RunOnce.
+  for (const Epoll::Event& event : events) {
+    if (event.token == kWakeupToken) (void)wakeup_.Read();
+  }
   // Posted tasks first: a device activation must run before the queue
   // notification that raced with it.
   std::vector<std::function<void()>> tasks;
@@ -53,10 +59,7 @@ absl::Status EventLoop::RunOnce(int timeout_ms) {
   }
   for (auto& task : tasks) task();
   for (const Epoll::Event& event : events) {
-    if (event.token == kWakeupToken) {
-      (void)wakeup_.Read();
-      continue;
-    }
+    if (event.token == kWakeupToken) continue;
     auto it = handlers_.find(static_cast<int>(event.token));
     if (it == handlers_.end()) continue;  // removed by an earlier handler
     std::shared_ptr<Handler> handler = it->second;

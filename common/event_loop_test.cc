@@ -1,7 +1,9 @@
 #include "common/event_loop.h"
 
+#include <atomic>
 #include <thread>
 
+#include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
 
 namespace hearth {
@@ -59,6 +61,29 @@ TEST(EventLoop, PostedTasksRunOnTheLoopInOrder) {
   ASSERT_TRUE(loop->Run().ok());
   poster.join();
   EXPECT_EQ(order, (std::vector<int>{1, 2}));
+}
+
+// A task posted by a task must wake the loop by itself (the agent's
+// supervisor chains its work this way). Without that, the second
+// RunOnce(-1) would sleep until the watchdog's Post, 10 s later.
+TEST(EventLoop, TaskPostedByATaskWakesTheLoop) {
+  auto loop = *EventLoop::Create();
+  bool second = false;
+  loop->Post([&] { loop->Post([&] { second = true; }); });
+  ASSERT_TRUE(loop->RunOnce(-1).ok());  // runs the first task
+  absl::Notification woke;
+  std::atomic<bool> watchdog_fired{false};
+  std::thread watchdog([&] {
+    if (!woke.WaitForNotificationWithTimeout(absl::Seconds(10))) {
+      watchdog_fired = true;
+      loop->Post([] {});
+    }
+  });
+  ASSERT_TRUE(loop->RunOnce(-1).ok());
+  woke.Notify();
+  watchdog.join();
+  EXPECT_TRUE(second);
+  EXPECT_FALSE(watchdog_fired) << "the loop slept through a task posted by a task";
 }
 
 }  // namespace

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -126,12 +127,25 @@ absl::Status StartSandboxed(Vmm* vmm, bool standalone) {
   return absl::OkStatus();
 }
 
+// Firecracker's logger: the VMM's glog output moves to the log file (stderr
+// becomes it, so the seccomp reporter's line lands there too) at the level
+// asked for.
+void ApplyLogConfig(LogConfig* log) {
+  if (log->file.valid() && ::dup2(log->file.get(), STDERR_FILENO) < 0) {
+    LOG(ERROR) << "logger.log_path: dup2: " << std::strerror(errno);
+  }
+  log->file.Reset();
+  if (log->min_level.has_value()) FLAGS_minloglevel = *log->min_level;
+  FLAGS_log_prefix = log->prefix;
+}
+
 absl::StatusOr<std::unique_ptr<Vmm>> BootStandalone(const std::string& config_path,
                                                     BootTimer* timer) {
   ASSIGN_OR_RETURN(std::string json, ReadFile(config_path));
   ASSIGN_OR_RETURN(hearth::v1::VmConfig api_config, api::ParseVmConfigJson(json));
   PathOpener opener;
   ASSIGN_OR_RETURN(VmmConfig config, VmmConfigFromApi(api_config, &opener));
+  ApplyLogConfig(&config.log);
   ASSIGN_OR_RETURN(kvm::Kvm kvm, OpenKvm());
   BuildOptions options;
   options.console = std::make_shared<FdConsoleOutput>(STDOUT_FILENO, timer);
@@ -199,6 +213,7 @@ int Report(const absl::StatusOr<VmOutcome>& outcome) {
     server.FailBoot(config.status());
     Exit(Report(config.status()));
   }
+  ApplyLogConfig(&config->log);
   BootTimer timer;
   UniqueFd console = server.TakeConsole();
   BuildOptions options;

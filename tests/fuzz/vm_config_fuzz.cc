@@ -31,6 +31,7 @@ class NullOpener : public vmm::ResourceOpener {
   absl::StatusOr<UniqueFd> OpenTap(const v1::NetworkInterface&) override { return DevNull(); }
   absl::StatusOr<UniqueFd> OpenVsockListener(const v1::Vsock&) override { return DevNull(); }
   absl::StatusOr<UniqueFd> OpenMetrics(const v1::Metrics&) override { return DevNull(); }
+  absl::StatusOr<UniqueFd> OpenLog(const v1::Logger&) override { return DevNull(); }
 };
 
 }  // namespace

@@ -100,6 +100,10 @@ absl::StatusOr<UniqueFd> PathOpener::OpenMetrics(const hearth::v1::Metrics& metr
                   "metrics.metrics_path", 0644);
 }
 
+absl::StatusOr<UniqueFd> PathOpener::OpenLog(const hearth::v1::Logger& logger) {
+  return OpenFile(logger.log_path(), O_WRONLY | O_APPEND | O_CREAT, "logger.log_path", 0644);
+}
+
 absl::StatusOr<VmmConfig> VmmConfigFromApi(const hearth::v1::VmConfig& api,
                                            ResourceOpener* opener) {
   RETURN_IF_ERROR(api::ValidateVmConfig(api, /*require_boot_source=*/true));
@@ -161,6 +165,19 @@ absl::StatusOr<VmmConfig> VmmConfigFromApi(const hearth::v1::VmConfig& api,
   }
   if (api.has_metrics()) {
     ASSIGN_OR_RETURN(config.metrics, opener->OpenMetrics(api.metrics()));
+  }
+  if (api.has_logger()) {
+    const hearth::v1::Logger& logger = api.logger();
+    if (!logger.log_path().empty()) {
+      ASSIGN_OR_RETURN(config.log.file, opener->OpenLog(logger));
+    }
+    const std::string& level = logger.level();
+    if (level == "Error") config.log.min_level = 2;
+    else if (level == "Warning" || level == "Warn") config.log.min_level = 1;
+    else if (level == "Info" || level == "Debug" || level == "Trace") config.log.min_level = 0;
+    else if (level == "Off") config.log.min_level = 3;
+    config.log.prefix = !(logger.has_show_level() && !logger.show_level() &&
+                          logger.has_show_log_origin() && !logger.show_log_origin());
   }
   return config;
 }

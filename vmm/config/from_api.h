@@ -25,6 +25,8 @@ class ResourceOpener {
   virtual absl::StatusOr<UniqueFd> OpenVsockListener(const hearth::v1::Vsock& vsock) = 0;
   // A file to append metrics to.
   virtual absl::StatusOr<UniqueFd> OpenMetrics(const hearth::v1::Metrics& metrics) = 0;
+  // A file to append the VMM's log to (Logger.log_path).
+  virtual absl::StatusOr<UniqueFd> OpenLog(const hearth::v1::Logger& logger) = 0;
 };
 
 // Opens host paths directly (standalone `hearth-vmm --config`).
@@ -40,6 +42,7 @@ class PathOpener : public ResourceOpener {
   // Binds and listens on uds_path; a stale socket file there is replaced.
   absl::StatusOr<UniqueFd> OpenVsockListener(const hearth::v1::Vsock& vsock) override;
   absl::StatusOr<UniqueFd> OpenMetrics(const hearth::v1::Metrics& metrics) override;
+  absl::StatusOr<UniqueFd> OpenLog(const hearth::v1::Logger& logger) override;
 };
 
 // Converts a Firecracker rate limiter (missing buckets: no limit).

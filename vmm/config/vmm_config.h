@@ -89,6 +89,18 @@ struct BalloonConfig {
   uint32_t stats_polling_interval_s = 0;
 };
 
+// The VMM's own log (Firecracker's logger): glog, to stderr or to a file.
+struct LogConfig {
+  // Where to log instead of stderr, if set.
+  UniqueFd file;
+  // glog's minimum level: 0 INFO (Info, Debug, Trace), 1 WARNING
+  // (Warning), 2 ERROR (Error), 3 FATAL only (Off). Unset: unchanged.
+  std::optional<int> min_level;
+  // Prefix lines with level, time and source location (show_level or
+  // show_log_origin).
+  bool prefix = true;
+};
+
 struct VmmConfig {
   MachineConfig machine;
   BootConfig boot;
@@ -99,6 +111,7 @@ struct VmmConfig {
   std::optional<BalloonConfig> balloon;
   // Where to append metrics (one JSON object per line), if anywhere.
   UniqueFd metrics;
+  LogConfig log;
 };
 
 }  // namespace hearth::vmm

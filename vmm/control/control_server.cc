@@ -46,6 +46,9 @@ class FdOpener : public ResourceOpener {
   absl::StatusOr<UniqueFd> OpenMetrics(const hearth::v1::Metrics&) override {
     return Take(map_.has_metrics() ? map_.metrics() : -1, "metrics");
   }
+  absl::StatusOr<UniqueFd> OpenLog(const hearth::v1::Logger&) override {
+    return Take(map_.has_log() ? map_.log() : -1, "log");
+  }
 
   absl::StatusOr<UniqueFd> Take(int32_t index, absl::string_view what) {
     if (index < 0 || static_cast<size_t>(index) >= fds_->size() ||

@@ -1,0 +1,907 @@
+#include "agent/service.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <deque>
+#include <memory>
+#include <optional>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "api/validate.h"
+#include "common/status_macros.h"
+#include "glog/logging.h"
+
+namespace hearth::agent {
+
+namespace api = ::hearth::v1;
+namespace validate = ::hearth::api;
+
+grpc::Status ToGrpcStatus(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
+                      std::string(status.message()));
+}
+
+namespace {
+
+// The end of a unary call: records it and finishes the reactor. Copyable,
+// so completions running on the supervisor thread can hold it.
+class Call {
+ public:
+  Call(grpc::CallbackServerContext* context, ApiMetrics* metrics, const char* method)
+      : reactor_(context->DefaultReactor()), metrics_(metrics), method_(method),
+        start_(absl::Now()) {}
+
+  grpc::ServerUnaryReactor* Finish(const absl::Status& status) const {
+    metrics_->Record(method_, status.code(), absl::Now() - start_);
+    if (!status.ok() && status.code() != absl::StatusCode::kNotFound) {
+      VLOG(1) << method_ << ": " << status;
+    }
+    reactor_->Finish(ToGrpcStatus(status));
+    return reactor_;
+  }
+  grpc::ServerUnaryReactor* reactor() const { return reactor_; }
+
+  // A completion that copies a result into `*response` and finishes.
+  template <typename T>
+  std::function<void(absl::StatusOr<T>)> Into(T* response) const {
+    Call call = *this;
+    return [call, response](absl::StatusOr<T> result) {
+      if (result.ok()) *response = std::move(*result);
+      call.Finish(result.status());
+    };
+  }
+
+ private:
+  grpc::ServerUnaryReactor* reactor_;
+  ApiMetrics* metrics_;
+  const char* method_;
+  absl::Time start_;
+};
+
+absl::Status Unimplemented(absl::string_view what, absl::string_view why) {
+  return absl::UnimplementedError(absl::StrCat(what, " is not implemented by Hearth yet: ", why));
+}
+
+// Checks that a client's path can be opened as it will be at boot, under
+// an image root, and closes it again.
+absl::Status CheckPath(const ImageRoots& roots, const std::string& field, const std::string& path,
+                       int flags) {
+  if (path.empty()) return absl::OkStatus();
+  return roots.OpenFile(field, path, flags).status();
+}
+
+// host_dev_name must be an existing tap (or tun) device on the host: the
+// agent does not create interfaces.
+absl::Status CheckTap(const std::string& field, const std::string& name) {
+  struct stat st;
+  if (::stat(absl::StrCat("/sys/class/net/", name, "/tun_flags").c_str(), &st) != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": there is no tap device named \"", name, "\" on the host"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Required(bool present, absl::string_view field) {
+  if (present) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(field, ": required"));
+}
+
+const char* FirecrackerState(api::VmState state) {
+  switch (state) {
+    case api::VM_STATE_RUNNING: return "Running";
+    case api::VM_STATE_PAUSED: return "Paused";
+    default: return "Not started";
+  }
+}
+
+}  // namespace
+
+template <typename Response>
+grpc::ServerUnaryReactor* HearthService::Configure(
+    Context* context, const char* method, const std::string& vm_id,
+    std::function<absl::Status(api::VmConfig*)> mutate,
+    std::function<void(const api::VmConfig&, Response*)> result, Response* response) {
+  Call call(context, metrics_, method);
+  manager_->Configure(vm_id, std::move(mutate),
+                      [call, result, response](absl::StatusOr<api::VmConfig> config) {
+                        if (config.ok()) result(*config, response);
+                        call.Finish(config.status());
+                      });
+  return call.reactor();
+}
+
+// ----------------------------------------------------------------------------
+// Firecracker's resources.
+
+grpc::ServerUnaryReactor* HearthService::GetInstanceInfo(Context* context,
+                                                         const api::GetInstanceInfoRequest* request,
+                                                         api::InstanceInfo* response) {
+  Call call(context, metrics_, "GetInstanceInfo");
+  absl::StatusOr<api::Vm> vm = manager_->GetVm(request->vm_id());
+  if (vm.ok()) {
+    response->set_app_name("hearth");
+    response->set_id(vm->vm_id());
+    response->set_state(FirecrackerState(vm->state()));
+    response->set_vmm_version(kAgentVersion);
+  }
+  return call.Finish(vm.status());
+}
+
+grpc::ServerUnaryReactor* HearthService::GetVersion(Context* context,
+                                                    const api::GetVersionRequest* request,
+                                                    api::VersionInfo* response) {
+  Call call(context, metrics_, "GetVersion");
+  if (!request->vm_id().empty()) {
+    absl::StatusOr<api::Vm> vm = manager_->GetVm(request->vm_id());
+    if (!vm.ok()) return call.Finish(vm.status());
+  }
+  response->set_firecracker_version(kAgentVersion);
+  return call.Finish(absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* HearthService::PutAction(Context* context,
+                                                   const api::PutActionRequest* request,
+                                                   api::PutActionResponse*) {
+  Call call(context, metrics_, "PutAction");
+  const std::string& type = request->action().action_type();
+  if (type == "InstanceStart") {
+    manager_->InstanceStart(request->vm_id(), [call](absl::StatusOr<api::Vm> vm) {
+      call.Finish(vm.status());
+    });
+  } else if (type == "SendCtrlAltDel") {
+    manager_->SendCtrlAltDel(request->vm_id(),
+                             [call](absl::StatusOr<bool> r) { call.Finish(r.status()); });
+  } else if (type == "FlushMetrics") {
+    manager_->FlushMetrics(request->vm_id(),
+                           [call](absl::StatusOr<std::string> r) { call.Finish(r.status()); });
+  } else {
+    return call.Finish(absl::InvalidArgumentError(absl::StrCat(
+        "action.action_type: \"", absl::CHexEscape(type),
+        "\" is not one of InstanceStart, SendCtrlAltDel, FlushMetrics")));
+  }
+  return call.reactor();
+}
+
+grpc::ServerUnaryReactor* HearthService::PutBootSource(Context* context,
+                                                       const api::PutBootSourceRequest* request,
+                                                       api::BootSource* response) {
+  const api::BootSource& boot = request->boot_source();
+  absl::Status checked = Required(request->has_boot_source(), "boot_source");
+  if (checked.ok()) checked = validate::ValidateBootSource(boot);
+  if (checked.ok()) {
+    checked = CheckPath(manager_->roots(), "boot_source.kernel_image_path",
+                        boot.kernel_image_path(), O_RDONLY);
+  }
+  if (checked.ok()) {
+    checked = CheckPath(manager_->roots(), "boot_source.initrd_path", boot.initrd_path(), O_RDONLY);
+  }
+  if (!checked.ok()) return Call(context, metrics_, "PutBootSource").Finish(checked);
+  return Configure<api::BootSource>(
+      context, "PutBootSource", request->vm_id(),
+      [boot](api::VmConfig* config) {
+        *config->mutable_boot_source() = boot;
+        return absl::OkStatus();
+      },
+      [](const api::VmConfig& config, api::BootSource* out) { *out = config.boot_source(); },
+      response);
+}
+
+grpc::ServerUnaryReactor* HearthService::GetMachineConfig(
+    Context* context, const api::GetMachineConfigRequest* request, api::MachineConfig* response) {
+  Call call(context, metrics_, "GetMachineConfig");
+  absl::StatusOr<api::VmConfig> config = manager_->GetConfig(request->vm_id());
+  if (config.ok()) {
+    *response = config->machine_config();
+    validate::FillMachineConfigDefaults(response);
+  }
+  return call.Finish(config.status());
+}
+
+grpc::ServerUnaryReactor* HearthService::PutMachineConfig(
+    Context* context, const api::PutMachineConfigRequest* request, api::MachineConfig* response) {
+  const api::MachineConfig& machine = request->machine_config();
+  absl::Status checked = Required(request->has_machine_config(), "machine_config");
+  if (checked.ok()) checked = Required(machine.has_vcpu_count(), "machine_config.vcpu_count");
+  if (checked.ok()) checked = Required(machine.has_mem_size_mib(), "machine_config.mem_size_mib");
+  if (checked.ok()) checked = validate::ValidateMachineConfig(machine);
+  if (!checked.ok()) return Call(context, metrics_, "PutMachineConfig").Finish(checked);
+  return Configure<api::MachineConfig>(
+      context, "PutMachineConfig", request->vm_id(),
+      [machine](api::VmConfig* config) {
+        *config->mutable_machine_config() = machine;
+        validate::FillMachineConfigDefaults(config->mutable_machine_config());
+        return absl::OkStatus();
+      },
+      [](const api::VmConfig& config, api::MachineConfig* out) { *out = config.machine_config(); },
+      response);
+}
+
+grpc::ServerUnaryReactor* HearthService::PatchMachineConfig(
+    Context* context, const api::PatchMachineConfigRequest* request, api::MachineConfig* response) {
+  const api::MachineConfig& patch = request->machine_config();
+  if (!patch.has_vcpu_count() && !patch.has_mem_size_mib() && !patch.has_smt() &&
+      !patch.has_track_dirty_pages() && !patch.has_huge_pages() && !patch.has_cpu_template()) {
+    return Call(context, metrics_, "PatchMachineConfig")
+        .Finish(absl::InvalidArgumentError("machine_config: no field to change is set"));
+  }
+  return Configure<api::MachineConfig>(
+      context, "PatchMachineConfig", request->vm_id(),
+      [patch](api::VmConfig* config) {
+        config->mutable_machine_config()->MergeFrom(patch);
+        return validate::ValidateMachineConfig(config->machine_config());
+      },
+      [](const api::VmConfig& config, api::MachineConfig* out) { *out = config.machine_config(); },
+      response);
+}
+
+grpc::ServerUnaryReactor* HearthService::PutCpuConfig(Context* context,
+                                                      const api::PutCpuConfigRequest* request,
+                                                      api::CpuConfig* response) {
+  absl::Status checked = validate::ValidateCpuConfig(request->cpu_config());
+  if (!checked.ok()) return Call(context, metrics_, "PutCpuConfig").Finish(checked);
+  api::CpuConfig cpu = request->cpu_config();
+  return Configure<api::CpuConfig>(
+      context, "PutCpuConfig", request->vm_id(),
+      [cpu](api::VmConfig* config) {
+        *config->mutable_cpu_config() = cpu;
+        return absl::OkStatus();
+      },
+      [](const api::VmConfig& config, api::CpuConfig* out) { *out = config.cpu_config(); },
+      response);
+}
+
+grpc::ServerUnaryReactor* HearthService::PutDrive(Context* context,
+                                                  const api::PutDriveRequest* request,
+                                                  api::Drive* response) {
+  const api::Drive& drive = request->drive();
+  absl::Status checked = Required(request->has_drive(), "drive");
+  if (checked.ok()) checked = validate::ValidateDrive(drive, "drive");
+  if (checked.ok()) {
+    bool read_only = drive.has_is_read_only() && drive.is_read_only();
+    checked = CheckPath(manager_->roots(), "drive.path_on_host", drive.path_on_host(),
+                        read_only ? O_RDONLY : O_RDWR);
+  }
+  if (!checked.ok()) return Call(context, metrics_, "PutDrive").Finish(checked);
+  return Configure<api::Drive>(
+      context, "PutDrive", request->vm_id(),
+      [drive](api::VmConfig* config) {
+        for (api::Drive& existing : *config->mutable_drives()) {
+          if (existing.drive_id() == drive.drive_id()) {
+            existing = drive;
+            return absl::OkStatus();
+          }
+        }
+        *config->add_drives() = drive;
+        return absl::OkStatus();
+      },
+      [drive](const api::VmConfig&, api::Drive* out) { *out = drive; }, response);
+}
+
+grpc::ServerUnaryReactor* HearthService::PatchDrive(Context* context,
+                                                    const api::PatchDriveRequest* request,
+                                                    api::Drive* response) {
+  Call call(context, metrics_, "PatchDrive");
+  const api::PartialDrive& patch = request->drive();
+  absl::Status checked = validate::ValidateId("drive.drive_id", patch.drive_id());
+  if (checked.ok() && !patch.has_path_on_host() && !patch.has_rate_limiter()) {
+    checked = absl::InvalidArgumentError(
+        "drive: nothing to change (set path_on_host and/or rate_limiter)");
+  }
+  if (!checked.ok()) return call.Finish(checked);
+  manager_->PatchDrive(patch, request->vm_id(), call.Into(response));
+  return call.reactor();
+}
+
+grpc::ServerUnaryReactor* HearthService::PutNetworkInterface(
+    Context* context, const api::PutNetworkInterfaceRequest* request,
+    api::NetworkInterface* response) {
+  const api::NetworkInterface& iface = request->network_interface();
+  absl::Status checked = Required(request->has_network_interface(), "network_interface");
+  if (checked.ok()) checked = validate::ValidateNetworkInterface(iface, "network_interface");
+  if (checked.ok()) checked = CheckTap("network_interface.host_dev_name", iface.host_dev_name());
+  if (!checked.ok()) return Call(context, metrics_, "PutNetworkInterface").Finish(checked);
+  return Configure<api::NetworkInterface>(
+      context, "PutNetworkInterface", request->vm_id(),
+      [iface](api::VmConfig* config) {
+        for (api::NetworkInterface& existing : *config->mutable_network_interfaces()) {
+          if (existing.iface_id() == iface.iface_id()) {
+            existing = iface;
+            return absl::OkStatus();
+          }
+        }
+        *config->add_network_interfaces() = iface;
+        return absl::OkStatus();
+      },
+      [iface](const api::VmConfig&, api::NetworkInterface* out) { *out = iface; }, response);
+}
+
+grpc::ServerUnaryReactor* HearthService::PatchNetworkInterface(
+    Context* context, const api::PatchNetworkInterfaceRequest* request,
+    api::NetworkInterface* response) {
+  Call call(context, metrics_, "PatchNetworkInterface");
+  const api::PartialNetworkInterface& patch = request->network_interface();
+  absl::Status checked = validate::ValidateId("network_interface.iface_id", patch.iface_id());
+  if (checked.ok() && !patch.has_rx_rate_limiter() && !patch.has_tx_rate_limiter()) {
+    checked = absl::InvalidArgumentError(
+        "network_interface: nothing to change (set rx_rate_limiter and/or tx_rate_limiter)");
+  }
+  if (!checked.ok()) return call.Finish(checked);
+  manager_->PatchNetworkInterface(patch, request->vm_id(), call.Into(response));
+  return call.reactor();
+}
+
+grpc::ServerUnaryReactor* HearthService::PutVsock(Context* context,
+                                                  const api::PutVsockRequest* request,
+                                                  api::Vsock* response) {
+  const api::Vsock& vsock = request->vsock();
+  absl::Status checked = Required(request->has_vsock(), "vsock");
+  if (checked.ok()) checked = validate::ValidateVsock(vsock);
+  if (checked.ok()) {
+    absl::StatusOr<ImageRoots::Parent> parent =
+        manager_->roots().OpenParent("vsock.uds_path", vsock.uds_path());
+    checked = parent.status();
+    struct stat st;
+    if (parent.ok() && ::lstat(parent->ProcPath().c_str(), &st) == 0 && !S_ISSOCK(st.st_mode)) {
+      checked = absl::InvalidArgumentError(
+          absl::StrCat("vsock.uds_path: ", vsock.uds_path(), " exists and is not a socket"));
+    }
+  }
+  if (!checked.ok()) return Call(context, metrics_, "PutVsock").Finish(checked);
+  return Configure<api::Vsock>(
+      context, "PutVsock", request->vm_id(),
+      [vsock](api::VmConfig* config) {
+        *config->mutable_vsock() = vsock;
+        return absl::OkStatus();
+      },
+      [](const api::VmConfig& config, api::Vsock* out) { *out = config.vsock(); }, response);
+}
+
+grpc::ServerUnaryReactor* HearthService::PutEntropy(Context* context,
+                                                    const api::PutEntropyRequest* request,
+                                                    api::Entropy* response) {
+  absl::Status checked = validate::ValidateEntropy(request->entropy());
+  if (!checked.ok()) return Call(context, metrics_, "PutEntropy").Finish(checked);
+  api::Entropy entropy = request->entropy();
+  return Configure<api::Entropy>(
+      context, "PutEntropy", request->vm_id(),
+      [entropy](api::VmConfig* config) {
+        *config->mutable_entropy() = entropy;
+        return absl::OkStatus();
+      },
+      [](const api::VmConfig& config, api::Entropy* out) { *out = config.entropy(); }, response);
+}
+
+grpc::ServerUnaryReactor* HearthService::PutSerial(Context* context,
+                                                   const api::PutSerialRequest* request,
+                                                   api::Serial* response) {
+  const api::Serial& serial = request->serial();
+  absl::Status checked = validate::ValidateSerial(serial);
+  if (checked.ok()) {
+    checked = CheckPath(manager_->roots(), "serial.serial_out_path", serial.serial_out_path(),
+                        O_WRONLY | O_APPEND | O_CREAT);
+  }
+  if (!checked.ok()) return Call(context, metrics_, "PutSerial").Finish(checked);
+  return Configure<api::Serial>(
+      context, "PutSerial", request->vm_id(),
+      [serial](api::VmConfig* config) {
+        *config->mutable_serial() = serial;
+        return absl::OkStatus();
+      },
+      [](const api::VmConfig& config, api::Serial* out) { *out = config.serial(); }, response);
+}
+
+grpc::ServerUnaryReactor* HearthService::GetBalloon(Context* context,
+                                                    const api::GetBalloonRequest* request,
+                                                    api::Balloon* response) {
+  Call call(context, metrics_, "GetBalloon");
+  absl::StatusOr<api::VmConfig> config = manager_->GetConfig(request->vm_id());
+  if (!config.ok()) return call.Finish(config.status());
+  if (!config->has_balloon()) {
+    return call.Finish(absl::NotFoundError(
+        absl::StrCat("vm \"", request->vm_id(), "\" has no balloon device")));
+  }
+  *response = config->balloon();
+  return call.Finish(absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* HearthService::PutBalloon(Context* context,
+                                                    const api::PutBalloonRequest* request,
+                                                    api::Balloon* response) {
+  absl::Status checked = Required(request->has_balloon(), "balloon");
+  if (!checked.ok()) return Call(context, metrics_, "PutBalloon").Finish(checked);
+  api::Balloon balloon = request->balloon();
+  return Configure<api::Balloon>(
+      context, "PutBalloon", request->vm_id(),
+      [balloon](api::VmConfig* config) {
+        RETURN_IF_ERROR(validate::ValidateBalloon(
+            balloon, validate::MemSizeMib(config->machine_config())));
+        *config->mutable_balloon() = balloon;
+        return absl::OkStatus();
+      },
+      [](const api::VmConfig& config, api::Balloon* out) { *out = config.balloon(); }, response);
+}
+
+grpc::ServerUnaryReactor* HearthService::PatchBalloon(Context* context,
+                                                      const api::PatchBalloonRequest* request,
+                                                      api::Balloon* response) {
+  Call call(context, metrics_, "PatchBalloon");
+  absl::StatusOr<api::VmConfig> config = manager_->GetConfig(request->vm_id());
+  if (!config.ok()) return call.Finish(config.status());
+  if (!config->has_balloon()) {
+    return call.Finish(absl::NotFoundError(
+        absl::StrCat("vm \"", request->vm_id(), "\" has no balloon device")));
+  }
+  uint32_t memory = validate::MemSizeMib(config->machine_config());
+  if (request->balloon().amount_mib() > memory) {
+    return call.Finish(absl::InvalidArgumentError(
+        absl::StrCat("balloon.amount_mib: ", request->balloon().amount_mib(),
+                     " MiB is more than the guest's ", memory, " MiB")));
+  }
+  manager_->PatchBalloon(request->vm_id(), request->balloon().amount_mib(), call.Into(response));
+  return call.reactor();
+}
+
+grpc::ServerUnaryReactor* HearthService::GetBalloonStatistics(
+    Context* context, const api::GetBalloonStatisticsRequest* request,
+    api::BalloonStatistics* response) {
+  Call call(context, metrics_, "GetBalloonStatistics");
+  absl::StatusOr<api::VmConfig> config = manager_->GetConfig(request->vm_id());
+  if (!config.ok()) return call.Finish(config.status());
+  if (!config->has_balloon()) {
+    return call.Finish(absl::NotFoundError(
+        absl::StrCat("vm \"", request->vm_id(), "\" has no balloon device")));
+  }
+  if (config->balloon().stats_polling_interval_s() == 0) {
+    return call.Finish(absl::FailedPreconditionError(
+        "balloon statistics were not enabled before boot (stats_polling_interval_s is 0)"));
+  }
+  manager_->GetBalloonStatistics(request->vm_id(), call.Into(response));
+  return call.reactor();
+}
+
+grpc::ServerUnaryReactor* HearthService::PatchBalloonStatistics(
+    Context* context, const api::PatchBalloonStatisticsRequest* request, api::Balloon* response) {
+  Call call(context, metrics_, "PatchBalloonStatistics");
+  uint32_t interval = request->statistics().stats_polling_interval_s();
+  if (interval == 0) {
+    return call.Finish(absl::InvalidArgumentError(
+        "statistics.stats_polling_interval_s: must be at least 1 (0 would disable statistics, "
+        "which only a pre-boot PutBalloon may do)"));
+  }
+  absl::StatusOr<api::VmConfig> config = manager_->GetConfig(request->vm_id());
+  if (!config.ok()) return call.Finish(config.status());
+  if (!config->has_balloon()) {
+    return call.Finish(absl::NotFoundError(
+        absl::StrCat("vm \"", request->vm_id(), "\" has no balloon device")));
+  }
+  if (config->balloon().stats_polling_interval_s() == 0) {
+    return call.Finish(absl::FailedPreconditionError(
+        "balloon statistics were not enabled before boot (stats_polling_interval_s is 0)"));
+  }
+  manager_->PatchBalloonStatistics(request->vm_id(), interval, call.Into(response));
+  return call.reactor();
+}
+
+grpc::ServerUnaryReactor* HearthService::PutLogger(Context* context,
+                                                   const api::PutLoggerRequest* request,
+                                                   api::Logger* response) {
+  const api::Logger& logger = request->logger();
+  absl::Status checked = validate::ValidateLogger(logger);
+  if (checked.ok()) {
+    checked = CheckPath(manager_->roots(), "logger.log_path", logger.log_path(),
+                        O_WRONLY | O_APPEND | O_CREAT);
+  }
+  if (!checked.ok()) return Call(context, metrics_, "PutLogger").Finish(checked);
+  return Configure<api::Logger>(
+      context, "PutLogger", request->vm_id(),
+      [logger](api::VmConfig* config) {
+        *config->mutable_logger() = logger;
+        return absl::OkStatus();
+      },
+      [](const api::VmConfig& config, api::Logger* out) { *out = config.logger(); }, response);
+}
+
+grpc::ServerUnaryReactor* HearthService::PutMetrics(Context* context,
+                                                    const api::PutMetricsRequest* request,
+                                                    api::Metrics* response) {
+  const api::Metrics& metrics = request->metrics();
+  absl::Status checked = validate::ValidateMetrics(metrics);
+  if (checked.ok()) {
+    checked = CheckPath(manager_->roots(), "metrics.metrics_path", metrics.metrics_path(),
+                        O_WRONLY | O_APPEND | O_CREAT);
+  }
+  if (!checked.ok()) return Call(context, metrics_, "PutMetrics").Finish(checked);
+  return Configure<api::Metrics>(
+      context, "PutMetrics", request->vm_id(),
+      [metrics](api::VmConfig* config) {
+        if (config->has_metrics()) {
+          return absl::FailedPreconditionError(
+              "PutMetrics: metrics are already configured (once per VM, as Firecracker)");
+        }
+        *config->mutable_metrics() = metrics;
+        return absl::OkStatus();
+      },
+      [](const api::VmConfig& config, api::Metrics* out) { *out = config.metrics(); }, response);
+}
+
+// MMDS needs a guest-facing network stack in the VMM (Firecracker's
+// dumbo); hearth-vmm has none yet, so the calls say so once the VM exists.
+grpc::ServerUnaryReactor* HearthService::MmdsUnimplemented(Context* context, const char* method,
+                                                           const std::string& vm_id) {
+  Call call(context, metrics_, method);
+  absl::StatusOr<api::Vm> vm = manager_->GetVm(vm_id);
+  if (!vm.ok()) return call.Finish(vm.status());
+  return call.Finish(Unimplemented(
+      "MMDS", "hearth-vmm has no guest-facing MMDS network stack; pass metadata on the kernel "
+              "command line or over vsock"));
+}
+
+grpc::ServerUnaryReactor* HearthService::PutMmds(Context* context,
+                                                 const api::PutMmdsRequest* request,
+                                                 google::protobuf::Struct*) {
+  return MmdsUnimplemented(context, "PutMmds", request->vm_id());
+}
+
+grpc::ServerUnaryReactor* HearthService::PatchMmds(Context* context,
+                                                   const api::PatchMmdsRequest* request,
+                                                   google::protobuf::Struct*) {
+  return MmdsUnimplemented(context, "PatchMmds", request->vm_id());
+}
+
+grpc::ServerUnaryReactor* HearthService::GetMmds(Context* context,
+                                                 const api::GetMmdsRequest* request,
+                                                 google::protobuf::Struct*) {
+  return MmdsUnimplemented(context, "GetMmds", request->vm_id());
+}
+
+grpc::ServerUnaryReactor* HearthService::PutMmdsConfig(Context* context,
+                                                       const api::PutMmdsConfigRequest* request,
+                                                       api::MmdsConfig*) {
+  return MmdsUnimplemented(context, "PutMmdsConfig", request->vm_id());
+}
+
+grpc::ServerUnaryReactor* HearthService::CreateSnapshot(Context* context,
+                                                        const api::CreateSnapshotRequest* request,
+                                                        api::CreateSnapshotResponse*) {
+  Call call(context, metrics_, "CreateSnapshot");
+  absl::StatusOr<api::Vm> vm = manager_->GetVm(request->vm_id());
+  if (!vm.ok()) return call.Finish(vm.status());
+  return call.Finish(Unimplemented("CreateSnapshot", "hearth-vmm cannot save VM state yet"));
+}
+
+grpc::ServerUnaryReactor* HearthService::LoadSnapshot(Context* context,
+                                                      const api::LoadSnapshotRequest* request,
+                                                      api::LoadSnapshotResponse*) {
+  Call call(context, metrics_, "LoadSnapshot");
+  absl::StatusOr<api::Vm> vm = manager_->GetVm(request->vm_id());
+  if (!vm.ok()) return call.Finish(vm.status());
+  return call.Finish(Unimplemented("LoadSnapshot", "hearth-vmm cannot restore VM state yet"));
+}
+
+grpc::ServerUnaryReactor* HearthService::PatchVm(Context* context,
+                                                 const api::PatchVmRequest* request,
+                                                 api::Vm* response) {
+  Call call(context, metrics_, "PatchVm");
+  manager_->SetVmState(request->vm_id(), request->vm_state().state(), call.Into(response));
+  return call.reactor();
+}
+
+grpc::ServerUnaryReactor* HearthService::GetVmConfig(Context* context,
+                                                     const api::GetVmConfigRequest* request,
+                                                     api::VmConfig* response) {
+  Call call(context, metrics_, "GetVmConfig");
+  absl::StatusOr<api::VmConfig> config = manager_->GetConfig(request->vm_id());
+  if (config.ok()) *response = std::move(*config);
+  return call.Finish(config.status());
+}
+
+// ----------------------------------------------------------------------------
+// Hearth's own.
+
+grpc::ServerUnaryReactor* HearthService::CreateVm(Context* context,
+                                                  const api::CreateVmRequest* request,
+                                                  api::Vm* response) {
+  Call call(context, metrics_, "CreateVm");
+  manager_->CreateVm(*request, call.Into(response));
+  return call.reactor();
+}
+
+grpc::ServerUnaryReactor* HearthService::DeleteVm(Context* context,
+                                                  const api::DeleteVmRequest* request,
+                                                  api::DeleteVmResponse* response) {
+  Call call(context, metrics_, "DeleteVm");
+  manager_->DeleteVm(request->vm_id(), request->force(),
+                     [call, response](absl::StatusOr<bool> deleted) {
+                       if (deleted.ok()) response->set_deleted(*deleted);
+                       call.Finish(deleted.status());
+                     });
+  return call.reactor();
+}
+
+grpc::ServerUnaryReactor* HearthService::GetVm(Context* context, const api::GetVmRequest* request,
+                                               api::Vm* response) {
+  Call call(context, metrics_, "GetVm");
+  absl::StatusOr<api::Vm> vm = manager_->GetVm(request->vm_id());
+  if (vm.ok()) *response = std::move(*vm);
+  return call.Finish(vm.status());
+}
+
+grpc::ServerUnaryReactor* HearthService::ListVms(Context* context,
+                                                 const api::ListVmsRequest* request,
+                                                 api::ListVmsResponse* response) {
+  Call call(context, metrics_, "ListVms");
+  absl::StatusOr<api::ListVmsResponse> list = manager_->ListVms(*request);
+  if (list.ok()) *response = std::move(*list);
+  return call.Finish(list.status());
+}
+
+grpc::ServerUnaryReactor* HearthService::GetHostInfo(Context* context,
+                                                     const api::GetHostInfoRequest*,
+                                                     api::HostInfo* response) {
+  Call call(context, metrics_, "GetHostInfo");
+  *response = manager_->GetHostInfo();
+  return call.Finish(absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* HearthService::CloneVm(Context* context,
+                                                 const api::CloneVmRequest*,
+                                                 api::CloneVmResponse*) {
+  return Call(context, metrics_, "CloneVm")
+      .Finish(Unimplemented("CloneVm", "hearth-vmm cannot restore VM state yet"));
+}
+
+// ----------------------------------------------------------------------------
+// Streams.
+
+namespace {
+
+// WatchVms: the manager's sink queues events (under the manager's lock);
+// one write is in flight at a time. A client that falls more than
+// kMaxQueued events behind gets RESOURCE_EXHAUSTED and resumes from the
+// last version it saw, instead of making the agent buffer without bound.
+class WatchReactor : public grpc::ServerWriteReactor<api::WatchEvent> {
+ public:
+  static constexpr size_t kMaxQueued = 10000;
+
+  WatchReactor(VmManager* manager, ApiMetrics* metrics, const api::WatchVmsRequest& request)
+      : manager_(manager), metrics_(metrics), start_(absl::Now()) {
+    absl::StatusOr<int> id =
+        manager_->Watch(request, [this](const api::WatchEvent& event) { Enqueue(event); });
+    if (!id.ok()) {
+      absl::MutexLock lock(&mutex_);
+      FinishLocked(id.status());
+      return;
+    }
+    watch_id_ = *id;
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mutex_);
+    writing_ = false;
+    if (!queue_.empty()) queue_.pop_front();
+    if (!ok) {
+      FinishLocked(absl::CancelledError("the client went away"));
+      return;
+    }
+    if (finish_after_write_.has_value()) {
+      absl::Status status = *finish_after_write_;
+      finish_after_write_.reset();
+      FinishLocked(status);
+      return;
+    }
+    WriteNextLocked();
+  }
+
+  void OnCancel() override {
+    absl::MutexLock lock(&mutex_);
+    FinishLocked(absl::CancelledError("cancelled by the client"));
+  }
+
+  void OnDone() override {
+    if (watch_id_ > 0) manager_->Unwatch(watch_id_);
+    metrics_->Record("WatchVms", code_, absl::Now() - start_);
+    delete this;
+  }
+
+ private:
+  void Enqueue(const api::WatchEvent& event) {
+    absl::MutexLock lock(&mutex_);
+    if (finished_ || finish_after_write_.has_value()) return;
+    if (queue_.size() >= kMaxQueued) {
+      absl::Status behind = absl::ResourceExhaustedError(absl::StrCat(
+          "the watcher fell more than ", kMaxQueued, " events behind; watch again from resource_version ",
+          last_sent_));
+      if (writing_) {
+        finish_after_write_ = behind;
+      } else {
+        FinishLocked(behind);
+      }
+      return;
+    }
+    queue_.push_back(event);
+    WriteNextLocked();
+  }
+
+  void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+    if (writing_ || finished_ || queue_.empty()) return;
+    writing_ = true;
+    last_sent_ = queue_.front().resource_version();
+    StartWrite(&queue_.front());
+  }
+
+  void FinishLocked(const absl::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+    if (finished_) return;
+    finished_ = true;
+    code_ = status.code();
+    Finish(ToGrpcStatus(status));
+  }
+
+  VmManager* const manager_;
+  ApiMetrics* const metrics_;
+  const absl::Time start_;
+  int watch_id_ = 0;
+  absl::Mutex mutex_;
+  std::deque<api::WatchEvent> queue_ ABSL_GUARDED_BY(mutex_);
+  bool writing_ ABSL_GUARDED_BY(mutex_) = false;
+  bool finished_ ABSL_GUARDED_BY(mutex_) = false;
+  std::optional<absl::Status> finish_after_write_ ABSL_GUARDED_BY(mutex_);
+  uint64_t last_sent_ ABSL_GUARDED_BY(mutex_) = 0;
+  absl::StatusCode code_ = absl::StatusCode::kOk;
+};
+
+// StreamConsole: reads requests (open, then input) and writes the VM's
+// console buffer from the subscriber's offset on, one chunk in flight at a
+// time; the buffer wakes it when output arrives or the VM ends.
+class ConsoleReactor : public grpc::ServerBidiReactor<api::ConsoleRequest, api::ConsoleChunk> {
+ public:
+  static constexpr size_t kMaxSubscribers = 64;
+  static constexpr size_t kChunkBytes = 32 * 1024;
+
+  ConsoleReactor(VmManager* manager, ApiMetrics* metrics)
+      : manager_(manager), metrics_(metrics), start_(absl::Now()),
+        link_(std::make_shared<Link>()) {
+    link_->reactor = this;
+    StartRead(&request_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) return;  // the client closed its side: output goes on
+    if (!opened_) {
+      absl::Status opened = Open();
+      if (!opened.ok()) {
+        absl::MutexLock lock(&mutex_);
+        FinishLocked(opened);
+        return;
+      }
+    } else if (request_.has_open()) {
+      absl::MutexLock lock(&mutex_);
+      FinishLocked(absl::InvalidArgumentError("open: only the first request may open"));
+      return;
+    } else if (!request_.input().empty()) {
+      manager_->ConsoleInput(vm_id_, request_.input());
+    }
+    {
+      absl::MutexLock lock(&mutex_);
+      if (finished_) return;
+    }
+    StartRead(&request_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    {
+      absl::MutexLock lock(&mutex_);
+      writing_ = false;
+      if (!ok) {
+        FinishLocked(absl::CancelledError("the client went away"));
+        return;
+      }
+    }
+    Pump();
+  }
+
+  void OnCancel() override {
+    absl::MutexLock lock(&mutex_);
+    FinishLocked(absl::CancelledError("cancelled by the client"));
+  }
+
+  void OnDone() override {
+    {
+      absl::MutexLock lock(&link_->mutex);
+      link_->reactor = nullptr;
+    }
+    if (buffer_ != nullptr && subscription_ > 0) buffer_->Unsubscribe(subscription_);
+    metrics_->Record("StreamConsole", code_, absl::Now() - start_);
+    delete this;
+  }
+
+ private:
+  // What the buffer's wake-up holds: the reactor until it is done.
+  struct Link {
+    absl::Mutex mutex;
+    ConsoleReactor* reactor ABSL_GUARDED_BY(mutex) = nullptr;
+  };
+
+  absl::Status Open() {
+    if (!request_.has_open()) {
+      return absl::InvalidArgumentError("the first request must be `open`");
+    }
+    vm_id_ = request_.open().vm_id();
+    ASSIGN_OR_RETURN(buffer_, manager_->Console(vm_id_));
+    if (buffer_->subscribers() >= kMaxSubscribers) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "vm \"", vm_id_, "\" already has ", kMaxSubscribers, " console subscribers"));
+    }
+    {
+      absl::MutexLock lock(&mutex_);
+      replay_end_ = buffer_->end();
+      offset_ = request_.open().replay() ? buffer_->begin() : replay_end_;
+    }
+    opened_ = true;
+    std::shared_ptr<Link> link = link_;
+    subscription_ = buffer_->Subscribe([link] {
+      absl::MutexLock lock(&link->mutex);
+      if (link->reactor != nullptr) link->reactor->Pump();
+    });
+    Pump();
+    return absl::OkStatus();
+  }
+
+  void Pump() {
+    absl::MutexLock lock(&mutex_);
+    if (finished_ || writing_ || buffer_ == nullptr) return;
+    ConsoleBuffer::Chunk chunk = buffer_->Read(offset_, kChunkBytes);
+    if (!chunk.data.empty()) {
+      out_.set_data(std::move(chunk.data));
+      out_.set_offset(chunk.offset);
+      out_.set_dropped_bytes(chunk.dropped);
+      out_.set_replay(chunk.offset < replay_end_);
+      offset_ = chunk.offset + out_.data().size();
+      writing_ = true;
+      StartWrite(&out_);
+    } else if (chunk.closed) {
+      FinishLocked(absl::OkStatus());  // the VM ended and all output is out
+    }
+  }
+
+  void FinishLocked(const absl::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+    if (finished_) return;
+    finished_ = true;
+    code_ = status.code();
+    Finish(ToGrpcStatus(status));
+  }
+
+  VmManager* const manager_;
+  ApiMetrics* const metrics_;
+  const absl::Time start_;
+  std::shared_ptr<Link> link_;
+  api::ConsoleRequest request_;  // the read in flight
+  bool opened_ = false;         // reactions that read run one at a time
+  std::string vm_id_;
+  std::shared_ptr<ConsoleBuffer> buffer_;
+  int subscription_ = 0;
+  absl::Mutex mutex_;
+  api::ConsoleChunk out_ ABSL_GUARDED_BY(mutex_);
+  uint64_t offset_ ABSL_GUARDED_BY(mutex_) = 0;
+  uint64_t replay_end_ ABSL_GUARDED_BY(mutex_) = 0;
+  bool writing_ ABSL_GUARDED_BY(mutex_) = false;
+  bool finished_ ABSL_GUARDED_BY(mutex_) = false;
+  absl::StatusCode code_ = absl::StatusCode::kOk;
+};
+
+}  // namespace
+
+grpc::ServerWriteReactor<api::WatchEvent>* HearthService::WatchVms(
+    Context*, const api::WatchVmsRequest* request) {
+  return new WatchReactor(manager_, metrics_, *request);
+}
+
+grpc::ServerBidiReactor<api::ConsoleRequest, api::ConsoleChunk>* HearthService::StreamConsole(
+    Context*) {
+  return new ConsoleReactor(manager_, metrics_);
+}
+
+}  // namespace hearth::agent
