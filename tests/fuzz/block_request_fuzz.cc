@@ -113,16 +113,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const uint64_t parse_capacity = (flags & 4) ? ~0ull - disk_sectors : disk_sectors;
   fuzz::CheckParse(*popped.chain, guest.memory_ref(), parse_capacity, read_only);
 
-  // The device, on a disk of `disk_sectors` sectors.
+  // The device, on a disk of `disk_sectors` sectors (the loop outlives it).
+  auto loop = EventLoop::Create();
+  FUZZ_CHECK(loop.ok());
+  virtio::testing::TestInterrupt interrupt;
   int fd = ::memfd_create("fuzz-disk", MFD_CLOEXEC);
   FUZZ_CHECK(fd >= 0);
   FUZZ_CHECK(::ftruncate(fd, static_cast<off_t>(disk_sectors * virtio::kSectorSize)) == 0);
   auto block = virtio::Block::Create("fuzz", UniqueFd(fd), read_only,
                                      *vmm::RateLimiter::Create({}));
   FUZZ_CHECK(block.ok());
-  auto loop = EventLoop::Create();
-  FUZZ_CHECK(loop.ok());
-  virtio::testing::TestInterrupt interrupt;
   FUZZ_CHECK((*block)
                  ->Activate(virtio::testing::MakeActivateContext(
                      &guest, {queue}, interrupt.get(), loop->get(),

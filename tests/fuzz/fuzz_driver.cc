@@ -6,7 +6,7 @@
 // every run: a failure here reproduces. If the target crashes, the input is
 // written to $TEST_UNDECLARED_OUTPUTS_DIR/crash-input (or ./crash-input).
 //
-//   <target> [--runs=N] [corpus_dir_or_file...]     N defaults to 2000
+//   <target> [--runs=N] [corpus_dir_or_file...]     N defaults to 10000
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -134,7 +134,7 @@ void Run(const std::string& input) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  long runs = 2000;
+  long runs = 10000;
   std::vector<std::string> seeds;
   for (int i = 1; i < argc; ++i) {
     if (std::strncmp(argv[i], "--runs=", 7) == 0) {

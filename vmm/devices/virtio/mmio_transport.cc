@@ -173,6 +173,14 @@ void MmioTransport::WriteStatus(uint32_t value) {
     ResetLocked();
     return;
   }
+  // §2.1.2: the driver MUST NOT clear a status bit (only reset clears).
+  // Allowing it would let a driver go back from DRIVER_OK to FEATURES_OK,
+  // rewrite the queues and activate the running device a second time.
+  // NEEDS_RESET is the device's bit; the driver need not echo it.
+  if ((status_ & ~value & ~kStatusNeedsReset) != 0) {
+    metrics_.bad_register_accesses++;
+    return;
+  }
   uint32_t added = value & ~status_;
   if (added & kStatusFeaturesOk) {
     uint64_t offered = device_->features();

@@ -8,8 +8,9 @@
 // The status state machine follows §3.1.1: FEATURES_OK is only kept if the
 // driver accepted VIRTIO_F_VERSION_1 and nothing the device did not offer;
 // DRIVER_OK requires FEATURES_OK and valid queues (else DEVICE_NEEDS_RESET);
-// queue registers only change between FEATURES_OK and DRIVER_OK; writing 0
-// resets. Anything else the driver does wrong is ignored and counted.
+// queue registers only change between FEATURES_OK and DRIVER_OK; status
+// bits are never cleared except by writing 0, which resets. Anything else
+// the driver does wrong is ignored and counted.
 #ifndef HEARTH_VMM_DEVICES_VIRTIO_MMIO_TRANSPORT_H_
 #define HEARTH_VMM_DEVICES_VIRTIO_MMIO_TRANSPORT_H_
 

@@ -75,15 +75,17 @@ class MmioTransportTest : public ::testing::Test {
   }
   void RunLoop() { ASSERT_TRUE(loop->RunOnce(0).ok()); }
 
+  // Sets status bits the way a driver does: read, OR, write.
+  void AddStatus(uint32_t bits) { Write(kMmioStatus, Read(kMmioStatus) | bits); }
   // ACKNOWLEDGE | DRIVER, driver features, FEATURES_OK (virtio 1.2 §3.1.1).
   void Negotiate(uint64_t features) {
-    Write(kMmioStatus, kStatusAcknowledge);
-    Write(kMmioStatus, kStatusAcknowledge | kStatusDriver);
+    AddStatus(kStatusAcknowledge);
+    AddStatus(kStatusDriver);
     Write(kMmioDriverFeaturesSel, 0);
     Write(kMmioDriverFeatures, static_cast<uint32_t>(features));
     Write(kMmioDriverFeaturesSel, 1);
     Write(kMmioDriverFeatures, static_cast<uint32_t>(features >> 32));
-    Write(kMmioStatus, kStatusAcknowledge | kStatusDriver | kStatusFeaturesOk);
+    AddStatus(kStatusFeaturesOk);
   }
   void SetUpQueue(uint32_t index, const FakeQueue& queue) {
     Write(kMmioQueueSel, index);
@@ -322,6 +324,27 @@ TEST_F(MmioTransportTest, DeviceCanAskForAResetThroughItsContext) {
   // NEEDS_RESET survives the driver's further status writes.
   DriverOk();
   EXPECT_NE(Read(kMmioStatus) & kStatusNeedsReset, 0u);
+}
+
+TEST_F(MmioTransportTest, StatusBitsAreOnlyClearedByAReset) {
+  Activate();
+  const uint32_t running = Read(kMmioStatus);
+  uint64_t before = transport->metrics().bad_register_accesses;
+  // Back to FEATURES_OK (to rewrite the queues and activate again): refused.
+  Write(kMmioStatus, kStatusAcknowledge | kStatusDriver | kStatusFeaturesOk);
+  Write(kMmioStatus, kStatusAcknowledge | kStatusDriver);
+  Write(kMmioStatus, kStatusAcknowledge);
+  EXPECT_EQ(Read(kMmioStatus), running);
+  EXPECT_EQ(transport->metrics().bad_register_accesses, before + 3);
+  Write(kMmioQueueSel, 0);
+  Write(kMmioQueueReady, 0);  // queues stay locked
+  EXPECT_EQ(Read(kMmioQueueReady), 1u);
+  DriverOk();
+  RunLoop();
+  EXPECT_EQ(device->activations, 1);
+  // Adding FAILED is fine.
+  Write(kMmioStatus, running | kStatusFailed);
+  EXPECT_EQ(Read(kMmioStatus), running | kStatusFailed);
 }
 
 TEST_F(MmioTransportTest, ResetClearsStateAndResetsTheDeviceOnTheLoop) {
