@@ -40,7 +40,10 @@ class ConsoleBuffer {
   uint64_t begin() const;
 
   // `wake` runs (on the appending thread) after every Append and Close.
+  // Wakes run outside the buffer's lock, so they may call back into it.
   int Subscribe(std::function<void()> wake);
+  // A wake already under way on another thread may still run after this
+  // returns: whatever it captures must outlive it (hold it by shared_ptr).
   void Unsubscribe(int id);
   size_t subscribers() const;
 

@@ -26,7 +26,11 @@ absl::Status Denied(const std::string& field, const std::string& path, absl::str
 // client named something that does not exist or is not usable).
 absl::Status OpenFailed(const std::string& field, const std::string& what,
                         const std::string& path, int error) {
-  if (error == EXDEV) return Denied(field, path, "resolves outside its image root");
+  // RESOLVE_BENEATH also refuses absolute symlinks, even to a file inside
+  // the root.
+  if (error == EXDEV) {
+    return Denied(field, path, "resolves outside its image root (or through an absolute symlink)");
+  }
   std::string message = absl::StrCat(field, ": ", what, " ", path, ": ", std::strerror(error));
   if (error == EACCES || error == EPERM) return absl::PermissionDeniedError(message);
   return absl::InvalidArgumentError(message);
@@ -57,7 +61,10 @@ absl::StatusOr<ImageRoots> ImageRoots::Open(const std::vector<std::string>& root
     }
     int fd = ::open(resolved, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return ErrnoStatus(absl::StrCat("--image_roots: open ", resolved));
-    result.roots_.push_back(Root{Normalise(resolved), UniqueFd(fd)});
+    // Clients may spell paths through the root as configured (say a
+    // symlink /var/lib/images) or as resolved: accept both prefixes. Either
+    // way the rest of the path is resolved beneath the same descriptor.
+    result.roots_.push_back(Root{Normalise(resolved), Normalise(root), UniqueFd(fd)});
     result.paths_.push_back(Normalise(resolved));
   }
   return result;
@@ -68,9 +75,11 @@ absl::StatusOr<std::pair<const ImageRoots::Root*, std::string>> ImageRoots::Loca
   if (path.empty() || path[0] != '/') return Denied(field, path, "is not an absolute path");
   std::string normal = Normalise(path);
   for (const Root& root : roots_) {
-    if (root.path == "/") return std::make_pair(&root, normal.substr(1));
-    if (absl::StartsWith(normal, root.path + "/")) {
-      return std::make_pair(&root, normal.substr(root.path.size() + 1));
+    for (const std::string* prefix : {&root.path, &root.given}) {
+      if (*prefix == "/") return std::make_pair(&root, normal.substr(1));
+      if (absl::StartsWith(normal, *prefix + "/")) {
+        return std::make_pair(&root, normal.substr(prefix->size() + 1));
+      }
     }
   }
   return Denied(field, path, "is not under an image root");
@@ -81,7 +90,10 @@ absl::StatusOr<UniqueFd> ImageRoots::OpenFile(const std::string& field, const st
   auto located = Locate(field, path);
   if (!located.ok()) return located.status();
   struct open_how how = {};
-  how.flags = static_cast<uint64_t>(flags | O_CLOEXEC | O_NOCTTY);
+  // With `regular`, O_NONBLOCK keeps open() of a FIFO from waiting for a
+  // peer (forever, on an API thread); it is cleared again below.
+  int extra = O_CLOEXEC | O_NOCTTY | (regular ? O_NONBLOCK : 0);
+  how.flags = static_cast<uint64_t>(flags | extra);
   if (flags & O_CREAT) how.mode = 0644;
   how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
   int fd = static_cast<int>(::syscall(SYS_openat2, located->first->fd.get(),
@@ -95,6 +107,12 @@ absl::StatusOr<UniqueFd> ImageRoots::OpenFile(const std::string& field, const st
       return absl::InvalidArgumentError(
           absl::StrCat(field, ": ", path, " is not a regular file or block device"));
     }
+    if (!(flags & O_NONBLOCK)) {
+      int status_flags = ::fcntl(fd, F_GETFL);
+      if (status_flags < 0 || ::fcntl(fd, F_SETFL, status_flags & ~O_NONBLOCK) < 0) {
+        return ErrnoStatus(absl::StrCat(field, ": fcntl ", path));
+      }
+    }
   }
   return file;
 }
@@ -105,6 +123,11 @@ std::string ImageRoots::Parent::ProcPath() const {
 
 absl::StatusOr<ImageRoots::Parent> ImageRoots::OpenParent(const std::string& field,
                                                           const std::string& path) const {
+  // Normalise drops a trailing "/" or "/.", which would turn "dir/" into
+  // the name "dir": refuse those before it does.
+  if (absl::EndsWith(path, "/") || absl::EndsWith(path, "/.")) {
+    return Denied(field, path, "does not name a file");
+  }
   auto located = Locate(field, path);
   if (!located.ok()) return located.status();
   const std::string& relative = located->second;

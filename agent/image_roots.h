@@ -39,7 +39,8 @@ class ImageRoots {
 
  private:
   struct Root {
-    std::string path;  // normalised, no trailing slash
+    std::string path;   // resolved (realpath) and normalised, no trailing slash
+    std::string given;  // as configured, normalised (may name a symlink)
     UniqueFd fd;
   };
   // The root `path` is under and the rest of the path, or PERMISSION_DENIED.

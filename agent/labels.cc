@@ -63,8 +63,15 @@ absl::Status ValidateLabels(const Labels& labels) {
 
 absl::StatusOr<LabelSelector> LabelSelector::Parse(absl::string_view text) {
   LabelSelector selector;
-  for (absl::string_view raw : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
+  // A blank selector matches everything; within a non-blank one every term
+  // must be there ("a=b," is refused, as Kubernetes does).
+  if (absl::StripAsciiWhitespace(text).empty()) return selector;
+  for (absl::string_view raw : absl::StrSplit(text, ',')) {
     absl::string_view part = absl::StripAsciiWhitespace(raw);
+    if (part.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "label_selector: \"", absl::CHexEscape(text), "\" has an empty term"));
+    }
     Requirement r;
     size_t pos;
     if ((pos = part.find("!=")) != absl::string_view::npos) {

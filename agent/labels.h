@@ -1,6 +1,7 @@
 // VM ids, labels and label selectors (Kubernetes-style equality selectors:
 // "k=v", "k==v", "k!=v", "k" (has key), "!k" (lacks key), comma-separated,
-// all must match).
+// all must match). "k!=v" also matches VMs without "k". A blank selector
+// matches every VM; an empty term ("a=b,", "a,,b") is INVALID_ARGUMENT.
 #ifndef HEARTH_AGENT_LABELS_H_
 #define HEARTH_AGENT_LABELS_H_
 

@@ -268,7 +268,10 @@ int Main() {
   LOG(WARNING) << "stopping on signal " << signal << "; VMs keep running";
   stopping.Notify();
   housekeeping.join();
-  server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
+  // In-flight calls get a moment to finish; then everything is cancelled
+  // (gRPC also waits this long for connected clients that are idle).
+  // Clients retry against the next agent: every RPC is safe to repeat.
+  server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Milliseconds(500)));
   (*manager)->Stop();
   WriteMetrics(metrics_path, **manager, api_metrics);
   for (const std::string& path : unix_paths) ::unlink(path.c_str());

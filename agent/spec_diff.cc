@@ -17,19 +17,29 @@ class PathReporter : public MessageDifferencer::Reporter {
 
   void ReportAdded(const google::protobuf::Message&, const google::protobuf::Message&,
                    const std::vector<MessageDifferencer::SpecificField>& path) override {
-    Add(path);
+    Add(path, /*in_second=*/true);
   }
   void ReportDeleted(const google::protobuf::Message&, const google::protobuf::Message&,
                      const std::vector<MessageDifferencer::SpecificField>& path) override {
-    Add(path);
+    Add(path, /*in_second=*/false);
   }
   void ReportModified(const google::protobuf::Message&, const google::protobuf::Message&,
                       const std::vector<MessageDifferencer::SpecificField>& path) override {
-    Add(path);
+    // After the fields that differ inside a message, the differencer also
+    // reports each enclosing message as modified ("config.machine_config",
+    // "config"); those add nothing (protobuf's StreamReporter skips them too).
+    const google::protobuf::FieldDescriptor* last = path.empty() ? nullptr : path.back().field;
+    if (last != nullptr &&
+        last->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE) {
+      return;
+    }
+    Add(path, /*in_second=*/false);
   }
 
  private:
-  void Add(const std::vector<MessageDifferencer::SpecificField>& path) {
+  // `in_second`: the difference exists only in the second message (an
+  // addition), so its map entries must be taken from there.
+  void Add(const std::vector<MessageDifferencer::SpecificField>& path, bool in_second) {
     if (paths_->size() >= limit_) return;
     std::string text = prefix_;
     for (const MessageDifferencer::SpecificField& field : path) {
@@ -38,8 +48,10 @@ class PathReporter : public MessageDifferencer::Reporter {
       if (field.field->containing_type()->options().map_entry()) continue;
       absl::StrAppend(&text, text.empty() ? "" : ".", field.field->name());
       if (field.field->is_map()) {
-        const google::protobuf::Message* entry =
-            field.map_entry1 != nullptr ? field.map_entry1 : field.map_entry2;
+        // For an added entry map_entry1 is not reset by the differencer and
+        // may name an earlier, unrelated entry.
+        const google::protobuf::Message* entry = in_second ? field.map_entry2 : field.map_entry1;
+        if (entry == nullptr) entry = in_second ? field.map_entry1 : field.map_entry2;
         if (entry != nullptr) {
           const google::protobuf::FieldDescriptor* key =
               entry->GetDescriptor()->FindFieldByName("key");

@@ -157,7 +157,9 @@ hearth::agent::v1::AgentState StateStore::LoadAgent() const {
   absl::StatusOr<std::string> file = ReadWhole(dir_ + "/agent.rec");
   if (!file.ok()) return state;
   absl::StatusOr<std::string> payload = Unframe(*file);
-  if (payload.ok()) state.ParseFromString(*payload);
+  // A failed parse can leave the fields read before the failure: start over
+  // from the default rather than resume from half a state.
+  if (!payload.ok() || !state.ParseFromString(*payload)) state.Clear();
   return state;
 }
 
