@@ -180,7 +180,12 @@ void ControlServer::AcceptReattach() {
 absl::StatusOr<VmmConfig> ControlServer::RunUntilBoot() {
   SendReady();
   while (!boot_config_.has_value()) {
-    if (closed_) return absl::UnavailableError("the agent closed the control channel before Boot");
+    // Without a reattach socket nobody can send Boot any more. With one, a
+    // VM still being configured waits for its restarted agent, as a
+    // running one does.
+    if (closed_ && !reattach_listener_.valid()) {
+      return absl::UnavailableError("the agent closed the control channel before Boot");
+    }
     RETURN_IF_ERROR(loop_->RunOnce(-1));
   }
   absl::StatusOr<VmmConfig> config = std::move(*boot_config_);

@@ -1,0 +1,143 @@
+#include "tests/testing/agent.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "grpcpp/grpcpp.h"
+#include "tests/testing/host.h"
+
+extern char** environ;
+
+namespace hearth::testing {
+
+std::string Runfile(const std::string& path) {
+  char cwd[4096];
+  return absl::StrCat(::getcwd(cwd, sizeof(cwd)), "/", path);
+}
+
+std::string ShortTempDir() {
+  char path[] = "/tmp/hearth-e2e-XXXXXX";
+  if (::mkdtemp(path) == nullptr) return "/tmp";
+  return path;
+}
+
+bool ProcessAlive(pid_t pid) {
+  std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  size_t paren = text.rfind(')');
+  return paren != std::string::npos && paren + 2 < text.size() && text[paren + 2] != 'Z';
+}
+
+absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(const std::string& dir,
+                                                    const AgentOptions& options) {
+  std::unique_ptr<Agent> agent(new Agent());
+  agent->dir_ = dir;
+  agent->jailed_ = options.jail && IsRoot() && !IsAsanBuild();
+  for (const std::string& d : {dir, dir + "/images", dir + "/jail"}) ::mkdir(d.c_str(), 0755);
+  std::vector<std::string> argv = options.prefix;
+  argv.insert(argv.end(), {
+      Runfile("agent/hearthd"),
+      absl::StrCat("--listen=unix:", agent->socket()),
+      absl::StrCat("--state_dir=", dir, "/state"),
+      absl::StrCat("--run_dir=", dir, "/run"),
+      absl::StrCat("--image_roots=", dir, "/images"),
+      absl::StrCat("--chroot_base_dir=", dir, "/jail"),
+      absl::StrCat("--vmm=", Runfile("vmm/hearth-vmm")),
+      // A cgroup parent of its own, so that parallel tests never meet.
+      absl::StrCat("--parent_cgroup=hearth-test-", ::getpid()),
+  });
+  if (agent->jailed_) {
+    argv.push_back(absl::StrCat("--jailer=", Runfile("jailer/hearth-jailer")));
+  } else {
+    argv.push_back("--no_jail");
+  }
+  argv.insert(argv.end(), options.flags.begin(), options.flags.end());
+  std::vector<char*> args;
+  for (std::string& a : argv) args.push_back(a.data());
+  args.push_back(nullptr);
+  std::string log = agent->log();
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  posix_spawn_file_actions_adddup2(&actions, 1, 2);
+  int rc = posix_spawnp(&agent->pid_, args[0], &actions, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) return absl::InternalError(absl::StrCat("posix_spawn ", args[0], ": errno ", rc));
+
+  // A subchannel of its own: gRPC shares connections between channels to
+  // the same target, and one to a previous agent on this socket path may
+  // still look connected.
+  grpc::ChannelArguments arguments;
+  arguments.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  agent->channel_ = grpc::CreateCustomChannel(absl::StrCat("unix:", agent->socket()),
+                                              grpc::InsecureChannelCredentials(), arguments);
+  agent->stub_ = hearth::v1::Hearth::NewStub(agent->channel_);
+  absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (absl::Now() < deadline) {
+    int status;
+    if (::waitpid(agent->pid_, &status, WNOHANG) == agent->pid_) {
+      agent->pid_ = -1;
+      return absl::InternalError(absl::StrCat("hearthd exited at start-up; see ", log));
+    }
+    // Ready means answering: GetHostInfo succeeds.
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Milliseconds(200)));
+    context.set_wait_for_ready(true);
+    hearth::v1::HostInfo info;
+    if (agent->stub_->GetHostInfo(&context, hearth::v1::GetHostInfoRequest(), &info).ok()) {
+      return agent;
+    }
+  }
+  return absl::DeadlineExceededError("hearthd did not answer within 30 s");
+}
+
+Agent::~Agent() {
+  if (pid_ > 0) Stop(SIGKILL);
+}
+
+std::unique_ptr<hearth::v1::Hearth::Stub> Agent::NewStub() const {
+  return hearth::v1::Hearth::NewStub(channel_);
+}
+
+std::string Agent::log() const { return dir_ + "/hearthd.log"; }
+
+int Agent::Stop(int signal, absl::Duration timeout) {
+  if (pid_ <= 0) return -1;
+  ::kill(pid_, signal);
+  absl::Time deadline = absl::Now() + timeout;
+  int status = -1;
+  while (::waitpid(pid_, &status, WNOHANG) == 0) {
+    if (absl::Now() > deadline) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, &status, 0);
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  pid_ = -1;
+  return status;
+}
+
+int Agent::OpenFds() const {
+  int n = 0;
+  if (DIR* d = ::opendir(absl::StrCat("/proc/", pid_, "/fd").c_str())) {
+    while (struct dirent* e = ::readdir(d)) {
+      if (e->d_name[0] != '.') ++n;
+    }
+    ::closedir(d);
+  }
+  return n;
+}
+
+}  // namespace hearth::testing

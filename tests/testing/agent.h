@@ -1,0 +1,72 @@
+// A real hearthd for end-to-end tests: temporary state, run, jail and image
+// directories, a unix socket, its log in a file, and a gRPC stub on it.
+// Jailed (hearth-jailer, cgroups, a uid per VM) when the test runs as root
+// in a normal build; --no_jail otherwise (ASan builds cannot jail).
+#ifndef HEARTH_TESTS_TESTING_AGENT_H_
+#define HEARTH_TESTS_TESTING_AGENT_H_
+
+#include <sys/types.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "hearth/v1/hearth.grpc.pb.h"
+
+namespace hearth::testing {
+
+struct AgentOptions {
+  // Extra hearthd flags ("--max_vcpus=4").
+  std::vector<std::string> flags;
+  // argv prefix (e.g. TapNamespace::ExecPrefix()).
+  std::vector<std::string> prefix;
+  bool jail = true;  // ignored (no jail) unless root and not ASan
+};
+
+class Agent {
+ public:
+  // Starts hearthd in fresh directories under `dir` (created if missing;
+  // an existing state directory is reused, which is how a restart is
+  // tested) and waits until its socket answers.
+  static absl::StatusOr<std::unique_ptr<Agent>> Start(const std::string& dir,
+                                                      const AgentOptions& options = {});
+  ~Agent();  // SIGKILLs hearthd if still running (VMs stay: see Cleanup)
+
+  hearth::v1::Hearth::Stub* stub() { return stub_.get(); }
+  std::unique_ptr<hearth::v1::Hearth::Stub> NewStub() const;
+  pid_t pid() const { return pid_; }
+  bool jailed() const { return jailed_; }
+  const std::string& dir() const { return dir_; }
+  std::string images() const { return dir_ + "/images"; }
+  std::string socket() const { return dir_ + "/hearth.sock"; }
+  std::string log() const;
+
+  // Sends `signal` and waits for hearthd to exit; returns its wait status.
+  int Stop(int signal, absl::Duration timeout = absl::Seconds(20));
+  // Open file descriptors of hearthd (for leak checks).
+  int OpenFds() const;
+
+ private:
+  Agent() = default;
+  pid_t pid_ = -1;
+  bool jailed_ = false;
+  std::string dir_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<hearth::v1::Hearth::Stub> stub_;
+};
+
+// A fresh directory under /tmp: unix socket paths (the agent's, each VM's
+// reattach socket) must stay under 108 bytes, which TEST_TMPDIR is not.
+std::string ShortTempDir();
+
+// Absolute path of a runfile (tests run in the runfiles tree).
+std::string Runfile(const std::string& path);
+
+// A process is alive (and not a zombie).
+bool ProcessAlive(pid_t pid);
+
+}  // namespace hearth::testing
+
+#endif  // HEARTH_TESTS_TESTING_AGENT_H_
