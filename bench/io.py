@@ -28,7 +28,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VMM = os.path.join(ROOT, "bazel-bin/vmm/hearth-vmm")
 GUEST = os.path.join(ROOT, "bazel-bin/tests/guest/guest.elf")
-QEMU = ["qemu-system-x86_64", "-M", "microvm,x-option-roms=off,isa-serial=on,rtc=off",
+QEMU = ["qemu-system-x86_64", "-M", "microvm,x-option-roms=off,isa-serial=on,rtc=off,acpi=off",
         "-enable-kvm", "-cpu", "host,-arch-capabilities", "-m", "256", "-nodefaults",
         "-no-user-config", "-nographic", "-no-reboot", "-serial", "stdio",
         "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
