@@ -27,21 +27,18 @@ absl::StatusOr<kvm::Vm> CreateVm(const kvm::Kvm& kvm) {
   return vm;
 }
 
-absl::StatusOr<memory::GuestMemory> CreateMemory(const kvm::Vm& vm,
-                                                 const MachineConfig& machine) {
-  memory::GuestMemory::Options options;
-  options.huge_pages = machine.huge_pages;
-  ASSIGN_OR_RETURN(memory::GuestMemory memory,
-                   memory::GuestMemory::CreateAnonymous(
-                       machine.mem_size_mib * layout::kMiB, options));
-  uint32_t flags = machine.track_dirty_pages ? KVM_MEM_LOG_DIRTY_PAGES : 0;
+// One KVM memory slot per region, in order (slot i is region i: the dirty
+// log is read per slot).
+absl::Status RegisterMemory(const kvm::Vm& vm, const memory::GuestMemory& memory,
+                            bool track_dirty_pages) {
+  uint32_t flags = track_dirty_pages ? KVM_MEM_LOG_DIRTY_PAGES : 0;
   for (size_t slot = 0; slot < memory.regions().size(); ++slot) {
     const memory::GuestMemory::Region& region = memory.regions()[slot];
     RETURN_IF_ERROR(vm.SetUserMemoryRegion(
         static_cast<uint32_t>(slot), region.guest_address,
         region.mapping.size(), region.mapping.data(), flags));
   }
-  return memory;
+  return absl::OkStatus();
 }
 
 // Loads kernel and initrd and writes every boot structure. `extra_cmdline`
@@ -184,11 +181,12 @@ absl::Status AddVirtioDevices(VmmConfig* config, BuildOptions* options,
 
 absl::Status ConfigureVcpu(const kvm::Vcpu& vcpu, const MachineConfig& machine,
                            const kvm::CpuidEntries& supported_cpuid,
-                           uint64_t entry) {
+                           uint64_t entry, kvm::CpuidEntries* cpuid_out) {
   kvm::CpuidEntries cpuid = supported_cpuid;
   RETURN_IF_ERROR(x86::NormalizeCpuid(
       {vcpu.id(), machine.vcpu_count, machine.smt}, &cpuid));
   RETURN_IF_ERROR(vcpu.SetCpuid(cpuid));
+  *cpuid_out = cpuid;
   RETURN_IF_ERROR(vcpu.SetMsrs(x86::BootMsrs()));
   RETURN_IF_ERROR(vcpu.SetFpu(x86::BootFpu()));
   ASSIGN_OR_RETURN(kvm_lapic_state lapic, vcpu.GetLapic());
@@ -205,33 +203,31 @@ absl::Status ConfigureVcpu(const kvm::Vcpu& vcpu, const MachineConfig& machine,
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Vmm>> BuildVmm(kvm::Kvm kvm, VmmConfig config,
-                                              BuildOptions options) {
-  const MachineConfig& machine = config.machine;
+absl::StatusOr<Vmm::Parts> AssembleParts(kvm::Kvm kvm, memory::GuestMemory memory,
+                                         bool track_dirty_pages, VmmConfig* config,
+                                         BuildOptions* options, std::string* virtio_cmdline) {
   ASSIGN_OR_RETURN(kvm::Vm vm, CreateVm(kvm));
-  ASSIGN_OR_RETURN(memory::GuestMemory memory, CreateMemory(vm, machine));
+  RETURN_IF_ERROR(RegisterMemory(vm, memory, track_dirty_pages));
   Vmm::Parts parts{std::move(kvm), std::make_unique<kvm::Vm>(std::move(vm)),
                    std::make_unique<memory::GuestMemory>(std::move(memory))};
-  if (options.event_loop) {
-    parts.event_loop = std::move(options.event_loop);
+  if (options->event_loop) {
+    parts.event_loop = std::move(options->event_loop);
   } else {
     ASSIGN_OR_RETURN(parts.event_loop, EventLoop::Create());
   }
   parts.pio_bus = std::make_unique<bus::Bus>();
   parts.mmio_bus = std::make_unique<bus::Bus>();
-  parts.metrics_file = std::move(config.metrics);
+  parts.metrics_file = std::move(config->metrics);
+  parts.api_config = config->api;
+  parts.track_dirty_pages = track_dirty_pages;
 
-  std::string virtio_cmdline;
-  RETURN_IF_ERROR(AddVirtioDevices(&config, &options, &parts, &virtio_cmdline));
-  uint64_t entry = 0;
-  RETURN_IF_ERROR(LoadGuest(&config.boot, machine.vcpu_count, virtio_cmdline,
-                            parts.memory.get(), &entry));
+  RETURN_IF_ERROR(AddVirtioDevices(config, options, &parts, virtio_cmdline));
 
   ASSIGN_OR_RETURN(EventFd reset_event, EventFd::Create());
   parts.reset_event = std::make_shared<EventFd>(std::move(reset_event));
   parts.serial = std::make_shared<devices::Serial>(
       std::make_unique<IrqLineInterrupt>(parts.vm.get(), layout::kCom1Gsi),
-      options.console);
+      options->console);
   RETURN_IF_ERROR(parts.pio_bus->Insert(parts.serial, layout::kCom1Port,
                                         layout::kCom1PortCount));
   parts.i8042 = std::make_shared<devices::I8042>(
@@ -239,12 +235,32 @@ absl::StatusOr<std::unique_ptr<Vmm>> BuildVmm(kvm::Kvm kvm, VmmConfig config,
       [reset_event = parts.reset_event] { (void)reset_event->Write(1); });
   RETURN_IF_ERROR(parts.pio_bus->Insert(parts.i8042, layout::kI8042Port,
                                         layout::kI8042PortCount));
+  return parts;
+}
+
+absl::StatusOr<std::unique_ptr<Vmm>> BuildVmm(kvm::Kvm kvm, VmmConfig config,
+                                              BuildOptions options) {
+  const MachineConfig& machine = config.machine;
+  memory::GuestMemory::Options memory_options;
+  memory_options.huge_pages = machine.huge_pages;
+  ASSIGN_OR_RETURN(memory::GuestMemory memory,
+                   memory::GuestMemory::CreateAnonymous(machine.mem_size_mib * layout::kMiB,
+                                                        memory_options));
+  std::string virtio_cmdline;
+  ASSIGN_OR_RETURN(Vmm::Parts parts,
+                   AssembleParts(std::move(kvm), std::move(memory), machine.track_dirty_pages,
+                                 &config, &options, &virtio_cmdline));
+  uint64_t entry = 0;
+  RETURN_IF_ERROR(LoadGuest(&config.boot, machine.vcpu_count, virtio_cmdline,
+                            parts.memory.get(), &entry));
 
   ASSIGN_OR_RETURN(kvm::CpuidEntries supported, parts.kvm.SupportedCpuid());
   for (uint32_t id = 0; id < machine.vcpu_count; ++id) {
     ASSIGN_OR_RETURN(kvm::Vcpu vcpu, kvm::Vcpu::Create(parts.kvm, *parts.vm, id));
-    RETURN_IF_ERROR(ConfigureVcpu(vcpu, machine, supported, entry));
+    kvm::CpuidEntries cpuid;
+    RETURN_IF_ERROR(ConfigureVcpu(vcpu, machine, supported, entry, &cpuid));
     parts.vcpus.push_back(std::move(vcpu));
+    parts.cpuid.push_back(std::move(cpuid));
   }
   return Vmm::Create(std::move(parts));
 }

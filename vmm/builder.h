@@ -31,6 +31,15 @@ struct BuildOptions {
 absl::StatusOr<std::unique_ptr<Vmm>> BuildVmm(kvm::Kvm kvm, VmmConfig config,
                                               BuildOptions options);
 
+// What BuildVmm and snapshot restore share: the KVM VM with its interrupt
+// controllers and PIT, `memory` registered as its slots, the event loop,
+// the buses and every device of `config`, wired up but not started; no
+// vCPUs, nothing loaded into memory. `virtio_cmdline` receives the
+// virtio_mmio.device= announcements.
+absl::StatusOr<Vmm::Parts> AssembleParts(kvm::Kvm kvm, memory::GuestMemory memory,
+                                         bool track_dirty_pages, VmmConfig* config,
+                                         BuildOptions* options, std::string* virtio_cmdline);
+
 }  // namespace hearth::vmm
 
 #endif  // HEARTH_VMM_BUILDER_H_

@@ -34,6 +34,7 @@
 #include "vmm/config/from_api.h"
 #include "vmm/console.h"
 #include "vmm/control/control_server.h"
+#include "vmm/snapshot/snapshot.h"
 #include "vmm/seccomp/seccomp.h"
 
 DEFINE_string(config, "", "Path of a Firecracker-format JSON config file to boot.");
@@ -99,10 +100,10 @@ void ViolateSeccomp() {
 // Starts the vCPUs with every thread under its seccomp filter before any
 // guest code runs: each vCPU thread loads its filter and waits until the
 // event-loop thread (this one) has loaded its own.
-absl::Status StartSandboxed(Vmm* vmm, bool standalone) {
+absl::Status StartSandboxed(Vmm* vmm, bool standalone, bool paused = false) {
   if (!FLAGS_seccomp) {
     LOG(WARNING) << "seccomp filters are off";
-    return vmm->Start();
+    return vmm->Start(nullptr, paused);
   }
   SeccompOptions options;
   options.standalone = standalone;
@@ -116,7 +117,7 @@ absl::Status StartSandboxed(Vmm* vmm, bool standalone) {
     go->WaitForNotification();
     if (violation == "vcpu") ViolateSeccomp();
     return absl::OkStatus();
-  }));
+  }, paused));
   absl::Status status = InstallFilter(ThreadKind::kEventLoop, options);
   go->Notify();
   if (!status.ok()) {
@@ -206,14 +207,14 @@ int Report(const absl::StatusOr<VmOutcome>& outcome) {
   if (FLAGS_reattach_fd >= 0) {
     server.SetReattachListener(UniqueFd(FLAGS_reattach_fd), static_cast<uid_t>(FLAGS_agent_uid));
   }
-  absl::StatusOr<VmmConfig> config = server.RunUntilBoot();
-  if (!config.ok()) {
+  absl::StatusOr<StartPlan> plan = server.RunUntilBoot();
+  if (!plan.ok()) {
     // No agent (it went away before booting anything), or a Boot whose
     // resources were unusable: either way there is no VM to run.
-    server.FailBoot(config.status());
-    Exit(Report(config.status()));
+    server.FailBoot(plan.status());
+    Exit(Report(plan.status()));
   }
-  ApplyLogConfig(&config->log);
+  ApplyLogConfig(&plan->config.log);
   BootTimer timer;
   UniqueFd console = server.TakeConsole();
   BuildOptions options;
@@ -225,17 +226,31 @@ int Report(const absl::StatusOr<VmOutcome>& outcome) {
   options.vsock_connector = server.MakeVsockConnector();
   options.event_loop = std::move(*loop);
   absl::StatusOr<kvm::Kvm> kvm = OpenKvm();
-  absl::StatusOr<std::unique_ptr<Vmm>> vmm =
-      kvm.ok() ? BuildVmm(std::move(*kvm), std::move(*config), std::move(options))
-               : absl::StatusOr<std::unique_ptr<Vmm>>(kvm.status());
+  absl::StatusOr<std::unique_ptr<Vmm>> vmm = absl::UnknownError("not built");
+  if (!kvm.ok()) {
+    vmm = kvm.status();
+  } else if (plan->snapshot.has_value()) {
+    vmm = snapshot::RestoreVmm(std::move(*kvm), *plan->snapshot, std::move(plan->snapshot_memory),
+                               std::move(plan->config), std::move(options),
+                               plan->track_dirty_pages);
+  } else {
+    vmm = BuildVmm(std::move(*kvm), std::move(plan->config), std::move(options));
+  }
   if (!vmm.ok()) {
     server.FailBoot(vmm.status());
     Exit(Report(vmm.status()));
   }
   if (console_fd >= 0) (void)(*vmm)->AttachConsoleInput(console_fd);
   server.set_first_output_us([&timer] { return timer.first_output_us(); });
-  server.Attach(vmm->get());
-  absl::Status started = StartSandboxed(vmm->get(), /*standalone=*/false);
+  const bool paused = plan->snapshot.has_value() && !plan->resume;
+  absl::Status started = StartSandboxed(vmm->get(), /*standalone=*/false, paused);
+  // Answers the Boot or LoadSnapshot (after Start: Ready says whether the
+  // VM is paused).
+  if (started.ok()) {
+    server.Attach(vmm->get());
+  } else {
+    server.FailBoot(started);
+  }
   absl::StatusOr<VmOutcome> outcome =
       started.ok() ? (*vmm)->Run() : absl::StatusOr<VmOutcome>(started);
   if (outcome.ok()) {

@@ -115,12 +115,15 @@ void Vmm::PumpConsoleInput() {
   parts_.serial->EnqueueInput(absl::MakeConstSpan(buffer, static_cast<size_t>(n)));
 }
 
-absl::Status Vmm::Start(std::function<absl::Status()> on_vcpu_thread_start) {
+absl::Status Vmm::Start(std::function<absl::Status()> on_vcpu_thread_start, bool paused) {
   if (started_) return absl::FailedPreconditionError("VM already started");
   RETURN_IF_ERROR(vcpu::VcpuRunner::InstallKickSignal());
   for (auto& runner : runners_) {
+    // Requested before the thread exists, a pause parks it before KVM_RUN.
+    if (paused) runner->Pause();
     RETURN_IF_ERROR(runner->Start(on_vcpu_thread_start));
   }
+  paused_ = paused;
   started_ = true;
   return absl::OkStatus();
 }

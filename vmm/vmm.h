@@ -33,6 +33,7 @@
 #include "vmm/devices/virtio/net/net.h"
 #include "vmm/devices/virtio/rng/rng.h"
 #include "vmm/devices/virtio/vsock/vsock.h"
+#include "hearth/v1/config.pb.h"
 #include "vmm/kvm/kvm.h"
 #include "vmm/memory/guest_memory.h"
 #include "vmm/vcpu/vcpu_runner.h"
@@ -88,6 +89,13 @@ class Vmm {
     std::vector<kvm::Vcpu> vcpus = {};
     // Where metrics lines go (standalone: the config's metrics_path).
     UniqueFd metrics_file = {};
+    // The configuration the VM was built from (snapshots record it).
+    hearth::v1::VmConfig api_config = {};
+    // Each vCPU's CPUID table, as the guest sees it.
+    std::vector<kvm::CpuidEntries> cpuid = {};
+    // Memory slots log dirty pages (KVM_MEM_LOG_DIRTY_PAGES): Diff
+    // snapshots are possible.
+    bool track_dirty_pages = false;
   };
 
   static absl::StatusOr<std::unique_ptr<Vmm>> Create(Parts parts);
@@ -102,8 +110,10 @@ class Vmm {
   absl::Status ReplaceConsoleInput(int old_fd, int new_fd);
 
   // Starts every vCPU thread; `on_vcpu_thread_start` runs first on each
-  // (seccomp filter installation).
-  absl::Status Start(std::function<absl::Status()> on_vcpu_thread_start = nullptr);
+  // (seccomp filter installation). With `paused` the threads park before
+  // entering the guest until Resume (a restored VM left paused).
+  absl::Status Start(std::function<absl::Status()> on_vcpu_thread_start = nullptr,
+                     bool paused = false);
 
   // Runs the event loop until the guest ends or Stop() is called, then stops
   // and joins the vCPUs.
@@ -126,6 +136,12 @@ class Vmm {
   absl::Status FlushMetrics() const;
 
   const Parts& parts() const { return parts_; }
+  const kvm::Vcpu& vcpu(size_t index) const { return runners_[index]->vcpu(); }
+
+  // The id of the last snapshot taken of (or restored into) this VM; a
+  // Diff snapshot names it as its parent.
+  uint64_t last_snapshot_id() const { return last_snapshot_id_; }
+  void set_last_snapshot_id(uint64_t id) { last_snapshot_id_ = id; }
 
   EventLoop* event_loop() { return parts_.event_loop.get(); }
   memory::GuestMemory* memory() { return parts_.memory.get(); }
@@ -151,6 +167,7 @@ class Vmm {
   std::deque<VmOutcome> exits_ ABSL_GUARDED_BY(exits_mutex_);
   EventFd exits_event_;
 
+  uint64_t last_snapshot_id_ = 0;
   int console_input_fd_ = -1;
   std::optional<TimerFd> console_retry_;
   std::optional<VmOutcome> outcome_;

@@ -105,8 +105,9 @@ absl::StatusOr<UniqueFd> PathOpener::OpenLog(const hearth::v1::Logger& logger) {
 }
 
 absl::StatusOr<VmmConfig> VmmConfigFromApi(const hearth::v1::VmConfig& api,
-                                           ResourceOpener* opener) {
-  RETURN_IF_ERROR(api::ValidateVmConfig(api, /*require_boot_source=*/true));
+                                           ResourceOpener* opener, ConfigPurpose purpose) {
+  const bool boot = purpose == ConfigPurpose::kBoot;
+  RETURN_IF_ERROR(api::ValidateVmConfig(api, /*require_boot_source=*/boot));
   if (api.has_mmds_config() || api.has_mmds()) {
     return absl::UnimplementedError("mmds-config: MMDS is not implemented by Hearth yet");
   }
@@ -117,12 +118,15 @@ absl::StatusOr<VmmConfig> VmmConfigFromApi(const hearth::v1::VmConfig& api,
   config.machine.smt = machine.smt();
   config.machine.track_dirty_pages = machine.track_dirty_pages();
   config.machine.huge_pages = api::HugePages2M(machine);
-  const hearth::v1::BootSource& boot = api.boot_source();
-  ASSIGN_OR_RETURN(config.boot.kernel, opener->OpenKernel(boot));
-  if (!boot.initrd_path().empty()) {
-    ASSIGN_OR_RETURN(config.boot.initrd, opener->OpenInitrd(boot));
+  config.api = api;
+  const hearth::v1::BootSource& source = api.boot_source();
+  if (boot) {
+    ASSIGN_OR_RETURN(config.boot.kernel, opener->OpenKernel(source));
+    if (!source.initrd_path().empty()) {
+      ASSIGN_OR_RETURN(config.boot.initrd, opener->OpenInitrd(source));
+    }
   }
-  config.boot.boot_args = boot.has_boot_args() ? boot.boot_args() : kDefaultBootArgs;
+  config.boot.boot_args = source.has_boot_args() ? source.boot_args() : kDefaultBootArgs;
   // The root device goes first, so the guest sees it as /dev/vda.
   std::vector<const hearth::v1::Drive*> drives;
   for (const hearth::v1::Drive& drive : api.drives()) {

@@ -48,8 +48,13 @@ class PathOpener : public ResourceOpener {
 // Converts a Firecracker rate limiter (missing buckets: no limit).
 RateLimiterConfig RateLimiterFromApi(const hearth::v1::RateLimiter& limiter);
 
+// What the VMM is built for. kRestore builds the devices of a snapshot's
+// configuration: no kernel or initrd is loaded (and none is needed).
+enum class ConfigPurpose { kBoot, kRestore };
+
 absl::StatusOr<VmmConfig> VmmConfigFromApi(const hearth::v1::VmConfig& config,
-                                           ResourceOpener* opener);
+                                           ResourceOpener* opener,
+                                           ConfigPurpose purpose = ConfigPurpose::kBoot);
 
 }  // namespace hearth::vmm
 

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/unique_fd.h"
+#include "hearth/v1/config.pb.h"
 
 namespace hearth::vmm {
 
@@ -112,6 +113,8 @@ struct VmmConfig {
   // Where to append metrics (one JSON object per line), if anywhere.
   UniqueFd metrics;
   LogConfig log;
+  // The configuration this was made from (kept in snapshots).
+  hearth::v1::VmConfig api;
 };
 
 }  // namespace hearth::vmm

@@ -9,6 +9,8 @@
 #include "common/status_macros.h"
 #include "glog/logging.h"
 #include "vmm/config/from_api.h"
+#include "vmm/snapshot/format.h"
+#include "vmm/snapshot/snapshot.h"
 
 namespace hearth::vmm {
 namespace {
@@ -177,9 +179,9 @@ void ControlServer::AcceptReattach() {
   }
 }
 
-absl::StatusOr<VmmConfig> ControlServer::RunUntilBoot() {
+absl::StatusOr<StartPlan> ControlServer::RunUntilBoot() {
   SendReady();
-  while (!boot_config_.has_value()) {
+  while (!plan_.has_value()) {
     // Without a reattach socket nobody can send Boot any more. With one, a
     // VM still being configured waits for its restarted agent, as a
     // running one does.
@@ -188,9 +190,9 @@ absl::StatusOr<VmmConfig> ControlServer::RunUntilBoot() {
     }
     RETURN_IF_ERROR(loop_->RunOnce(-1));
   }
-  absl::StatusOr<VmmConfig> config = std::move(*boot_config_);
-  boot_config_.reset();
-  return config;
+  StartPlan plan = std::move(*plan_);
+  plan_.reset();
+  return plan;
 }
 
 void ControlServer::Attach(Vmm* vmm) {
@@ -203,7 +205,8 @@ void ControlServer::Attach(Vmm* vmm) {
     pending_boot_.reset();
   }
   v1::Event event;
-  event.mutable_state_changed()->set_state(v1::VM_STATE_RUNNING);
+  event.mutable_state_changed()->set_state(vmm->paused() ? v1::VM_STATE_PAUSED
+                                                         : v1::VM_STATE_RUNNING);
   SendEvent(event);
 }
 
@@ -283,11 +286,13 @@ void ControlServer::Handle(const v1::Request& request, std::vector<UniqueFd> fds
   absl::Status status;
   switch (request.op_case()) {
     case v1::Request::kBoot:
-      if (vmm_ != nullptr || pending_boot_.has_value() || boot_config_.has_value()) {
+    case v1::Request::kLoadSnapshot:
+      if (vmm_ != nullptr || pending_boot_.has_value() || plan_.has_value()) {
         status = absl::FailedPreconditionError("the VM is already booted");
         break;
       }
-      status = HandleBoot(request.boot(), std::move(fds));
+      status = request.has_boot() ? HandleBoot(request.boot(), std::move(fds))
+                                  : HandleLoadSnapshot(request.load_snapshot(), std::move(fds));
       if (status.ok()) {
         pending_boot_ = id;  // answered by Attach or FailBoot
         return;
@@ -406,8 +411,10 @@ void ControlServer::Handle(const v1::Request& request, std::vector<UniqueFd> fds
       }
       break;
     case v1::Request::kCreateSnapshot:
-    case v1::Request::kLoadSnapshot:
-      status = absl::UnimplementedError("not implemented by this VMM yet");
+      status = needs_vm();
+      if (status.ok()) {
+        status = HandleCreateSnapshot(request.create_snapshot(), std::move(fds), &response);
+      }
       break;
     case v1::Request::OP_NOT_SET:
       status = absl::InvalidArgumentError("request has no operation (unknown to this VMM?)");
@@ -425,7 +432,61 @@ absl::Status ControlServer::HandleBoot(const v1::Boot& boot, std::vector<UniqueF
   }
   absl::StatusOr<VmmConfig> config = VmmConfigFromApi(boot.config(), &opener);
   if (!config.ok()) return config.status();
-  boot_config_ = std::move(config);
+  StartPlan plan;
+  plan.config = std::move(*config);
+  plan_ = std::move(plan);
+  return absl::OkStatus();
+}
+
+absl::Status ControlServer::HandleLoadSnapshot(const v1::LoadSnapshot& load,
+                                               std::vector<UniqueFd> fds) {
+  FdOpener opener(load.fds(), &fds);
+  if (load.fds().has_console()) {
+    ASSIGN_OR_RETURN(console_, opener.Take(load.fds().console(), "console"));
+  }
+  ASSIGN_OR_RETURN(UniqueFd state_file,
+                   opener.Take(load.fds().has_snapshot_state() ? load.fds().snapshot_state() : -1,
+                               "snapshot state"));
+  ASSIGN_OR_RETURN(UniqueFd memory_file,
+                   opener.Take(load.fds().has_snapshot_memory() ? load.fds().snapshot_memory() : -1,
+                               "snapshot memory"));
+  ASSIGN_OR_RETURN(hearth::vmm::v1::VmSnapshot snapshot, snapshot::ReadStateFile(state_file.get()));
+  ASSIGN_OR_RETURN(VmmConfig config,
+                   VmmConfigFromApi(snapshot.config(), &opener, ConfigPurpose::kRestore));
+  // Refuse mismatched files now, while the VMM can still take another
+  // LoadSnapshot, rather than when half the VM is built.
+  RETURN_IF_ERROR(snapshot::CheckRestoreFiles(snapshot, memory_file.get(), config));
+  StartPlan plan;
+  plan.config = std::move(config);
+  plan.snapshot = std::move(snapshot);
+  plan.snapshot_memory = std::move(memory_file);
+  plan.resume = load.resume_vm();
+  plan.track_dirty_pages = load.track_dirty_pages();
+  plan_ = std::move(plan);
+  return absl::OkStatus();
+}
+
+absl::Status ControlServer::HandleCreateSnapshot(const v1::CreateSnapshot& create,
+                                                 std::vector<UniqueFd> fds,
+                                                 v1::Response* response) {
+  hearth::vmm::v1::VmSnapshot::MemoryKind kind;
+  if (create.snapshot_type().empty() || create.snapshot_type() == "Full") {
+    kind = hearth::vmm::v1::VmSnapshot::FULL;
+  } else if (create.snapshot_type() == "Diff") {
+    kind = hearth::vmm::v1::VmSnapshot::DIFF;
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "snapshot_type: \"", create.snapshot_type(), "\" is not one of Full, Diff"));
+  }
+  if (fds.size() != 2) {
+    return absl::InvalidArgumentError("CreateSnapshot carries the state and memory files");
+  }
+  ASSIGN_OR_RETURN(snapshot::CreateStats stats,
+                   snapshot::CreateSnapshot(vmm_, kind, fds[0].get(), fds[1].get()));
+  v1::SnapshotCreated* created = response->mutable_snapshot_created();
+  created->set_state_bytes(stats.state_bytes);
+  created->set_memory_bytes(stats.memory.bytes_written);
+  created->set_pages_written(stats.memory.pages_written);
   return absl::OkStatus();
 }
 

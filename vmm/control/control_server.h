@@ -27,6 +27,7 @@
 #include "common/event_loop.h"
 #include "common/message_channel.h"
 #include "hearth/vmm/v1/control.pb.h"
+#include "hearth/vmm/v1/snapshot.pb.h"
 #include "vmm/config/vmm_config.h"
 #include "vmm/devices/legacy/serial.h"
 #include "vmm/devices/virtio/vsock/vsock.h"
@@ -37,21 +38,36 @@ namespace hearth::vmm {
 inline constexpr uint32_t kControlProtocolVersion = 1;
 inline constexpr char kVmmVersion[] = "0.1.0";
 
+// What the agent asked the VMM to start: a fresh boot, or a snapshot to
+// restore (then `config` holds only the devices' files).
+struct StartPlan {
+  VmmConfig config;
+  std::optional<hearth::vmm::v1::VmSnapshot> snapshot = std::nullopt;
+  UniqueFd snapshot_memory = UniqueFd();
+  // Restore: run the guest at once (else it stays paused), and whether to
+  // log dirty pages from now on.
+  bool resume = true;
+  bool track_dirty_pages = false;
+};
+
 class ControlServer {
  public:
   ControlServer(MessageChannel channel, EventLoop* loop);
   ~ControlServer();
 
-  // Sends Ready and serves requests until a Boot arrives (returns its
-  // config, fds opened) or the channel closes (UNAVAILABLE).
-  absl::StatusOr<VmmConfig> RunUntilBoot();
+  // Sends Ready and serves requests until a Boot or LoadSnapshot arrives
+  // (returns what to start, fds opened) or the channel closes for good
+  // (UNAVAILABLE).
+  absl::StatusOr<StartPlan> RunUntilBoot();
 
   // The console fd that came with Boot (serial output and input).
   UniqueFd TakeConsole() { return std::move(console_); }
 
-  // From now on requests act on `vmm`; answers the pending Boot.
+  // From now on requests act on `vmm`; answers the pending Boot or
+  // LoadSnapshot.
   void Attach(Vmm* vmm);
-  // Answers the pending Boot with an error (the VM could not be built).
+  // Answers the pending Boot or LoadSnapshot with an error (the VM could
+  // not be built).
   void FailBoot(const absl::Status& status);
 
   // A listening SOCK_SEQPACKET socket (created by the agent before the
@@ -83,6 +99,9 @@ class ControlServer {
   void Reply(uint64_t id, const absl::Status& status, v1::Response response = {});
   void SendEvent(const v1::Event& event);
   absl::Status HandleBoot(const v1::Boot& boot, std::vector<UniqueFd> fds);
+  absl::Status HandleLoadSnapshot(const v1::LoadSnapshot& load, std::vector<UniqueFd> fds);
+  absl::Status HandleCreateSnapshot(const v1::CreateSnapshot& create, std::vector<UniqueFd> fds,
+                                    v1::Response* response);
   absl::Status HandlePatchDrive(const v1::PatchDrive& patch, std::vector<UniqueFd> fds);
   absl::Status HandlePatchNet(const v1::PatchNetworkInterface& patch);
   v1::Info MakeInfo() const;
@@ -92,7 +111,7 @@ class ControlServer {
   Vmm* vmm_ = nullptr;
   bool closed_ = false;
   std::optional<uint64_t> pending_boot_;
-  std::optional<absl::StatusOr<VmmConfig>> boot_config_;
+  std::optional<StartPlan> plan_;
   UniqueFd console_;
   UniqueFd reattach_listener_;
   uid_t agent_uid_ = 0;

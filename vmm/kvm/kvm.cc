@@ -92,6 +92,13 @@ constexpr size_t kMaxMsrIndices = 1024;
 
 }  // namespace
 
+std::vector<unsigned long> StateReadingIoctls() {
+  return {KVM_GET_REGS,       KVM_GET_SREGS,      kGetXsave,        KVM_GET_XCRS,
+          KVM_GET_DEBUGREGS,  KVM_GET_LAPIC,      KVM_GET_MP_STATE, KVM_GET_VCPU_EVENTS,
+          kGetMsrs,           kGetMsrIndexList,   KVM_GET_IRQCHIP,  KVM_GET_PIT2,
+          KVM_GET_CLOCK,      KVM_GET_DIRTY_LOG};
+}
+
 absl::StatusOr<Kvm> Kvm::Open() {
   int fd = RetryOnEintr([] { return ::open("/dev/kvm", O_RDWR | O_CLOEXEC); });
   if (fd < 0) return ErrnoStatus("open /dev/kvm");
@@ -335,6 +342,19 @@ absl::StatusOr<std::vector<MsrEntry>> Vcpu::GetMsrs(
   }
   std::vector<MsrEntry> msrs;
   for (size_t i = 0; i < indices.size(); ++i) {
+    msrs.push_back({buffer.entries()[i].index, buffer.entries()[i].data});
+  }
+  return msrs;
+}
+
+absl::StatusOr<std::vector<MsrEntry>> Vcpu::GetMsrsPrefix(
+    absl::Span<const uint32_t> indices) const {
+  FlexibleArray<MsrsHeader, kvm_msr_entry> buffer(indices.size());
+  buffer.header()->nmsrs = static_cast<uint32_t>(indices.size());
+  for (size_t i = 0; i < indices.size(); ++i) buffer.entries()[i].index = indices[i];
+  ASSIGN_OR_RETURN(int read, IoctlPtr(fd_.get(), kGetMsrs, "KVM_GET_MSRS", buffer.header()));
+  std::vector<MsrEntry> msrs;
+  for (size_t i = 0; i < static_cast<size_t>(read) && i < indices.size(); ++i) {
     msrs.push_back({buffer.entries()[i].index, buffer.entries()[i].data});
   }
   return msrs;

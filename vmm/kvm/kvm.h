@@ -33,6 +33,10 @@ struct XsaveArea {
   uint32_t region[1024];
 };
 
+// The ioctl request numbers that read a VM's state (CreateSnapshot), for
+// the seccomp filter of the thread that snapshots.
+std::vector<unsigned long> StateReadingIoctls();
+
 class Kvm {
  public:
   // Opens /dev/kvm (standalone mode only: a jailed VMM receives the fd).
@@ -116,6 +120,9 @@ class Vcpu {
   absl::StatusOr<std::vector<MsrEntry>> GetMsrs(
       absl::Span<const uint32_t> indices) const;
   absl::Status SetMsrs(absl::Span<const MsrEntry> msrs) const;
+  // Reads MSRs in order until KVM refuses one: the ones read (a prefix of
+  // `indices`).
+  absl::StatusOr<std::vector<MsrEntry>> GetMsrsPrefix(absl::Span<const uint32_t> indices) const;
   absl::StatusOr<kvm_lapic_state> GetLapic() const;
   absl::Status SetLapic(const kvm_lapic_state& lapic) const;
   absl::StatusOr<kvm_mp_state> GetMpState() const;

@@ -20,6 +20,7 @@
 #include "absl/base/internal/sysinfo.h"
 #include "absl/strings/str_cat.h"
 #include "common/errno_status.h"
+#include "vmm/kvm/kvm.h"
 
 namespace hearth::vmm {
 namespace {
@@ -81,6 +82,10 @@ std::vector<SyscallRule> AllowList(ThreadKind kind, const SeccompOptions& option
   rules.push_back(AllowIf("fcntl", 1, F_GETFL));
   rules.push_back(AllowIf("fcntl", 1, F_SETFL));
   AddIoctls({KVM_IRQ_LINE, TUNSETOFFLOAD}, &rules);
+  // Snapshots: reading vCPU, interrupt controller and clock state, and
+  // sizing the memory file.
+  AddIoctls(kvm::StateReadingIoctls(), &rules);
+  rules.push_back(Allow("ftruncate"));
   if (options.standalone) {
     rules.push_back(AllowIf("socket", 0, AF_UNIX));
     rules.push_back(Allow("connect"));

@@ -84,6 +84,10 @@ int blk_io(struct virtio_blk *b, uint32_t type, uint64_t sector, void *buf, uint
            unsigned segs, enum virtio_wait how) {
   struct blk_req *r = blk_submit(b, type, sector, buf, len, segs);
   if (r == NULL) return BLK_QUEUE_FULL;
+  return blk_kick_and_wait(b, r, how);
+}
+
+int blk_kick_and_wait(struct virtio_blk *b, struct blk_req *r, enum virtio_wait how) {
   virtq_kick(b->vq);
   uint32_t used_len;
   struct blk_req *done = virtq_wait(b->vq, &used_len, how, virtio_timeout_us());

@@ -85,6 +85,10 @@ void blk_release(struct virtio_blk *b, struct blk_req *r);
 int blk_io(struct virtio_blk *b, uint32_t type, uint64_t sector, void *buf, uint32_t len,
            unsigned segs, enum virtio_wait how);
 
+// The second half of blk_io: kick, wait for |r| (the only request in
+// flight) and release it; its status, or BLK_TIMEOUT.
+int blk_kick_and_wait(struct virtio_blk *b, struct blk_req *r, enum virtio_wait how);
+
 // The GET_ID serial (up to 20 bytes, NUL-terminated into out[21]): status.
 int blk_get_id(struct virtio_blk *b, char out[VIRTIO_BLK_ID_BYTES + 1], enum virtio_wait how);
 

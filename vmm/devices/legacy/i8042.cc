@@ -1,6 +1,9 @@
 #include "vmm/devices/legacy/i8042.h"
 
 #include <algorithm>
+#include <string>
+
+#include "hearth/vmm/v1/snapshot.pb.h"
 
 namespace hearth::devices {
 namespace {
@@ -157,6 +160,23 @@ absl::Status I8042::TriggerCtrlAltDel() {
 uint64_t I8042::resets_requested() const {
   absl::MutexLock lock(&mutex_);
   return resets_;
+}
+
+void I8042::SaveState(hearth::vmm::v1::I8042State* state) const {
+  absl::MutexLock lock(&mutex_);
+  state->set_control(control_);
+  state->set_status(status_);
+  state->set_pending_command(pending_command_);
+  state->set_buffer(std::string(buffer_.begin(), buffer_.end()));
+}
+
+void I8042::RestoreState(const hearth::vmm::v1::I8042State& state) {
+  absl::MutexLock lock(&mutex_);
+  control_ = static_cast<uint8_t>(state.control());
+  status_ = static_cast<uint8_t>(state.status());
+  pending_command_ = static_cast<uint8_t>(state.pending_command());
+  const std::string& bytes = state.buffer();
+  buffer_.assign(bytes.begin(), bytes.begin() + std::min(bytes.size(), kBufferSize));
 }
 
 }  // namespace hearth::devices

@@ -19,6 +19,10 @@
 #include "vmm/bus/bus.h"
 #include "vmm/devices/interrupt.h"
 
+namespace hearth::vmm::v1 {
+class I8042State;
+}  // namespace hearth::vmm::v1
+
 namespace hearth::devices {
 
 class I8042 : public bus::BusDevice {
@@ -38,6 +42,10 @@ class I8042 : public bus::BusDevice {
   absl::Status TriggerCtrlAltDel();
 
   uint64_t resets_requested() const;
+
+  // Snapshots: controller registers and queued scancodes.
+  void SaveState(hearth::vmm::v1::I8042State* state) const;
+  void RestoreState(const hearth::vmm::v1::I8042State& state);
 
  private:
   void PushByte(uint8_t byte) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);

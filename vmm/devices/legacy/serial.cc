@@ -1,6 +1,9 @@
 #include "vmm/devices/legacy/serial.h"
 
 #include <algorithm>
+#include <string>
+
+#include "hearth/vmm/v1/snapshot.pb.h"
 
 namespace hearth::devices {
 namespace {
@@ -180,6 +183,33 @@ size_t Serial::InputSpace() const {
 uint64_t Serial::bytes_written() const {
   absl::MutexLock lock(&mutex_);
   return bytes_written_;
+}
+
+void Serial::SaveState(hearth::vmm::v1::SerialState* state) const {
+  absl::MutexLock lock(&mutex_);
+  state->set_ier(ier_);
+  state->set_lcr(lcr_);
+  state->set_mcr(mcr_);
+  state->set_fcr(fcr_);
+  state->set_scr(scr_);
+  state->set_dll(dll_);
+  state->set_dlm(dlm_);
+  state->set_thre_pending(thre_pending_);
+  state->set_rx_fifo(std::string(rx_fifo_.begin(), rx_fifo_.end()));
+}
+
+void Serial::RestoreState(const hearth::vmm::v1::SerialState& state) {
+  absl::MutexLock lock(&mutex_);
+  ier_ = static_cast<uint8_t>(state.ier() & kIerMask);
+  lcr_ = static_cast<uint8_t>(state.lcr());
+  mcr_ = static_cast<uint8_t>(state.mcr() & kMcrMask);
+  fcr_ = static_cast<uint8_t>(state.fcr());
+  scr_ = static_cast<uint8_t>(state.scr());
+  dll_ = static_cast<uint8_t>(state.dll());
+  dlm_ = static_cast<uint8_t>(state.dlm());
+  thre_pending_ = state.thre_pending();
+  const std::string& fifo = state.rx_fifo();
+  rx_fifo_.assign(fifo.begin(), fifo.begin() + std::min(fifo.size(), kFifoSize));
 }
 
 }  // namespace hearth::devices

@@ -19,6 +19,10 @@
 #include "vmm/bus/bus.h"
 #include "vmm/devices/interrupt.h"
 
+namespace hearth::vmm::v1 {
+class SerialState;
+}  // namespace hearth::vmm::v1
+
 namespace hearth::devices {
 
 // Where the guest's serial output goes (stdout, the agent's console socket).
@@ -46,6 +50,10 @@ class Serial : public bus::BusDevice {
 
   // Bytes the guest has written to THR.
   uint64_t bytes_written() const;
+
+  // Snapshots: the registers and the unread input.
+  void SaveState(hearth::vmm::v1::SerialState* state) const;
+  void RestoreState(const hearth::vmm::v1::SerialState& state);
 
  private:
   uint8_t ReadRegister(uint64_t offset) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);

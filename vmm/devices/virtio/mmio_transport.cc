@@ -4,7 +4,9 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "glog/logging.h"
+#include "hearth/vmm/v1/snapshot.pb.h"
 
 namespace hearth::virtio {
 
@@ -199,37 +201,17 @@ void MmioTransport::WriteStatus(uint32_t value) {
   status_ = value | (status_ & kStatusNeedsReset);
   if (!(added & kStatusDriverOk) || !(status_ & kStatusDriverOk)) return;
 
-  ActivateContext context;
-  context.memory = memory_;
-  context.interrupt = &interrupt_;
-  context.event_loop = event_loop_;
-  context.acked_features = driver_features_;
-  context.needs_reset = [this] {
-    absl::MutexLock lock(&mutex_);
+  absl::StatusOr<ActivateContext> context = MakeContextLocked();
+  if (!context.ok()) {
+    LOG(WARNING) << device_->name() << ": " << context.status().message()
+                 << "; device needs reset";
+    metrics_.activation_failures++;
     status_ |= kStatusNeedsReset;
     interrupt_.SignalConfigChange();
-  };
-  bool event_idx = driver_features_ & kFeatureEventIdx;
-  bool indirect = driver_features_ & kFeatureIndirectDesc;
-  for (size_t i = 0; i < queues_.size(); ++i) {
-    if (!queues_[i].ready) {
-      context.queues.emplace_back();
-      continue;
-    }
-    absl::StatusOr<Queue> queue =
-        Queue::Create(queues_[i], memory_, event_idx, indirect);
-    if (!queue.ok()) {
-      LOG(WARNING) << device_->name() << ": queue " << i << ": "
-                   << queue.status().message() << "; device needs reset";
-      metrics_.activation_failures++;
-      status_ |= kStatusNeedsReset;
-      interrupt_.SignalConfigChange();
-      return;
-    }
-    context.queues.push_back(std::move(*queue));
+    return;
   }
   // The device runs on the event-loop thread; hand it over there.
-  auto shared_context = std::make_shared<ActivateContext>(std::move(context));
+  auto shared_context = std::make_shared<ActivateContext>(std::move(*context));
   uint64_t epoch = epoch_;
   event_loop_->Post([this, shared_context, epoch] {
     {
@@ -247,6 +229,131 @@ void MmioTransport::WriteStatus(uint32_t value) {
     }
     active_ = true;
   });
+}
+
+absl::StatusOr<ActivateContext> MmioTransport::MakeContextLocked() {
+  ActivateContext context;
+  context.memory = memory_;
+  context.interrupt = &interrupt_;
+  context.event_loop = event_loop_;
+  context.acked_features = driver_features_;
+  context.needs_reset = [this] {
+    absl::MutexLock lock(&mutex_);
+    status_ |= kStatusNeedsReset;
+    interrupt_.SignalConfigChange();
+  };
+  bool event_idx = driver_features_ & kFeatureEventIdx;
+  bool indirect = driver_features_ & kFeatureIndirectDesc;
+  for (size_t i = 0; i < queues_.size(); ++i) {
+    if (!queues_[i].ready) {
+      context.queues.emplace_back();
+      continue;
+    }
+    absl::StatusOr<Queue> queue = Queue::Create(queues_[i], memory_, event_idx, indirect);
+    if (!queue.ok()) {
+      return absl::Status(queue.status().code(),
+                          absl::StrCat("queue ", i, ": ", queue.status().message()));
+    }
+    context.queues.push_back(std::move(*queue));
+  }
+  return context;
+}
+
+absl::Status MmioTransport::SaveState(hearth::vmm::v1::VirtioState* state) const {
+  state->set_device_type(device_->device_type());
+  {
+    absl::MutexLock lock(&mutex_);
+    state->set_status(status_);
+    state->set_driver_features(driver_features_);
+    state->set_device_features_sel(device_features_sel_);
+    state->set_driver_features_sel(driver_features_sel_);
+    state->set_queue_sel(queue_sel_);
+    state->set_interrupt_status(interrupt_.status());
+    for (const QueueConfig& q : queues_) {
+      hearth::vmm::v1::QueueState* saved = state->add_queues();
+      saved->set_size(q.size);
+      saved->set_ready(q.ready);
+      saved->set_desc_table(q.desc_table);
+      saved->set_avail_ring(q.avail_ring);
+      saved->set_used_ring(q.used_ring);
+    }
+  }
+  if (active_) {
+    const ActivateContext* context = device_->activated();
+    if (context == nullptr) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(device_->name(), ": this device cannot be snapshotted"));
+    }
+    for (size_t i = 0; i < context->queues.size() && i < queue_count_; ++i) {
+      if (!context->queues[i].has_value()) continue;
+      const Queue& queue = *context->queues[i];
+      hearth::vmm::v1::QueueState* saved = state->mutable_queues(static_cast<int>(i));
+      saved->set_next_avail(queue.next_avail());
+      saved->set_next_used(queue.next_used());
+      saved->set_broken(queue.broken());
+    }
+  }
+  device_->SaveState(state);
+  return absl::OkStatus();
+}
+
+absl::Status MmioTransport::RestoreState(const hearth::vmm::v1::VirtioState& state) {
+  const std::string name = device_->name();
+  if (state.device_type() != device_->device_type()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        name, ": the snapshot has a device of type ", state.device_type(), " here"));
+  }
+  if (static_cast<size_t>(state.queues_size()) != queue_count_) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, ": the snapshot has ", state.queues_size(), " queues, the device ",
+                     queue_count_));
+  }
+  if ((state.driver_features() & ~device_->features()) != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, ": the snapshot's driver features are not all offered here"));
+  }
+  std::optional<ActivateContext> context;
+  {
+    absl::MutexLock lock(&mutex_);
+    status_ = state.status();
+    driver_features_ = state.driver_features();
+    device_features_sel_ = state.device_features_sel();
+    driver_features_sel_ = state.driver_features_sel();
+    queue_sel_ = state.queue_sel();
+    std::vector<uint16_t> max = device_->queue_max_sizes();
+    for (size_t i = 0; i < queue_count_; ++i) {
+      const hearth::vmm::v1::QueueState& q = state.queues(static_cast<int>(i));
+      if (q.size() > 0xffff) return absl::InvalidArgumentError(absl::StrCat(name, ": queue size"));
+      queues_[i] = QueueConfig{static_cast<uint16_t>(q.size()), q.ready(), q.desc_table(),
+                               q.avail_ring(), q.used_ring()};
+    }
+    if ((status_ & kStatusDriverOk) && !(status_ & kStatusNeedsReset)) {
+      ASSIGN_OR_RETURN(ActivateContext made, MakeContextLocked());
+      context = std::move(made);
+      for (size_t i = 0; i < queue_count_; ++i) {
+        if (!context->queues[i].has_value()) continue;
+        const hearth::vmm::v1::QueueState& q = state.queues(static_cast<int>(i));
+        if (q.next_avail() > 0xffff || q.next_used() > 0xffff) {
+          return absl::InvalidArgumentError(absl::StrCat(name, ": queue position"));
+        }
+        context->queues[i]->SetIndices(static_cast<uint16_t>(q.next_avail()),
+                                       static_cast<uint16_t>(q.next_used()));
+        if (q.broken()) context->queues[i]->MarkBroken();
+      }
+    }
+  }
+  RETURN_IF_ERROR(device_->RestoreState(state));
+  if (context.has_value()) {
+    absl::Status activated = device_->Activate(std::move(*context));
+    if (!activated.ok()) {
+      return absl::Status(activated.code(),
+                          absl::StrCat(name, ": re-activation failed: ", activated.message()));
+    }
+    active_ = true;
+    device_->Restored();
+  }
+  interrupt_.Restore(state.interrupt_status());
+  return absl::OkStatus();
 }
 
 void MmioTransport::ResetLocked() {

@@ -85,6 +85,12 @@ class MmioTransport : public bus::BusDevice {
   // Queue `index` was kicked (from its ioeventfd); event-loop thread.
   void Notify(uint32_t index);
 
+  // Snapshots (event-loop thread, vCPUs paused): registers, queues and the
+  // device's own state; restore re-activates a device the driver had
+  // running, synchronously.
+  absl::Status SaveState(hearth::vmm::v1::VirtioState* state) const;
+  absl::Status RestoreState(const hearth::vmm::v1::VirtioState& state);
+
   VirtioDevice* device() const { return device_.get(); }
   size_t queue_count() const { return queue_count_; }
   const TransportMetrics& metrics() const { return metrics_; }
@@ -98,6 +104,8 @@ class MmioTransport : public bus::BusDevice {
   void ResetLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   QueueConfig* SelectedQueue() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   bool QueuesWritable() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // What the device is activated with: the queues the driver set up.
+  absl::StatusOr<ActivateContext> MakeContextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
 
   const std::shared_ptr<VirtioDevice> device_;
   memory::GuestMemory* const memory_;

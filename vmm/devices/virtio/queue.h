@@ -103,6 +103,7 @@ class Queue {
     next_used_ = next_used;
     signalled_used_ = next_used;
   }
+  void MarkBroken() { broken_ = true; }
 
  private:
   Queue(memory::GuestMemory* memory, const QueueConfig& config, bool event_idx,

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "glog/logging.h"
+#include "hearth/vmm/v1/snapshot.pb.h"
 
 namespace hearth::virtio {
 
@@ -42,6 +43,12 @@ void SignalUsed(ActivateContext* context, Queue* queue, DeviceMetrics* metrics) 
     metrics->interrupts.Add();
     context->interrupt->SignalUsedBuffer();
   }
+}
+
+void VirtioDevice::SaveState(hearth::vmm::v1::VirtioState*) const {}
+
+absl::Status VirtioDevice::RestoreState(const hearth::vmm::v1::VirtioState&) {
+  return absl::OkStatus();
 }
 
 void ReadConfigBytes(absl::Span<const uint8_t> config, uint64_t offset,

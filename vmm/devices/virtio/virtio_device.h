@@ -26,6 +26,10 @@
 #include "vmm/devices/virtio/queue.h"
 #include "vmm/memory/guest_memory.h"
 
+namespace hearth::vmm::v1 {
+class VirtioState;
+}  // namespace hearth::vmm::v1
+
 namespace hearth::virtio {
 
 // Feature bits every device may offer (virtio 1.2 §6).
@@ -54,6 +58,12 @@ class VirtioInterrupt {
   uint32_t status() const { return status_.load(); }
   void Acknowledge(uint32_t bits) { status_.fetch_and(~bits); }
   void Clear() { status_ = 0; }
+  // Snapshot restore: the status as saved, and the line raised again if
+  // anything was pending (a spurious interrupt is harmless to a driver).
+  void Restore(uint32_t bits) {
+    status_ = bits;
+    if (bits != 0) line_->Trigger();
+  }
 
  private:
   void Signal(uint32_t bit) {
@@ -104,6 +114,19 @@ class VirtioDevice {
   virtual void ProcessQueue(size_t index) = 0;
   // The driver reset the device: drop queues, stop serving backends.
   virtual void Reset() = 0;
+
+  // Snapshots, on the event-loop thread while the vCPUs are paused.
+  // What Activate was given, while the device runs (the transport saves
+  // the queues' positions from it); nullptr otherwise. A device that
+  // returns nullptr while active cannot be snapshotted.
+  virtual const ActivateContext* activated() const { return nullptr; }
+  // The device's own state beyond its queues (into state->device).
+  virtual void SaveState(hearth::vmm::v1::VirtioState* state) const;
+  // Restore: RestoreState runs first, then Activate with the restored
+  // queues (which processes whatever the driver had made available), then
+  // Restored.
+  virtual absl::Status RestoreState(const hearth::vmm::v1::VirtioState& state);
+  virtual void Restored() {}
 };
 
 // The next well-formed chain on queue `index`, or nothing when the queue is

@@ -6,6 +6,7 @@
 
 #include "common/status_macros.h"
 #include "glog/logging.h"
+#include "hearth/vmm/v1/snapshot.pb.h"
 #include "vmm/devices/virtio/chain_io.h"
 
 namespace hearth::virtio {
@@ -178,6 +179,52 @@ void Balloon::ProcessStats() {
     }
   }
   if (used_any) SignalUsed(&*active_, &queue, &metrics_);
+}
+
+void Balloon::SaveState(hearth::vmm::v1::VirtioState* state) const {
+  hearth::vmm::v1::BalloonState* balloon = state->mutable_balloon();
+  {
+    absl::MutexLock lock(&mutex_);
+    balloon->set_num_pages(num_pages_);
+    balloon->set_actual(actual_);
+    for (const auto& [tag, value] : stats_) (*balloon->mutable_stats())[tag] = value;
+  }
+  balloon->set_stats_polling_interval_s(stats_interval_s_);
+  if (stats_head_.has_value()) {
+    balloon->set_has_stats_head(true);
+    balloon->set_stats_head(*stats_head_);
+  }
+}
+
+absl::Status Balloon::RestoreState(const hearth::vmm::v1::VirtioState& state) {
+  const hearth::vmm::v1::BalloonState& balloon = state.balloon();
+  if ((stats_interval_s_ == 0) != (balloon.stats_polling_interval_s() == 0)) {
+    return absl::InvalidArgumentError(
+        "balloon: statistics are on in the snapshot and off here, or the reverse");
+  }
+  if (balloon.has_stats_head() && balloon.stats_head() >= kMaxQueueSize) {
+    return absl::InvalidArgumentError("balloon: statistics buffer index out of range");
+  }
+  {
+    absl::MutexLock lock(&mutex_);
+    num_pages_ = balloon.num_pages();
+    actual_ = balloon.actual();
+    stats_.clear();
+    for (const auto& [tag, value] : balloon.stats()) {
+      stats_[static_cast<uint16_t>(tag)] = value;
+    }
+  }
+  stats_interval_s_ = balloon.stats_polling_interval_s();
+  stats_head_.reset();
+  if (balloon.has_stats_head()) stats_head_ = static_cast<uint16_t>(balloon.stats_head());
+  return absl::OkStatus();
+}
+
+void Balloon::Restored() {
+  // The held statistics buffer is returned at the next poll, as before.
+  if (stats_head_.has_value() && stats_interval_s_ > 0) {
+    (void)stats_timer_.Arm(absl::Seconds(stats_interval_s_));
+  }
 }
 
 void Balloon::OnStatsTimer() {

@@ -65,6 +65,10 @@ class Balloon : public VirtioDevice {
   absl::Status Activate(ActivateContext context) override;
   void ProcessQueue(size_t index) override;
   void Reset() override;
+  const ActivateContext* activated() const override { return active_ ? &*active_ : nullptr; }
+  void SaveState(hearth::vmm::v1::VirtioState* state) const override;
+  absl::Status RestoreState(const hearth::vmm::v1::VirtioState& state) override;
+  void Restored() override;
 
   // PATCH /balloon: a new target; the guest is told with a config-change
   // interrupt. Event-loop thread.

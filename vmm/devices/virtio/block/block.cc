@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/errno_status.h"
 #include "glog/logging.h"
+#include "hearth/vmm/v1/snapshot.pb.h"
 #include "vmm/devices/virtio/chain_io.h"
 
 namespace hearth::virtio {
@@ -197,6 +198,19 @@ uint8_t Block::Execute(const DescriptorChain& chain, const BlockRequest& request
     }
   }
   return kBlkSUnsupp;
+}
+
+void Block::SaveState(hearth::vmm::v1::VirtioState* state) const {
+  state->mutable_block()->set_capacity(capacity());
+}
+
+absl::Status Block::RestoreState(const hearth::vmm::v1::VirtioState& state) {
+  if (state.block().capacity() != capacity()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        name(), ": the drive has ", capacity(), " sectors; the snapshot's had ",
+        state.block().capacity(), " (a restored drive must keep its size)"));
+  }
+  return absl::OkStatus();
 }
 
 void Block::Process() {

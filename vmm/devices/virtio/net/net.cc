@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/errno_status.h"
 #include "glog/logging.h"
+#include "hearth/vmm/v1/snapshot.pb.h"
 #include "vmm/devices/virtio/chain_io.h"
 
 namespace hearth::virtio {
@@ -156,6 +157,27 @@ void Net::Reset() {
   }
   pending_rx_.reset();
   active_.reset();
+}
+
+void Net::SaveState(hearth::vmm::v1::VirtioState* state) const {
+  hearth::vmm::v1::NetState* net = state->mutable_net();
+  if (pending_rx_.has_value()) {
+    net->set_has_pending_rx(true);
+    net->set_pending_rx_head(pending_rx_->head);
+    net->set_pending_rx_length(pending_rx_->length);
+  }
+}
+
+absl::Status Net::RestoreState(const hearth::vmm::v1::VirtioState& state) {
+  pending_rx_.reset();
+  if (state.net().has_pending_rx()) {
+    if (state.net().pending_rx_head() >= kMaxQueueSize) {
+      return absl::InvalidArgumentError(absl::StrCat(name(), ": pending rx head out of range"));
+    }
+    pending_rx_ = PendingRx{static_cast<uint16_t>(state.net().pending_rx_head()),
+                            state.net().pending_rx_length()};
+  }
+  return absl::OkStatus();
 }
 
 void Net::UpdateRateLimiters(const std::optional<vmm::RateLimiterConfig>& rx,

@@ -32,6 +32,7 @@ class Rng : public VirtioDevice {
   absl::Status Activate(ActivateContext context) override;
   void ProcessQueue(size_t index) override;
   void Reset() override;
+  const ActivateContext* activated() const override { return active_ ? &*active_ : nullptr; }
 
   void UpdateRateLimiter(const vmm::RateLimiterConfig& config);
   const DeviceMetrics& metrics() const { return metrics_; }

@@ -98,6 +98,32 @@ absl::Status Vsock::Activate(ActivateContext context) {
   return absl::OkStatus();
 }
 
+void Vsock::Restored() {
+  // virtio 1.2 5.10.6.6: VIRTIO_VSOCK_EVENT_TRANSPORT_RESET (id 0) on the
+  // event queue; the driver then drops every connection it had.
+  if (!active_.has_value() || active_->queues.size() <= kEventQueue ||
+      !active_->queues[kEventQueue].has_value()) {
+    return;
+  }
+  Queue& queue = *active_->queues[kEventQueue];
+  bool used_any = false;
+  std::optional<DescriptorChain> chain = NextChain(&*active_, kEventQueue, &metrics_, &used_any);
+  if (chain.has_value()) {
+    const uint32_t event_id = 0;
+    uint32_t written = WriteToChain(active_->memory, *chain, 0,
+                                    absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(&event_id),
+                                                        sizeof(event_id)))
+                               .ok()
+                           ? sizeof(event_id)
+                           : 0;
+    (void)queue.AddUsed(chain->head, written);
+    used_any = true;
+  } else {
+    LOG(WARNING) << "vsock: no event buffer for the transport reset after a restore";
+  }
+  if (used_any) SignalUsed(&*active_, &queue, &metrics_);
+}
+
 void Vsock::Reset() {
   if (!active_.has_value()) return;
   EventLoop* loop = active_->event_loop;

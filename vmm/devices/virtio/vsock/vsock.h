@@ -84,6 +84,10 @@ class Vsock : public VirtioDevice {
   absl::Status Activate(ActivateContext context) override;
   void ProcessQueue(size_t index) override;
   void Reset() override;
+  const ActivateContext* activated() const override { return active_ ? &*active_ : nullptr; }
+  // Connections do not survive a snapshot (their host sockets belong to
+  // the old process): the guest is told its transport was reset.
+  void Restored() override;
 
   const VsockMetrics& metrics() const { return metrics_; }
   size_t connection_count() const { return connections_.size(); }
