@@ -10,6 +10,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "agent/host_resources.h"
 #include "api/validate.h"
 #include "common/status_macros.h"
 #include "glog/logging.h"
@@ -64,25 +65,6 @@ class Call {
 
 absl::Status Unimplemented(absl::string_view what, absl::string_view why) {
   return absl::UnimplementedError(absl::StrCat(what, " is not implemented by Hearth yet: ", why));
-}
-
-// Checks that a client's path can be opened as it will be at boot, under
-// an image root, and closes it again.
-absl::Status CheckPath(const ImageRoots& roots, const std::string& field, const std::string& path,
-                       int flags) {
-  if (path.empty()) return absl::OkStatus();
-  return roots.OpenFile(field, path, flags).status();
-}
-
-// host_dev_name must be an existing tap (or tun) device on the host: the
-// agent does not create interfaces.
-absl::Status CheckTap(const std::string& field, const std::string& name) {
-  struct stat st;
-  if (::stat(absl::StrCat("/sys/class/net/", name, "/tun_flags").c_str(), &st) != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, ": there is no tap device named \"", name, "\" on the host"));
-  }
-  return absl::OkStatus();
 }
 
 absl::Status Required(bool present, absl::string_view field) {
@@ -340,16 +322,7 @@ grpc::ServerUnaryReactor* HearthService::PutVsock(Context* context,
   const api::Vsock& vsock = request->vsock();
   absl::Status checked = Required(request->has_vsock(), "vsock");
   if (checked.ok()) checked = validate::ValidateVsock(vsock);
-  if (checked.ok()) {
-    absl::StatusOr<ImageRoots::Parent> parent =
-        manager_->roots().OpenParent("vsock.uds_path", vsock.uds_path());
-    checked = parent.status();
-    struct stat st;
-    if (parent.ok() && ::lstat(parent->ProcPath().c_str(), &st) == 0 && !S_ISSOCK(st.st_mode)) {
-      checked = absl::InvalidArgumentError(
-          absl::StrCat("vsock.uds_path: ", vsock.uds_path(), " exists and is not a socket"));
-    }
-  }
+  if (checked.ok()) checked = CheckVsockPath(manager_->roots(), "vsock.uds_path", vsock.uds_path());
   if (!checked.ok()) return Call(context, metrics_, "PutVsock").Finish(checked);
   return Configure<api::Vsock>(
       context, "PutVsock", request->vm_id(),
@@ -568,18 +541,21 @@ grpc::ServerUnaryReactor* HearthService::CreateSnapshot(Context* context,
                                                         const api::CreateSnapshotRequest* request,
                                                         api::CreateSnapshotResponse*) {
   Call call(context, metrics_, "CreateSnapshot");
-  absl::StatusOr<api::Vm> vm = manager_->GetVm(request->vm_id());
-  if (!vm.ok()) return call.Finish(vm.status());
-  return call.Finish(Unimplemented("CreateSnapshot", "hearth-vmm cannot save VM state yet"));
+  manager_->CreateSnapshot(request->vm_id(), request->params(),
+                           [call](absl::StatusOr<bool> done) { call.Finish(done.status()); });
+  return call.reactor();
 }
 
 grpc::ServerUnaryReactor* HearthService::LoadSnapshot(Context* context,
                                                       const api::LoadSnapshotRequest* request,
-                                                      api::LoadSnapshotResponse*) {
+                                                      api::LoadSnapshotResponse* response) {
   Call call(context, metrics_, "LoadSnapshot");
-  absl::StatusOr<api::Vm> vm = manager_->GetVm(request->vm_id());
-  if (!vm.ok()) return call.Finish(vm.status());
-  return call.Finish(Unimplemented("LoadSnapshot", "hearth-vmm cannot restore VM state yet"));
+  manager_->LoadSnapshot(request->vm_id(), request->params(),
+                         [call, response](absl::StatusOr<api::Vm> vm) {
+                           if (vm.ok()) *response->mutable_vm() = std::move(*vm);
+                           call.Finish(vm.status());
+                         });
+  return call.reactor();
 }
 
 grpc::ServerUnaryReactor* HearthService::PatchVm(Context* context,
@@ -648,10 +624,11 @@ grpc::ServerUnaryReactor* HearthService::GetHostInfo(Context* context,
 }
 
 grpc::ServerUnaryReactor* HearthService::CloneVm(Context* context,
-                                                 const api::CloneVmRequest*,
-                                                 api::CloneVmResponse*) {
-  return Call(context, metrics_, "CloneVm")
-      .Finish(Unimplemented("CloneVm", "hearth-vmm cannot restore VM state yet"));
+                                                 const api::CloneVmRequest* request,
+                                                 api::CloneVmResponse* response) {
+  Call call(context, metrics_, "CloneVm");
+  manager_->CloneVm(*request, call.Into(response));
+  return call.reactor();
 }
 
 // ----------------------------------------------------------------------------

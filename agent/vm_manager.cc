@@ -29,11 +29,14 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "agent/host_resources.h"
 #include "agent/spec_diff.h"
 #include "api/validate.h"
 #include "common/cgroup_mounts.h"
 #include "common/errno_status.h"
 #include "common/status_macros.h"
+#include "google/protobuf/text_format.h"
+#include "vmm/snapshot/format.h"
 #include "glog/logging.h"
 #include "google/protobuf/util/time_util.h"
 
@@ -401,6 +404,9 @@ void VmManager::CreateVm(const api::CreateVmRequest& request, Done<api::Vm> done
     valid = validate::ValidateVmConfig(request.config(), /*require_boot_source=*/request.start());
     if (!valid.ok()) valid = absl::Status(valid.code(), absl::StrCat("config.", valid.message()));
   }
+  // Host paths are checked now, as the Put* calls check them, rather than
+  // at boot after a VMM was started for nothing.
+  if (valid.ok()) valid = CheckConfigResources(roots_, request.config(), "config.");
   if (!valid.ok()) {
     done(valid);
     return;
@@ -415,7 +421,13 @@ void VmManager::CreateVm(const api::CreateVmRequest& request, Done<api::Vm> done
       *after.mutable_config() = request.config();
       std::vector<std::string> differences = DifferingFields(before, after, "");
       if (differences.empty()) {
-        done(existing->record.vm());  // idempotent repeat
+        // An idempotent repeat. A create-and-start whose start never
+        // happened (the agent restarted in between) starts now.
+        if (request.start() && existing->state() == api::VM_STATE_CONFIGURING) {
+          InstanceStart(request.vm_id(), done);
+        } else {
+          done(existing->record.vm());
+        }
       } else {
         done(absl::AlreadyExistsError(absl::StrCat(
             "vm \"", request.vm_id(), "\" exists with different ",
@@ -433,39 +445,51 @@ void VmManager::CreateVm(const api::CreateVmRequest& request, Done<api::Vm> done
         return;
       }
     }
-    auto owned = std::make_unique<VmEntry>();
-    VmEntry* entry = owned.get();
-    entry->console = std::make_shared<ConsoleBuffer>(options_.console_buffer_bytes);
-    entry->record.mutable_vm()->set_vm_id(request.vm_id());
-    *entry->vm()->mutable_labels() = request.labels();
-    *entry->vm()->mutable_spec() = spec;
-    *entry->record.mutable_created_config() = request.config();
-    entry->vm()->set_state(api::VM_STATE_CONFIGURING);
-    entry->vm()->mutable_status()->set_reason("starting the VMM");
-    *entry->vm()->mutable_status()->mutable_created_at() = Now();
-    entries_[request.vm_id()] = std::move(owned);
-    {
-      absl::MutexLock lock(&snapshot_mutex_);
-      consoles_[request.vm_id()] = entry->console;
-    }
-    absl::Status spawned = SpawnVmm(entry);
+    absl::Status spawned = AddVm(request.vm_id(), request.labels(), spec, request.config(), "");
     if (!spawned.ok()) {
-      entry->vm()->set_state(api::VM_STATE_FAILED);
-      entry->vm()->mutable_status()->set_reason(
-          absl::StrCat("could not start the VMM: ", spawned.message()));
-      *entry->vm()->mutable_status()->mutable_stopped_at() = Now();
-      Publish(entry, api::WatchEvent::ADDED);
-      done(absl::InternalError(entry->vm()->status().reason()));
+      done(spawned);
       return;
     }
-    Publish(entry, api::WatchEvent::ADDED);
     if (!request.start()) {
+      VmEntry* entry = Find(request.vm_id());
       done(entry->record.vm());
       return;
     }
     std::string vm_id = request.vm_id();
     Post([this, vm_id, done] { InstanceStart(vm_id, done); });
   });
+}
+
+absl::Status VmManager::AddVm(const std::string& vm_id, const Labels& labels,
+                              const api::VmConfig& spec, const api::VmConfig& created_config,
+                              const std::string& clone_key) {
+  auto owned = std::make_unique<VmEntry>();
+  VmEntry* entry = owned.get();
+  entry->console = std::make_shared<ConsoleBuffer>(options_.console_buffer_bytes);
+  entry->record.mutable_vm()->set_vm_id(vm_id);
+  *entry->vm()->mutable_labels() = labels;
+  *entry->vm()->mutable_spec() = spec;
+  *entry->record.mutable_created_config() = created_config;
+  entry->record.set_clone_key(clone_key);
+  entry->vm()->set_state(api::VM_STATE_CONFIGURING);
+  entry->vm()->mutable_status()->set_reason("starting the VMM");
+  *entry->vm()->mutable_status()->mutable_created_at() = Now();
+  entries_[vm_id] = std::move(owned);
+  {
+    absl::MutexLock lock(&snapshot_mutex_);
+    consoles_[vm_id] = entry->console;
+  }
+  absl::Status spawned = SpawnVmm(entry);
+  if (!spawned.ok()) {
+    entry->vm()->set_state(api::VM_STATE_FAILED);
+    entry->vm()->mutable_status()->set_reason(
+        absl::StrCat("could not start the VMM: ", spawned.message()));
+    *entry->vm()->mutable_status()->mutable_stopped_at() = Now();
+    Publish(entry, api::WatchEvent::ADDED);
+    return absl::InternalError(entry->vm()->status().reason());
+  }
+  Publish(entry, api::WatchEvent::ADDED);
+  return absl::OkStatus();
 }
 
 void VmManager::DeleteVm(const std::string& vm_id, bool force, Done<bool> done) {
@@ -934,16 +958,14 @@ void VmManager::OnProcessExit(const std::string& vm_id) {
   } else {
     reason = "the VMM exited while the agent was away (its exit status is unknown)";
   }
-  if (entry->state() == api::VM_STATE_CONFIGURING && next == api::VM_STATE_FAILED &&
-      !entry->pending_deletes.empty()) {
-    reason = "deleted";
-  }
   // Whoever waits on the VMM learns that it is gone.
   std::vector<std::function<void(absl::StatusOr<control::Response>)>> pending;
   for (auto& [id, done] : process.pending) pending.push_back(std::move(done));
   std::vector<std::function<void(absl::Status)>> on_ready = std::move(process.on_ready);
   CleanUpProcess(entry);
-  SetState(entry, next, reason);
+  // Killed for a DeleteVm: the deletion is the only change watchers see.
+  const bool deleting = !entry->pending_deletes.empty();
+  if (!deleting) SetState(entry, next, reason);
   absl::Status gone = absl::UnavailableError(absl::StrCat("the VMM exited: ", reason));
   for (auto& done : pending) done(gone);
   for (auto& action : on_ready) action(gone);
@@ -995,17 +1017,20 @@ void VmManager::WriteCgroupLimits(VmEntry* entry) {
 }
 
 absl::Status VmManager::OpenBootResources(VmEntry* entry, control::FdMap* map,
-                                          std::vector<UniqueFd>* fds, UniqueFd* console) {
+                                          std::vector<UniqueFd>* fds, UniqueFd* console,
+                                          bool boot) {
   const api::VmConfig& spec = entry->vm()->spec();
   auto add = [&](UniqueFd fd) {
     fds->push_back(std::move(fd));
     return static_cast<int32_t>(fds->size() - 1);
   };
-  ASSIGN_OR_RETURN(UniqueFd kernel, roots_.OpenFile("boot_source.kernel_image_path",
-                                                    spec.boot_source().kernel_image_path(),
-                                                    O_RDONLY));
-  map->set_kernel(add(std::move(kernel)));
-  if (!spec.boot_source().initrd_path().empty()) {
+  if (boot) {
+    ASSIGN_OR_RETURN(UniqueFd kernel, roots_.OpenFile("boot_source.kernel_image_path",
+                                                      spec.boot_source().kernel_image_path(),
+                                                      O_RDONLY));
+    map->set_kernel(add(std::move(kernel)));
+  }
+  if (boot && !spec.boot_source().initrd_path().empty()) {
     ASSIGN_OR_RETURN(UniqueFd initrd, roots_.OpenFile("boot_source.initrd_path",
                                                       spec.boot_source().initrd_path(), O_RDONLY));
     map->set_initrd(add(std::move(initrd)));
@@ -1096,7 +1121,7 @@ void VmManager::InstanceStart(const std::string& vm_id, Done<api::Vm> done) {
     *boot->mutable_config() = spec;
     std::vector<UniqueFd> fds;
     UniqueFd console;
-    absl::Status opened = OpenBootResources(entry, boot->mutable_fds(), &fds, &console);
+    absl::Status opened = OpenBootResources(entry, boot->mutable_fds(), &fds, &console, true);
     if (!opened.ok()) return done(opened);  // still CONFIGURING: the client can fix it
     WriteCgroupLimits(entry);
     entry->start_requested = absl::Now();
@@ -1114,6 +1139,11 @@ void VmManager::InstanceStart(const std::string& vm_id, Done<api::Vm> done) {
              VmEntry* e = Find(id);
              if (e == nullptr) return done(NotFound(id));
              absl::Status status = response.ok() ? VmmConnection::StatusOf(*response) : response.status();
+             if (absl::IsUnavailable(status)) {
+               // The VMM died while building the VM: it is FAILED, and
+               // retrying the call would not help.
+               status = absl::InternalError(status.message());
+             }
              if (!status.ok()) {
                if (e->state() == api::VM_STATE_STARTING) {
                  SetState(e, api::VM_STATE_FAILED, absl::StrCat("boot failed: ", status.message()));
@@ -1372,6 +1402,375 @@ void VmManager::GetBalloonStatistics(const std::string& vm_id,
 }
 
 // ----------------------------------------------------------------------------
+// Snapshots.
+
+namespace {
+
+// The memory file a SnapshotLoadParams / CloneVmRequest names: exactly one
+// of mem_backend (type "File") and mem_file_path.
+absl::StatusOr<std::string> MemoryPath(const api::MemoryBackend* backend, bool has_backend,
+                                       const std::string& mem_file_path,
+                                       const std::string& field) {
+  if (has_backend && !mem_file_path.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": set mem_backend or mem_file_path, not both"));
+  }
+  if (!has_backend) {
+    if (mem_file_path.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(field, ".mem_backend: required"));
+    }
+    return mem_file_path;
+  }
+  if (backend->backend_type() == "Uffd") {
+    return absl::UnimplementedError(absl::StrCat(
+        field, ".mem_backend.backend_type: \"Uffd\" is not implemented by Hearth; use \"File\""));
+  }
+  if (backend->backend_type() != "File") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ".mem_backend.backend_type: \"", absl::CHexEscape(backend->backend_type()),
+        "\" is not one of File, Uffd"));
+  }
+  if (backend->backend_path().empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ".mem_backend.backend_path: required"));
+  }
+  return backend->backend_path();
+}
+
+// Nothing but logger and metrics may be configured before a load: the
+// snapshot brings everything else.
+bool OnlyLoggerAndMetrics(const api::VmConfig& spec) {
+  api::VmConfig rest = spec;
+  rest.clear_logger();
+  rest.clear_metrics();
+  rest.clear_machine_config();
+  return rest.ByteSizeLong() == 0;
+}
+
+}  // namespace
+
+void VmManager::CreateSnapshot(const std::string& vm_id, const api::SnapshotCreateParams& params,
+                               Done<bool> done) {
+  absl::Status valid = ValidateVmId(vm_id);
+  const std::string type = params.snapshot_type().empty() ? "Full" : params.snapshot_type();
+  if (valid.ok() && type != "Full" && type != "Diff") {
+    valid = absl::InvalidArgumentError(absl::StrCat(
+        "params.snapshot_type: \"", absl::CHexEscape(type), "\" is not one of Full, Diff"));
+  }
+  if (valid.ok() && params.snapshot_path().empty()) {
+    valid = absl::InvalidArgumentError("params.snapshot_path: required");
+  }
+  if (valid.ok() && params.mem_file_path().empty()) {
+    valid = absl::InvalidArgumentError("params.mem_file_path: required");
+  }
+  if (valid.ok() && params.mem_file_path() == params.snapshot_path()) {
+    valid = absl::InvalidArgumentError("params.mem_file_path: the same file as snapshot_path");
+  }
+  if (!valid.ok()) return done(valid);
+  Post([this, vm_id, params, type, done] {
+    absl::StatusOr<VmEntry*> found = FindOr(vm_id);
+    if (!found.ok()) return done(found.status());
+    VmEntry* entry = *found;
+    absl::Status allowed = RequireState(*entry, {api::VM_STATE_PAUSED}, "CreateSnapshot");
+    if (!allowed.ok()) return done(allowed);
+    if (type == "Diff" && !entry->vm()->spec().machine_config().track_dirty_pages()) {
+      return done(absl::FailedPreconditionError(
+          "params.snapshot_type: a Diff snapshot needs machine_config.track_dirty_pages (or "
+          "track_dirty_pages on LoadSnapshot)"));
+    }
+    const int flags = O_RDWR | O_CREAT | O_TRUNC;
+    absl::StatusOr<UniqueFd> state = roots_.OpenFile("params.snapshot_path", params.snapshot_path(), flags);
+    if (!state.ok()) return done(state.status());
+    absl::StatusOr<UniqueFd> memory =
+        roots_.OpenFile("params.mem_file_path", params.mem_file_path(), flags);
+    if (!memory.ok()) return done(memory.status());
+    control::Request request;
+    request.mutable_create_snapshot()->set_snapshot_type(type);
+    std::vector<UniqueFd> fds;
+    fds.push_back(std::move(*state));
+    fds.push_back(std::move(*memory));
+    Call(entry, request, std::move(fds), [vm_id, done](absl::StatusOr<control::Response> r) {
+      absl::Status s = r.ok() ? VmmConnection::StatusOf(*r) : r.status();
+      if (!s.ok()) return done(s);
+      LOG(INFO) << "vm " << vm_id << ": snapshot written, " << r->snapshot_created().state_bytes()
+                << " state bytes, " << r->snapshot_created().memory_bytes() << " memory bytes";
+      done(true);
+    });
+  });
+}
+
+void VmManager::LoadSnapshot(const std::string& vm_id, const api::SnapshotLoadParams& params,
+                             Done<api::Vm> done) {
+  absl::Status valid = ValidateVmId(vm_id);
+  if (!valid.ok()) return done(valid);
+  Post([this, vm_id, params, done] { RestoreInto(vm_id, params, {}, done); });
+}
+
+void VmManager::RestoreInto(const std::string& vm_id, const api::SnapshotLoadParams& params,
+                            std::vector<api::DriveOverride> drive_overrides, Done<api::Vm> done) {
+  absl::StatusOr<VmEntry*> found = FindOr(vm_id);
+  if (!found.ok()) return done(found.status());
+  VmEntry* entry = *found;
+  absl::Status allowed = RequireState(*entry, {api::VM_STATE_CONFIGURING}, "LoadSnapshot");
+  if (!allowed.ok()) return done(allowed);
+  const api::VmConfig previous = entry->vm()->spec();
+  if (!OnlyLoggerAndMetrics(previous)) {
+    return done(absl::FailedPreconditionError(absl::StrCat(
+        "LoadSnapshot: vm \"", vm_id,
+        "\" is already configured; only logger and metrics may be set before a snapshot load")));
+  }
+  if (!entry->process.has_value()) {
+    return done(absl::FailedPreconditionError(absl::StrCat("LoadSnapshot: vm \"", vm_id, "\" has no VMM")));
+  }
+  if (params.snapshot_path().empty()) {
+    return done(absl::InvalidArgumentError("params.snapshot_path: required"));
+  }
+  absl::StatusOr<std::string> memory_path = MemoryPath(
+      &params.mem_backend(), params.has_mem_backend(), params.mem_file_path(), "params");
+  if (!memory_path.ok()) return done(memory_path.status());
+  if (!params.huge_pages().empty() && params.huge_pages() != "Snapshot" &&
+      params.huge_pages() != "None") {
+    return done(absl::UnimplementedError(absl::StrCat(
+        "params.huge_pages: \"", absl::CHexEscape(params.huge_pages()),
+        "\" is not implemented by Hearth (restored memory is mapped from the file)")));
+  }
+  absl::StatusOr<UniqueFd> state_file =
+      roots_.OpenFile("params.snapshot_path", params.snapshot_path(), O_RDONLY);
+  if (!state_file.ok()) return done(state_file.status());
+  absl::StatusOr<vmm::v1::VmSnapshot> snapshot = snapshot::ReadStateFile(state_file->get());
+  if (!snapshot.ok()) {
+    return done(absl::InvalidArgumentError(
+        absl::StrCat("params.snapshot_path: ", params.snapshot_path(), ": ", snapshot.status().message())));
+  }
+  absl::StatusOr<UniqueFd> memory_file =
+      roots_.OpenFile("params.mem_backend.backend_path", *memory_path, O_RDONLY);
+  if (!memory_file.ok()) return done(memory_file.status());
+
+  // The restored VM's spec: the snapshot's, with the overrides.
+  api::VmConfig spec = snapshot->config();
+  for (int i = 0; i < params.network_overrides_size(); ++i) {
+    const api::NetworkOverride& o = params.network_overrides(i);
+    bool matched = false;
+    for (api::NetworkInterface& iface : *spec.mutable_network_interfaces()) {
+      if (iface.iface_id() != o.iface_id()) continue;
+      iface.set_host_dev_name(o.host_dev_name());
+      matched = true;
+    }
+    if (!matched) {
+      return done(absl::InvalidArgumentError(absl::StrCat(
+          "params.network_overrides[", i, "].iface_id: the snapshot has no interface \"",
+          absl::CHexEscape(o.iface_id()), "\"")));
+    }
+  }
+  if (params.has_vsock_override()) {
+    if (!spec.has_vsock()) {
+      return done(absl::InvalidArgumentError(
+          "params.vsock_override: the snapshot has no vsock device"));
+    }
+    spec.mutable_vsock()->set_uds_path(params.vsock_override().uds_path());
+  }
+  for (size_t i = 0; i < drive_overrides.size(); ++i) {
+    const api::DriveOverride& o = drive_overrides[i];
+    bool matched = false;
+    for (api::Drive& drive : *spec.mutable_drives()) {
+      if (drive.drive_id() != o.drive_id()) continue;
+      drive.set_path_on_host(o.path_on_host());
+      matched = true;
+    }
+    if (!matched) {
+      return done(absl::InvalidArgumentError(absl::StrCat(
+          "drive_overrides[", i, "].drive_id: the snapshot has no drive \"",
+          absl::CHexEscape(o.drive_id()), "\"")));
+    }
+  }
+  if (previous.has_logger()) *spec.mutable_logger() = previous.logger();
+  if (previous.has_metrics()) *spec.mutable_metrics() = previous.metrics();
+  const bool track = params.track_dirty_pages() || params.enable_diff_snapshots();
+  spec.mutable_machine_config()->set_track_dirty_pages(track);
+  absl::Status usable = validate::ValidateVmConfig(spec, /*require_boot_source=*/false);
+  if (usable.ok()) usable = CheckConfigResources(roots_, spec, "snapshot config.");
+  if (usable.ok() && spec.has_vsock()) {
+    for (const auto& [other_id, other] : entries_) {
+      if (other_id != vm_id && Live(other->state()) && other->vm()->spec().has_vsock() &&
+          other->vm()->spec().vsock().uds_path() == spec.vsock().uds_path()) {
+        usable = absl::InvalidArgumentError(absl::StrCat(
+            "vsock.uds_path: ", spec.vsock().uds_path(), " is used by vm \"", other_id,
+            "\" (give each restored VM its own with vsock_override)"));
+      }
+    }
+  }
+  if (usable.ok()) {
+    absl::MutexLock lock(&snapshot_mutex_);
+    usable = Admit(spec, vm_id);
+  }
+  if (!usable.ok()) return done(usable);
+
+  *entry->vm()->mutable_spec() = spec;
+  control::Request request;
+  control::LoadSnapshot* load = request.mutable_load_snapshot();
+  load->set_resume_vm(params.resume_vm());
+  load->set_track_dirty_pages(track);
+  std::vector<UniqueFd> fds;
+  UniqueFd console;
+  absl::Status opened = OpenBootResources(entry, load->mutable_fds(), &fds, &console, false);
+  if (!opened.ok()) {
+    *entry->vm()->mutable_spec() = previous;
+    return done(opened);
+  }
+  load->mutable_fds()->set_snapshot_state(static_cast<int32_t>(fds.size()));
+  fds.push_back(std::move(*state_file));
+  load->mutable_fds()->set_snapshot_memory(static_cast<int32_t>(fds.size()));
+  fds.push_back(std::move(*memory_file));
+  WriteCgroupLimits(entry);
+  entry->start_requested = absl::Now();
+  entry->process->console = std::move(console);
+  std::string id = vm_id;
+  (void)loop_->Add(entry->process->console.get(), [this, id](uint32_t) { OnConsoleReadable(id); });
+  SetState(entry, api::VM_STATE_STARTING, "restoring a snapshot");
+  auto shared_fds = std::make_shared<std::vector<UniqueFd>>(std::move(fds));
+  const bool resume = params.resume_vm();
+  WhenReady(entry, [this, id, request, shared_fds, previous, resume, done](absl::Status ready) {
+    VmEntry* e = Find(id);
+    if (e == nullptr) return done(NotFound(id));
+    if (!ready.ok()) return done(absl::InternalError(ready.message()));
+    Call(e, request, std::move(*shared_fds),
+         [this, id, previous, resume, done](absl::StatusOr<control::Response> response) {
+           VmEntry* e = Find(id);
+           if (e == nullptr) return done(NotFound(id));
+           absl::Status status =
+               response.ok() ? VmmConnection::StatusOf(*response) : response.status();
+           if (!status.ok()) {
+             if (e->state() == api::VM_STATE_STARTING && e->process.has_value() &&
+                 absl::IsInvalidArgument(status)) {
+               // Refused before anything was built: the VMM still waits,
+               // and the VM is as it was.
+               if (loop_->Watching(e->process->console.get())) {
+                 (void)loop_->Remove(e->process->console.get());
+               }
+               e->process->console.Reset();
+               *e->vm()->mutable_spec() = previous;
+               SetState(e, api::VM_STATE_CONFIGURING,
+                        absl::StrCat("snapshot load refused: ", status.message()));
+             } else if (absl::IsUnavailable(status)) {
+               status = absl::InternalError(status.message());
+             }
+             return done(status);
+           }
+           e->vm()->mutable_status()->mutable_boot_timing()->set_start_to_running_us(
+               static_cast<uint64_t>(absl::ToInt64Microseconds(absl::Now() - e->start_requested)));
+           SetState(e, resume ? api::VM_STATE_RUNNING : api::VM_STATE_PAUSED,
+                    resume ? "" : "restored from a snapshot, paused");
+           done(e->record.vm());
+         });
+  });
+}
+
+void VmManager::CloneVm(const api::CloneVmRequest& request, Done<api::CloneVmResponse> done) {
+  absl::Status valid;
+  if (request.snapshot_path().empty()) valid = absl::InvalidArgumentError("snapshot_path: required");
+  if (valid.ok() && (request.clones().empty() || request.clones_size() > 64)) {
+    valid = absl::InvalidArgumentError(
+        absl::StrCat("clones: 1 to 64 clones per request, got ", request.clones_size()));
+  }
+  std::set<std::string> ids;
+  for (int i = 0; valid.ok() && i < request.clones_size(); ++i) {
+    const api::CloneSpec& clone = request.clones(i);
+    valid = ValidateVmId(clone.vm_id());
+    if (!valid.ok()) valid = absl::InvalidArgumentError(absl::StrCat("clones[", i, "].", valid.message()));
+    if (valid.ok() && !ids.insert(clone.vm_id()).second) {
+      valid = absl::InvalidArgumentError(
+          absl::StrCat("clones[", i, "].vm_id: \"", clone.vm_id(), "\" appears twice"));
+    }
+    if (valid.ok()) valid = ValidateLabels(clone.labels());
+    if (valid.ok() && clone.has_mmds()) {
+      valid = absl::UnimplementedError(absl::StrCat(
+          "clones[", i, "].mmds: MMDS is not implemented by Hearth yet (no guest-facing MMDS)"));
+    }
+  }
+  if (valid.ok()) {
+    valid = MemoryPath(&request.mem_backend(), request.has_mem_backend(), "", "").status();
+  }
+  if (!valid.ok()) return done(valid);
+  Post([this, request, done] {
+    // Which clones exist already (from this same request: kept), which are new.
+    std::vector<std::string> created;
+    std::vector<std::string> keys;
+    for (int i = 0; i < request.clones_size(); ++i) {
+      const api::CloneSpec& clone = request.clones(i);
+      std::string text;
+      google::protobuf::TextFormat::PrintToString(clone, &text);
+      std::string key = absl::StrCat(request.snapshot_path(), "\n",
+                                     request.mem_backend().backend_path(), "\n", text);
+      keys.push_back(key);
+      if (VmEntry* existing = Find(clone.vm_id())) {
+        if (existing->record.clone_key() != key) {
+          for (const std::string& id : created) DeleteVm(id, true, [](absl::StatusOr<bool>) {});
+          return done(absl::AlreadyExistsError(absl::StrCat(
+              "clones[", i, "].vm_id: vm \"", clone.vm_id(),
+              "\" exists and was not made by this clone request")));
+        }
+        continue;
+      }
+      api::VmConfig defaults;
+      validate::FillMachineConfigDefaults(defaults.mutable_machine_config());
+      absl::Status added = AddVm(clone.vm_id(), clone.labels(), defaults, api::VmConfig(), key);
+      if (!added.ok()) {
+        for (const std::string& id : created) DeleteVm(id, true, [](absl::StatusOr<bool>) {});
+        DeleteVm(clone.vm_id(), true, [](absl::StatusOr<bool>) {});
+        return done(absl::Status(added.code(), absl::StrCat("clones[", i, "] (vm \"", clone.vm_id(),
+                                                            "\"): ", added.message())));
+      }
+      created.push_back(clone.vm_id());
+    }
+    // Restore into every new clone at once; answer when all have.
+    struct Progress {
+      size_t remaining = 0;
+      absl::Status first_error;
+    };
+    auto progress = std::make_shared<Progress>();
+    auto finish = [this, request, created, progress, done] {
+      if (!progress->first_error.ok()) {
+        for (const std::string& id : created) DeleteVm(id, true, [](absl::StatusOr<bool>) {});
+        return done(progress->first_error);
+      }
+      api::CloneVmResponse response;
+      for (const api::CloneSpec& clone : request.clones()) {
+        if (VmEntry* e = Find(clone.vm_id())) *response.add_vms() = e->record.vm();
+      }
+      done(response);
+    };
+    for (int i = 0; i < request.clones_size(); ++i) {
+      if (std::find(created.begin(), created.end(), request.clones(i).vm_id()) != created.end()) {
+        ++progress->remaining;
+      }
+    }
+    if (progress->remaining == 0) return finish();
+    for (int i = 0; i < request.clones_size(); ++i) {
+      const api::CloneSpec& clone = request.clones(i);
+      if (std::find(created.begin(), created.end(), clone.vm_id()) == created.end()) continue;
+      api::SnapshotLoadParams params;
+      params.set_snapshot_path(request.snapshot_path());
+      *params.mutable_mem_backend() = request.mem_backend();
+      params.set_track_dirty_pages(request.track_dirty_pages());
+      params.set_resume_vm(clone.resume_vm());
+      *params.mutable_network_overrides() = clone.network_overrides();
+      if (clone.has_vsock_override()) *params.mutable_vsock_override() = clone.vsock_override();
+      std::vector<api::DriveOverride> drives(clone.drive_overrides().begin(),
+                                             clone.drive_overrides().end());
+      std::string id = clone.vm_id();
+      RestoreInto(id, params, std::move(drives),
+                  [progress, finish, i, id](absl::StatusOr<api::Vm> vm) {
+                    if (!vm.ok() && progress->first_error.ok()) {
+                      progress->first_error = absl::Status(
+                          vm.status().code(),
+                          absl::StrCat("clones[", i, "] (vm \"", id, "\"): ", vm.status().message()));
+                    }
+                    if (--progress->remaining == 0) finish();
+                  });
+    }
+  });
+}
+
+// ----------------------------------------------------------------------------
 // Reads, watches, console.
 
 absl::StatusOr<api::Vm> VmManager::GetVm(const std::string& vm_id) const {
@@ -1440,7 +1839,7 @@ api::HostInfo VmManager::GetHostInfo() const {
   info.mutable_versions()->set_jailer(kAgentVersion);
   info.mutable_versions()->set_kernel(uts.release);
   for (const char* feature : {"vsock", "balloon", "entropy", "rate-limiters", "watch",
-                              "idempotent-create", "reattach"}) {
+                              "idempotent-create", "reattach", "snapshots", "clone"}) {
     info.add_features(feature);
   }
   info.add_features(cgroup_version_ == 2 ? "cgroup-v2" : "cgroup-v1");

@@ -126,6 +126,16 @@ class VmManager {
                               Done<hearth::v1::Balloon> done);
   void GetBalloonStatistics(const std::string& vm_id, Done<hearth::v1::BalloonStatistics> done);
 
+  // Snapshots. CreateSnapshot: of a PAUSED VM, into files beneath the
+  // image roots. LoadSnapshot: into a VM that is CONFIGURING with nothing
+  // but logger and metrics configured. CloneVm: one snapshot into several
+  // new VMs, all or nothing.
+  void CreateSnapshot(const std::string& vm_id, const hearth::v1::SnapshotCreateParams& params,
+                      Done<bool> done);
+  void LoadSnapshot(const std::string& vm_id, const hearth::v1::SnapshotLoadParams& params,
+                    Done<hearth::v1::Vm> done);
+  void CloneVm(const hearth::v1::CloneVmRequest& request, Done<hearth::v1::CloneVmResponse> done);
+
   // Every VM's last device metrics (from FlushMetrics), as JSON objects.
   std::map<std::string, std::string> LastMetrics() const;
   // FlushMetrics on every RUNNING or PAUSED VM (results land in
@@ -155,6 +165,11 @@ class VmManager {
   // Records a change: next resource version, the record on disk, the
   // snapshot, the watch history and the watchers.
   void Publish(VmEntry* entry, hearth::v1::WatchEvent::Type type);
+  // A new CONFIGURING VM with its VMM spawned (INTERNAL, and the VM FAILED,
+  // if the VMM could not be started).
+  absl::Status AddVm(const std::string& vm_id, const Labels& labels,
+                     const hearth::v1::VmConfig& spec, const hearth::v1::VmConfig& created_config,
+                     const std::string& clone_key);
   void SetState(VmEntry* entry, hearth::v1::VmState state, std::string reason);
 
   absl::Status SpawnVmm(VmEntry* entry);
@@ -177,8 +192,15 @@ class VmManager {
   // Sends a request; `done` gets the response (or why there is none).
   void Call(VmEntry* entry, hearth::vmm::v1::Request request, std::vector<UniqueFd> fds,
             std::function<void(absl::StatusOr<hearth::vmm::v1::Response>)> done);
+  // The files, taps and sockets of the VM's spec as fds for the VMM, and a
+  // console socket; `boot` adds the kernel and initrd (not for a restore).
   absl::Status OpenBootResources(VmEntry* entry, hearth::vmm::v1::FdMap* map,
-                                 std::vector<UniqueFd>* fds, UniqueFd* console);
+                                 std::vector<UniqueFd>* fds, UniqueFd* console, bool boot);
+  // Restores a snapshot into the CONFIGURING VM `vm_id` (LoadSnapshot and
+  // each clone of CloneVm).
+  void RestoreInto(const std::string& vm_id, const hearth::v1::SnapshotLoadParams& params,
+                   std::vector<hearth::v1::DriveOverride> drive_overrides,
+                   Done<hearth::v1::Vm> done);
   void WriteCgroupLimits(VmEntry* entry);
   void ChangeRunState(const std::string& vm_id, const std::string& state,
                       Done<hearth::v1::Vm> done);
