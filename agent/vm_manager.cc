@@ -56,7 +56,11 @@ struct VmManager::VmmProcess {
   UniqueFd console;  // the agent's end of the console socket
   bool ready = false;
   bool child = true;  // spawned by this agent (can be reaped)
-  std::map<uint64_t, std::function<void(absl::StatusOr<control::Response>)>> pending;
+  struct PendingCall {
+    absl::Time deadline;
+    std::function<void(absl::StatusOr<control::Response>)> done;
+  };
+  std::map<uint64_t, PendingCall> pending;
   std::vector<std::function<void(absl::Status)>> on_ready;
   std::optional<control::GuestExit> guest_exit;
   std::string vsock_uds;  // the socket the agent bound for the VM
@@ -79,7 +83,10 @@ struct VmManager::VmEntry {
 
 namespace {
 
+// How long a VMM may take to answer a request; snapshots write or map all
+// of guest memory and get longer.
 constexpr absl::Duration kCallTimeout = absl::Seconds(30);
+constexpr absl::Duration kSnapshotCallTimeout = absl::Minutes(10);
 
 google::protobuf::Timestamp Now() {
   return google::protobuf::util::TimeUtil::GetCurrentTime();
@@ -273,6 +280,14 @@ absl::Status VmManager::Start() {
       });
     }
   }
+  // Requests a VMM does not answer in time fail rather than hang the RPC.
+  ASSIGN_OR_RETURN(TimerFd timer, TimerFd::Create());
+  call_timer_ = std::move(timer);
+  RETURN_IF_ERROR(call_timer_->Arm(absl::Seconds(1), absl::Seconds(1)));
+  RETURN_IF_ERROR(loop_->Add(call_timer_->fd(), [this](uint32_t) {
+    (void)call_timer_->Read();
+    ExpireCalls();
+  }));
   thread_ = std::thread([this] {
     absl::Status status = loop_->Run();
     if (!status.ok()) LOG(ERROR) << "supervisor loop: " << status.message();
@@ -292,6 +307,7 @@ VmManager::VmEntry* VmManager::Find(const std::string& vm_id) {
 }
 
 absl::StatusOr<VmManager::VmEntry*> VmManager::FindOr(const std::string& vm_id) {
+  RETURN_IF_ERROR(ValidateVmId(vm_id));
   VmEntry* entry = Find(vm_id);
   if (entry == nullptr) return NotFound(vm_id);
   return entry;
@@ -742,7 +758,8 @@ void VmManager::WhenReady(VmEntry* entry, std::function<void(absl::Status)> acti
 }
 
 void VmManager::Call(VmEntry* entry, control::Request request, std::vector<UniqueFd> fds,
-                     std::function<void(absl::StatusOr<control::Response>)> done) {
+                     std::function<void(absl::StatusOr<control::Response>)> done,
+                     absl::Duration timeout) {
   if (!entry->process.has_value() || entry->process->connection == nullptr ||
       entry->process->connection->closed()) {
     done(absl::UnavailableError(absl::StrCat("vm \"", entry->id(), "\" has no running VMM")));
@@ -755,7 +772,30 @@ void VmManager::Call(VmEntry* entry, control::Request request, std::vector<Uniqu
     done(id.status());
     return;
   }
-  entry->process->pending[*id] = std::move(done);
+  entry->process->pending[*id] = VmmProcess::PendingCall{absl::Now() + timeout, std::move(done)};
+}
+
+void VmManager::ExpireCalls() {
+  const absl::Time now = absl::Now();
+  std::vector<std::pair<std::string, std::function<void(absl::StatusOr<control::Response>)>>> expired;
+  for (auto& [id, entry] : entries_) {
+    if (!entry->process.has_value()) continue;
+    auto& pending = entry->process->pending;
+    for (auto it = pending.begin(); it != pending.end();) {
+      if (it->second.deadline > now) {
+        ++it;
+        continue;
+      }
+      expired.emplace_back(id, std::move(it->second.done));
+      it = pending.erase(it);
+    }
+  }
+  for (auto& [id, done] : expired) {
+    LOG(WARNING) << "vm " << id << ": the VMM did not answer a request in time";
+    done(absl::DeadlineExceededError(
+        absl::StrCat("vm \"", id, "\": the VMM did not answer in time (it may be wedged; "
+                     "DeleteVm with force stops it)")));
+  }
 }
 
 void VmManager::OnControlReadable(const std::string& vm_id) {
@@ -766,7 +806,7 @@ void VmManager::OnControlReadable(const std::string& vm_id) {
   // Responses first, then events, in the order they came.
   for (auto it = entry->process->pending.begin(); it != entry->process->pending.end();) {
     if (std::optional<control::Response> response = connection->TakeResponse(it->first)) {
-      auto done = std::move(it->second);
+      auto done = std::move(it->second.done);
       it = entry->process->pending.erase(it);
       done(*response);
       entry = Find(vm_id);
@@ -960,7 +1000,7 @@ void VmManager::OnProcessExit(const std::string& vm_id) {
   }
   // Whoever waits on the VMM learns that it is gone.
   std::vector<std::function<void(absl::StatusOr<control::Response>)>> pending;
-  for (auto& [id, done] : process.pending) pending.push_back(std::move(done));
+  for (auto& [id, call] : process.pending) pending.push_back(std::move(call.done));
   std::vector<std::function<void(absl::Status)>> on_ready = std::move(process.on_ready);
   CleanUpProcess(entry);
   // Killed for a DeleteVm: the deletion is the only change watchers see.
@@ -1488,13 +1528,17 @@ void VmManager::CreateSnapshot(const std::string& vm_id, const api::SnapshotCrea
     std::vector<UniqueFd> fds;
     fds.push_back(std::move(*state));
     fds.push_back(std::move(*memory));
-    Call(entry, request, std::move(fds), [vm_id, done](absl::StatusOr<control::Response> r) {
-      absl::Status s = r.ok() ? VmmConnection::StatusOf(*r) : r.status();
-      if (!s.ok()) return done(s);
-      LOG(INFO) << "vm " << vm_id << ": snapshot written, " << r->snapshot_created().state_bytes()
-                << " state bytes, " << r->snapshot_created().memory_bytes() << " memory bytes";
-      done(true);
-    });
+    Call(
+        entry, request, std::move(fds),
+        [vm_id, done](absl::StatusOr<control::Response> r) {
+          absl::Status s = r.ok() ? VmmConnection::StatusOf(*r) : r.status();
+          if (!s.ok()) return done(s);
+          LOG(INFO) << "vm " << vm_id << ": snapshot written, "
+                    << r->snapshot_created().state_bytes() << " state bytes, "
+                    << r->snapshot_created().memory_bytes() << " memory bytes";
+          done(true);
+        },
+        kSnapshotCallTimeout);
   });
 }
 
@@ -1660,7 +1704,8 @@ void VmManager::RestoreInto(const std::string& vm_id, const api::SnapshotLoadPar
            SetState(e, resume ? api::VM_STATE_RUNNING : api::VM_STATE_PAUSED,
                     resume ? "" : "restored from a snapshot, paused");
            done(e->record.vm());
-         });
+         },
+         kSnapshotCallTimeout);
   });
 }
 

@@ -37,6 +37,7 @@
 #include "agent/vmm_connection.h"
 #include "common/cgroup_mounts.h"
 #include "common/event_loop.h"
+#include "common/timer_fd.h"
 #include "hearth/agent/v1/state.pb.h"
 #include "hearth/v1/hearth.pb.h"
 
@@ -191,7 +192,10 @@ class VmManager {
                std::function<void(VmEntry*, const hearth::vmm::v1::Response&)> then);
   // Sends a request; `done` gets the response (or why there is none).
   void Call(VmEntry* entry, hearth::vmm::v1::Request request, std::vector<UniqueFd> fds,
-            std::function<void(absl::StatusOr<hearth::vmm::v1::Response>)> done);
+            std::function<void(absl::StatusOr<hearth::vmm::v1::Response>)> done,
+            absl::Duration timeout = absl::Seconds(30));
+  // Fails the requests whose VMM has not answered by their deadline.
+  void ExpireCalls();
   // The files, taps and sockets of the VM's spec as fds for the VMM, and a
   // console socket; `boot` adds the kernel and initrd (not for a restore).
   absl::Status OpenBootResources(VmEntry* entry, hearth::vmm::v1::FdMap* map,
@@ -212,6 +216,7 @@ class VmManager {
   int cgroup_version_ = 1;
   std::vector<CgroupMount> cgroup_mounts_;
   std::unique_ptr<EventLoop> loop_;
+  std::optional<TimerFd> call_timer_;
   std::thread thread_;
 
   // Supervisor thread only.

@@ -37,8 +37,9 @@ void FillMachineConfigDefaults(v1::MachineConfig* machine);
 // "12:34:56:78:9a:bc" -> bytes; nullopt if malformed.
 std::optional<std::array<uint8_t, 6>> ParseMac(absl::string_view text);
 
-// Identifiers chosen by clients (vm_id, drive_id, iface_id):
-// [A-Za-z0-9_-]{1,64}.
+// Identifiers chosen by clients inside a VM's configuration (drive_id,
+// iface_id): [A-Za-z0-9_-]{1,64}. vm_id has its own, stricter rule (it
+// names a cgroup and a jail): agent/labels.h ValidateVmId.
 absl::Status ValidateId(absl::string_view field, absl::string_view id);
 
 absl::Status ValidateMachineConfig(const v1::MachineConfig& machine,

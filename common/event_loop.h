@@ -1,7 +1,8 @@
 // EventLoop: one thread waiting on many fds with epoll, calling a handler
 // per ready fd. The VMM's event-loop thread (control channel, console input,
 // virtio queue notifications, rate-limiter timers, vCPU exits) and the
-// agent's supervisor (pidfds) each run one. Handlers run on the loop's
+// agent's supervisor (VMM control channels, console sockets, pidfds) each
+// run one. Handlers run on the loop's
 // thread, one at a time; Add/Remove are for that thread too (or before Run).
 #ifndef HEARTH_COMMON_EVENT_LOOP_H_
 #define HEARTH_COMMON_EVENT_LOOP_H_

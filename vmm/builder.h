@@ -1,8 +1,8 @@
 // Builds a Vmm from a validated VmmConfig: creates the KVM VM and its
 // in-kernel interrupt controllers, guest memory, loads the kernel and initrd,
 // writes the boot structures (zero page, command line, page tables, GDT, MP
-// table), wires the legacy devices onto the buses and configures every vCPU.
-// Nothing runs until Vmm::Start.
+// table), wires the virtio and legacy devices onto the buses and configures
+// every vCPU. Nothing runs until Vmm::Start.
 #ifndef HEARTH_VMM_BUILDER_H_
 #define HEARTH_VMM_BUILDER_H_
 

@@ -1,7 +1,8 @@
 // Vmm: one running microVM. Owns the KVM VM, guest memory, the buses and
 // devices, one VcpuRunner per vCPU and the event loop that serves device
-// backends, console input and vCPU exits. Built by builder.h; run by
-// main.cc (standalone) or the control server (agent mode).
+// backends, console input and vCPU exits. Built by builder.h (or restored
+// by snapshot/snapshot.h); run by main.cc in both modes, the control server
+// acting on it in agent mode.
 //
 // Threads: the caller's thread runs the event loop (Run); each vCPU has its
 // own thread. Devices are reached from vCPU threads through the buses and

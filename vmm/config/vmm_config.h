@@ -1,8 +1,9 @@
 // VmmConfig: everything the VMM needs to build and boot one microVM, as plain
 // values and already-open file descriptors. It is what the API layers
-// produce — the standalone JSON config (config_file.h) and the agent's
-// control channel — after validation; the builder never sees JSON, protobuf
-// or a host path.
+// produce — the standalone JSON config (api::ParseVmConfigJson) and the
+// agent's control channel, both through config/from_api.h — after
+// validation; the builder never sees JSON or a host path. `api` keeps the
+// original configuration for snapshots.
 #ifndef HEARTH_VMM_CONFIG_VMM_CONFIG_H_
 #define HEARTH_VMM_CONFIG_VMM_CONFIG_H_
 

@@ -1,6 +1,7 @@
 // How a device raises its interrupt line without knowing about KVM: the VMM
-// hands it an Interrupt backed by an irqfd (an eventfd that KVM turns into
-// an edge on the device's GSI); tests hand it a counter.
+// hands virtio devices an Interrupt backed by an irqfd (an eventfd that KVM
+// turns into an edge on the device's GSI) and the serial port and i8042 one
+// that uses KVM_IRQ_LINE (builder.cc); tests hand it a counter.
 #ifndef HEARTH_VMM_DEVICES_INTERRUPT_H_
 #define HEARTH_VMM_DEVICES_INTERRUPT_H_
 

@@ -59,6 +59,20 @@ def _get(client: Client, args: argparse.Namespace) -> None:
     _print_message(client.get(args.vm_id))
 
 
+def _snapshot(client: Client, args: argparse.Namespace) -> None:
+    client.create_snapshot(args.vm_id, args.state, args.memory, diff=args.diff)
+
+
+def _load(client: Client, args: argparse.Namespace) -> None:
+    _print_message(client.load_snapshot(args.vm_id, args.state, args.memory, resume=args.resume))
+
+
+def _clone(client: Client, args: argparse.Namespace) -> None:
+    vms = client.clone(args.state, args.memory, args.vm_ids, resume=not args.paused,
+                       labels=dict(args.labels))
+    print(json.dumps([json_format.MessageToDict(vm) for vm in vms], indent=2))
+
+
 def _create(client: Client, args: argparse.Namespace) -> None:
     _print_message(client.create_vm(
         args.vm_id, args.kernel, boot_args=args.boot_args, vcpus=args.vcpus,
@@ -158,6 +172,18 @@ def _parser() -> argparse.ArgumentParser:
     command("pause", _pause, "pause the vCPUs")
     command("resume", _resume, "resume the vCPUs")
     command("ctrl-alt-del", _ctrl_alt_del, "press Ctrl-Alt-Del in the guest")
+    snapshot = command("snapshot", _snapshot, "snapshot a paused VM (CreateSnapshot)")
+    load = command("load", _load, "restore a snapshot into a new VM (LoadSnapshot)")
+    clone = command("clone", _clone, "restore one snapshot into new VMs (CloneVm)", vm_id=False)
+    clone.add_argument("vm_ids", metavar="ID", nargs="+")
+    clone.add_argument("--paused", action="store_true", help="leave the clones paused")
+    clone.add_argument("--label", dest="labels", type=_label, action="append", default=[],
+                       metavar="KEY=VALUE")
+    for sub in (snapshot, load, clone):
+        sub.add_argument("--state", required=True, help="state file, under an image root")
+        sub.add_argument("--memory", required=True, help="memory file, under an image root")
+    snapshot.add_argument("--diff", action="store_true", help="only pages changed since the last")
+    load.add_argument("--resume", action="store_true", help="run it (default: stays paused)")
     delete = command("delete", _delete, "delete a VM")
     delete.add_argument("--force", action="store_true", help="kill it even if it runs")
     watch = command("watch", _watch, "print changes to VMs as JSON lines", vm_id=False)

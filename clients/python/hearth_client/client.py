@@ -219,6 +219,40 @@ class Client:
         so the VM stops)."""
         self._action(vm_id, "SendCtrlAltDel")
 
+    # ----- Snapshots -----
+
+    def create_snapshot(self, vm_id: str, state_path: str, memory_path: str,
+                        diff: bool = False) -> None:
+        """Writes a snapshot of a PAUSED VM (CreateSnapshot) to two host files
+        under the image roots. `diff`: only the pages changed since the last
+        snapshot (the VM must track dirty pages)."""
+        params = config_pb2.SnapshotCreateParams(
+            snapshot_type="Diff" if diff else "Full", snapshot_path=state_path,
+            mem_file_path=memory_path)
+        self._unary("CreateSnapshot", hearth_pb2.CreateSnapshotRequest(vm_id=vm_id, params=params))
+
+    def load_snapshot(self, vm_id: str, state_path: str, memory_path: str,
+                      resume: bool = False) -> vm_pb2.Vm:
+        """Restores a snapshot into a freshly created VM (LoadSnapshot); it
+        ends PAUSED, or RUNNING with `resume`. Returns the VM."""
+        params = config_pb2.SnapshotLoadParams(
+            snapshot_path=state_path, resume_vm=resume,
+            mem_backend=config_pb2.MemoryBackend(backend_type="File", backend_path=memory_path))
+        request = hearth_pb2.LoadSnapshotRequest(vm_id=vm_id, params=params)
+        return self._unary("LoadSnapshot", request).vm
+
+    def clone(self, state_path: str, memory_path: str, vm_ids: Iterable[str],
+              resume: bool = True,
+              labels: Mapping[str, str] | None = None) -> list[vm_pb2.Vm]:
+        """Restores one snapshot into several new VMs (CloneVm), all or
+        nothing; returns them in the order of `vm_ids`."""
+        request = hearth_pb2.CloneVmRequest(
+            snapshot_path=state_path,
+            mem_backend=config_pb2.MemoryBackend(backend_type="File", backend_path=memory_path),
+            clones=[hearth_pb2.CloneSpec(vm_id=vm_id, resume_vm=resume, labels=dict(labels or {}))
+                    for vm_id in vm_ids])
+        return list(self._unary("CloneVm", request).vms)
+
     # ----- Watching -----
 
     def watch(self, selector: str = "", vm_id: str = "", resource_version: int = 0,
