@@ -1,16 +1,31 @@
 #include "vmm/devices/legacy/i8042.h"
 
+#include <string>
+
 #include "gtest/gtest.h"
+#include "hearth/vmm/v1/snapshot.pb.h"
 
 namespace hearth::devices {
 namespace {
 
 class I8042Test : public ::testing::Test {
  protected:
-  I8042Test() {
+  I8042Test() { MakeI8042(); }
+  void MakeI8042() {
     auto irq = std::make_unique<CountingInterrupt>();
     interrupt = irq.get();
     i8042 = std::make_unique<I8042>(std::move(irq), [this] { ++resets; });
+  }
+  // Replaces the controller by a fresh one restored from `state`, as a
+  // restoring VMM does.
+  void RestoreFresh(const hearth::vmm::v1::I8042State& state) {
+    MakeI8042();
+    i8042->RestoreState(state);
+  }
+  void SaveAndRestore() {
+    hearth::vmm::v1::I8042State state;
+    i8042->SaveState(&state);
+    RestoreFresh(state);
   }
   uint8_t In(uint64_t offset) {
     uint8_t v = 0;
@@ -67,6 +82,50 @@ TEST_F(I8042Test, CtrlAltDelQueuesScancodesAndInterrupts) {
   ASSERT_TRUE(i8042->TriggerCtrlAltDel().ok());
   EXPECT_EQ(i8042->TriggerCtrlAltDel().code(),
             absl::StatusCode::kResourceExhausted);
+}
+
+TEST_F(I8042Test, SnapshotKeepsQueuedScancodes) {
+  ASSERT_TRUE(i8042->TriggerCtrlAltDel().ok());
+  EXPECT_EQ(In(0), 0x14);
+  SaveAndRestore();
+  EXPECT_EQ(In(4) & 0x01, 1);
+  EXPECT_EQ(In(0), 0x11);
+  EXPECT_EQ(In(0), 0xe0);
+  EXPECT_EQ(In(0), 0x71);
+  EXPECT_EQ(In(4) & 0x01, 0);
+}
+
+TEST_F(I8042Test, SnapshotKeepsTheControlByte) {
+  Out(4, 0x60);
+  Out(0, 0x46);  // keyboard interrupt off
+  SaveAndRestore();
+  Out(4, 0x20);
+  EXPECT_EQ(In(0), 0x46);
+  ASSERT_TRUE(i8042->TriggerCtrlAltDel().ok());
+  EXPECT_EQ(interrupt->count(), 0u);  // still off
+}
+
+TEST_F(I8042Test, SnapshotKeepsAPendingCommand) {
+  Out(4, 0x60);  // write control byte: its data byte comes next
+  SaveAndRestore();
+  EXPECT_EQ(In(4) & 0x08, 0x08);  // status: last write was a command
+  Out(0, 0x45);
+  EXPECT_EQ(In(4) & 0x01, 0);  // taken as the control byte, not acked
+  Out(4, 0x20);
+  EXPECT_EQ(In(0), 0x45);
+}
+
+TEST_F(I8042Test, RestoreClampsAnOverlongBuffer) {
+  hearth::vmm::v1::I8042State state;
+  state.set_control(0x45);
+  state.set_status(0x15);
+  state.set_pending_command(0x1ff);
+  state.set_buffer(std::string(I8042::kBufferSize + 20, '\x2a'));
+  RestoreFresh(state);
+  for (size_t i = 0; i < I8042::kBufferSize; ++i) ASSERT_EQ(In(0), 0x2a) << i;
+  EXPECT_EQ(In(4) & 0x01, 0);
+  EXPECT_EQ(In(0), 0);
+  EXPECT_TRUE(i8042->TriggerCtrlAltDel().ok());
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "gtest/gtest.h"
+#include "hearth/vmm/v1/snapshot.pb.h"
 
 namespace hearth::devices {
 namespace {
@@ -18,10 +19,24 @@ class StringOutput : public SerialOutput {
 class SerialTest : public ::testing::Test {
  protected:
   SerialTest() {
+    output = std::make_shared<StringOutput>();
+    MakeSerial();
+  }
+  void MakeSerial() {
     auto irq = std::make_unique<CountingInterrupt>();
     interrupt = irq.get();
-    output = std::make_shared<StringOutput>();
     serial = std::make_unique<Serial>(std::move(irq), output);
+  }
+  // Replaces the port by a fresh one restored from `state`, as a restoring
+  // VMM does.
+  void RestoreFresh(const hearth::vmm::v1::SerialState& state) {
+    MakeSerial();
+    serial->RestoreState(state);
+  }
+  void SaveAndRestore() {
+    hearth::vmm::v1::SerialState state;
+    serial->SaveState(&state);
+    RestoreFresh(state);
   }
   uint8_t In(uint64_t offset) {
     uint8_t v = 0;
@@ -107,6 +122,75 @@ TEST_F(SerialTest, ScratchAndOddAccessWidths) {
   EXPECT_EQ(wide[0], 0xff);
   serial->Write(0, absl::MakeConstSpan(wide, 2));
   EXPECT_EQ(output->text, "");
+}
+
+TEST_F(SerialTest, SnapshotKeepsTheRegistersAndTheDivisor) {
+  Out(3, 0x80 | 0x1b);  // DLAB, 8E1
+  Out(0, 0x01);         // DLL: 115200 baud
+  Out(1, 0x02);         // DLM
+  Out(3, 0x1b);
+  Out(1, 0x05);  // IER: RDI | RLSI
+  Out(4, 0x0b);  // MCR: DTR | RTS | OUT2
+  Out(2, 0x01);  // FCR: FIFO on
+  Out(7, 0x5a);
+  SaveAndRestore();
+  EXPECT_EQ(In(3), 0x1b);
+  EXPECT_EQ(In(1), 0x05);
+  EXPECT_EQ(In(4), 0x0b);
+  EXPECT_EQ(In(7), 0x5a);
+  EXPECT_EQ(In(2), 0xc1);  // FIFO bits, nothing pending
+  Out(3, 0x80 | 0x1b);
+  EXPECT_EQ(In(0), 0x01);
+  EXPECT_EQ(In(1), 0x02);
+}
+
+TEST_F(SerialTest, SnapshotWithDlabSetKeepsItSet) {
+  Out(3, 0x83);
+  Out(0, 0x30);
+  SaveAndRestore();
+  EXPECT_EQ(In(3), 0x83);
+  EXPECT_EQ(In(0), 0x30);  // still the divisor latch, not RBR
+  Out(0, 0x31);
+  EXPECT_EQ(output->text, "");
+}
+
+TEST_F(SerialTest, SnapshotKeepsAPendingThreInterrupt) {
+  Out(2, 0x01);
+  Out(1, 0x02);  // IER.THRI: THRE pending, not yet reported
+  SaveAndRestore();
+  EXPECT_EQ(In(2), 0xc2);
+  EXPECT_EQ(In(2), 0xc1);  // reported once, as before the snapshot
+}
+
+TEST_F(SerialTest, SnapshotKeepsUnreadInputInOrder) {
+  Out(1, 0x01);  // IER.RDI
+  const uint8_t input[] = {'a', 'b', 'c'};
+  ASSERT_EQ(serial->EnqueueInput(input), 3u);
+  EXPECT_EQ(In(0), 'a');
+  SaveAndRestore();
+  EXPECT_EQ(In(5) & 0x01, 0x01);
+  EXPECT_EQ(In(2) & 0x0f, 0x04);
+  EXPECT_EQ(In(0), 'b');
+  EXPECT_EQ(In(0), 'c');
+  EXPECT_EQ(In(5) & 0x01, 0x00);
+  EXPECT_EQ(In(2) & 0x0f, 0x01);
+  EXPECT_EQ(serial->InputSpace(), Serial::kFifoSize);
+}
+
+TEST_F(SerialTest, RestoreClampsAHostileState) {
+  hearth::vmm::v1::SerialState state;
+  state.set_ier(0xffffffff);
+  state.set_mcr(0xff);
+  state.set_lcr(0x103);  // the 8-bit register: 8N1, DLAB clear
+  state.set_rx_fifo(std::string(Serial::kFifoSize + 36, 'h'));
+  RestoreFresh(state);
+  EXPECT_EQ(In(1) & 0xf0, 0);  // reserved IER bits dropped
+  EXPECT_EQ(In(4), 0x1f);
+  EXPECT_EQ(In(3), 0x03);
+  EXPECT_EQ(serial->InputSpace(), 0u);
+  for (size_t i = 0; i < Serial::kFifoSize; ++i) ASSERT_EQ(In(0), 'h') << i;
+  EXPECT_EQ(In(5) & 0x01, 0x00);
+  EXPECT_EQ(In(0), 0);
 }
 
 }  // namespace

@@ -269,6 +269,7 @@ absl::Status MmioTransport::SaveState(hearth::vmm::v1::VirtioState* state) const
     state->set_driver_features_sel(driver_features_sel_);
     state->set_queue_sel(queue_sel_);
     state->set_interrupt_status(interrupt_.status());
+    state->set_activated(active_);
     for (const QueueConfig& q : queues_) {
       hearth::vmm::v1::QueueState* saved = state->add_queues();
       saved->set_size(q.size);
@@ -327,7 +328,11 @@ absl::Status MmioTransport::RestoreState(const hearth::vmm::v1::VirtioState& sta
       queues_[i] = QueueConfig{static_cast<uint16_t>(q.size()), q.ready(), q.desc_table(),
                                q.avail_ring(), q.used_ring()};
     }
-    if ((status_ & kStatusDriverOk) && !(status_ & kStatusNeedsReset)) {
+    // NEEDS_RESET alone means the activation failed: the driver must reset.
+    // A device that was running when it set NEEDS_RESET (a queue the driver
+    // broke) kept serving its other queues, and goes on doing so.
+    if ((status_ & kStatusDriverOk) &&
+        (state.activated() || !(status_ & kStatusNeedsReset))) {
       ASSIGN_OR_RETURN(ActivateContext made, MakeContextLocked());
       context = std::move(made);
       for (size_t i = 0; i < queue_count_; ++i) {
@@ -343,6 +348,10 @@ absl::Status MmioTransport::RestoreState(const hearth::vmm::v1::VirtioState& sta
     }
   }
   RETURN_IF_ERROR(device_->RestoreState(state));
+  // Before the activation, which may complete requests the driver made
+  // available before the save (and vsock's Restored posts an event): those
+  // interrupts must add to the saved status, not be overwritten by it.
+  interrupt_.Restore(state.interrupt_status());
   if (context.has_value()) {
     absl::Status activated = device_->Activate(std::move(*context));
     if (!activated.ok()) {
@@ -352,7 +361,6 @@ absl::Status MmioTransport::RestoreState(const hearth::vmm::v1::VirtioState& sta
     active_ = true;
     device_->Restored();
   }
-  interrupt_.Restore(state.interrupt_status());
   return absl::OkStatus();
 }
 

@@ -3,23 +3,29 @@
 #include <cstring>
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "hearth/vmm/v1/snapshot.pb.h"
 #include "vmm/devices/virtio/testing/fake_guest.h"
 
 namespace hearth::virtio {
 namespace {
 
+using hearth::vmm::v1::VirtioState;
 using testing::FakeGuest;
 using testing::FakeQueue;
+using testing::UsedElement;
 
 constexpr uint64_t kFeatureBit0 = 1;  // a device-specific feature
 constexpr uint64_t kOffered =
     kFeatureVersion1 | kFeatureEventIdx | kFeatureIndirectDesc | kFeatureBit0;
 constexpr uint32_t kDeviceType = 42;
 
-// Records what the transport asks of it.
+// Records what the transport asks of it. With `complete_requests` it also
+// completes every chain it finds (used length: the chain's writable bytes),
+// on activation and on kicks, as a real device does.
 class FakeDevice : public VirtioDevice {
  public:
   uint32_t device_type() const override { return kDeviceType; }
@@ -37,23 +43,56 @@ class FakeDevice : public VirtioDevice {
   uint32_t config_generation() const override { return generation; }
   absl::Status Activate(ActivateContext context) override {
     ++activations;
+    calls.push_back("Activate");
     if (!activate_result.ok()) return activate_result;
     active = std::move(context);
+    for (size_t i = 0; i < active->queues.size(); ++i) Complete(i);
     return absl::OkStatus();
   }
-  void ProcessQueue(size_t index) override { processed.push_back(index); }
+  void ProcessQueue(size_t index) override {
+    processed.push_back(index);
+    Complete(index);
+  }
   void Reset() override {
     ++resets;
     active.reset();
   }
+  const ActivateContext* activated() const override {
+    return snapshottable && active.has_value() ? &*active : nullptr;
+  }
+  absl::Status RestoreState(const hearth::vmm::v1::VirtioState&) override {
+    calls.push_back("RestoreState");
+    return absl::OkStatus();
+  }
+  void Restored() override { calls.push_back("Restored"); }
 
   uint8_t config[8] = {1, 2, 3, 4, 5, 6, 7, 8};
   uint32_t generation = 7;
   absl::Status activate_result;
+  bool complete_requests = false;
+  bool snapshottable = true;
   int activations = 0;
   int resets = 0;
   std::optional<ActivateContext> active;
   std::vector<size_t> processed;
+  // RestoreState, Activate and Restored, in the order they came.
+  std::vector<std::string> calls;
+  DeviceMetrics metrics;
+
+ private:
+  void Complete(size_t index) {
+    if (!complete_requests || !active.has_value() || index >= active->queues.size() ||
+        !active->queues[index].has_value()) {
+      return;
+    }
+    Queue& queue = *active->queues[index];
+    bool used = false;
+    while (std::optional<DescriptorChain> chain = NextChain(&*active, index, &metrics, &used)) {
+      (void)queue.AddUsed(chain->head, static_cast<uint32_t>(chain->writable_bytes));
+      used = true;
+    }
+    if (used) SignalUsed(&*active, &queue, &metrics);
+  }
 };
 
 class MmioTransportTest : public ::testing::Test {
@@ -65,14 +104,16 @@ class MmioTransportTest : public ::testing::Test {
                                                 std::move(line));
   }
 
-  uint32_t Read(uint64_t offset) {
+  static uint32_t ReadFrom(MmioTransport* to, uint64_t offset) {
     uint32_t value = 0xdeadbeef;
-    transport->Read(offset, absl::MakeSpan(reinterpret_cast<uint8_t*>(&value), 4));
+    to->Read(offset, absl::MakeSpan(reinterpret_cast<uint8_t*>(&value), 4));
     return value;
   }
-  void Write(uint64_t offset, uint32_t value) {
-    transport->Write(offset, absl::MakeConstSpan(reinterpret_cast<uint8_t*>(&value), 4));
+  static void WriteTo(MmioTransport* to, uint64_t offset, uint32_t value) {
+    to->Write(offset, absl::MakeConstSpan(reinterpret_cast<uint8_t*>(&value), 4));
   }
+  uint32_t Read(uint64_t offset) { return ReadFrom(transport.get(), offset); }
+  void Write(uint64_t offset, uint32_t value) { WriteTo(transport.get(), offset, value); }
   void RunLoop() { ASSERT_TRUE(loop->RunOnce(0).ok()); }
 
   // Sets status bits the way a driver does: read, OR, write.
@@ -480,6 +521,243 @@ TEST_F(MmioTransportTest, NotificationsBeforeDriverOkAreCounted) {
   RunLoop();
   EXPECT_EQ(device->activations, 1);
   EXPECT_EQ(device->processed, std::vector<size_t>{0});
+}
+
+// Snapshots: the transport above saved, and restored into a fresh transport
+// and device over the same guest memory, as a restoring VMM builds them
+// (the snapshot's memory file gives it the same RAM).
+class MmioTransportSnapshotTest : public MmioTransportTest {
+ protected:
+  MmioTransportSnapshotTest() {
+    device->complete_requests = true;
+    fresh_device->complete_requests = true;
+    auto line = std::make_unique<devices::CountingInterrupt>();
+    fresh_line = line.get();
+    fresh = std::make_unique<MmioTransport>(fresh_device, guest.memory(), loop.get(),
+                                            std::move(line));
+  }
+  VirtioState Save() {
+    VirtioState state;
+    absl::Status saved = transport->SaveState(&state);
+    EXPECT_TRUE(saved.ok()) << saved;
+    return state;
+  }
+  // The state of a device the driver brought up with queue 0.
+  VirtioState ActivatedState() {
+    Activate();
+    return Save();
+  }
+  // A request with one device-writable buffer of `length` bytes.
+  uint16_t Post(FakeQueue* queue, uint32_t length) {
+    return queue->AddChain({guest.Writable(length)});
+  }
+  uint32_t ReadFresh(uint64_t offset) { return ReadFrom(fresh.get(), offset); }
+
+  std::shared_ptr<FakeDevice> fresh_device = std::make_shared<FakeDevice>();
+  devices::CountingInterrupt* fresh_line;
+  std::unique_ptr<MmioTransport> fresh;
+};
+
+TEST_F(MmioTransportSnapshotTest, SaveStateRecordsRegistersAndQueueLayout) {
+  Negotiate(kFeatureVersion1 | kFeatureBit0);
+  SetUpQueue(0, *queue0);
+  DriverOk();
+  RunLoop();
+  VirtioState state = Save();
+  EXPECT_EQ(state.device_type(), kDeviceType);
+  EXPECT_EQ(state.status(), Read(kMmioStatus));
+  EXPECT_EQ(state.driver_features(), kFeatureVersion1 | kFeatureBit0);
+  EXPECT_TRUE(state.activated());
+  ASSERT_EQ(state.queues_size(), 2);
+  EXPECT_EQ(state.queues(0).size(), 16u);
+  EXPECT_TRUE(state.queues(0).ready());
+  EXPECT_EQ(state.queues(0).desc_table(), queue0->desc_table());
+  EXPECT_EQ(state.queues(0).avail_ring(), queue0->avail_ring());
+  EXPECT_EQ(state.queues(0).used_ring(), queue0->used_ring());
+  EXPECT_FALSE(state.queues(1).ready());
+}
+
+TEST_F(MmioTransportSnapshotTest, RestoreActivatesTheDeviceWithTheNegotiatedFeaturesAndQueues) {
+  Negotiate(kFeatureVersion1 | kFeatureBit0);
+  SetUpQueue(0, *queue0);
+  DriverOk();
+  RunLoop();
+  VirtioState state = Save();
+
+  absl::Status restored = fresh->RestoreState(state);
+  ASSERT_TRUE(restored.ok()) << restored;
+  // Synchronously: RestoreState, then Activate with the queues, then Restored.
+  EXPECT_EQ(fresh_device->calls,
+            (std::vector<std::string>{"RestoreState", "Activate", "Restored"}));
+  ASSERT_TRUE(fresh_device->active.has_value());
+  const ActivateContext& context = *fresh_device->active;
+  EXPECT_EQ(context.acked_features, kFeatureVersion1 | kFeatureBit0);
+  ASSERT_EQ(context.queues.size(), 2u);
+  ASSERT_TRUE(context.queues[0].has_value());
+  EXPECT_EQ(context.queues[0]->size(), 16);
+  EXPECT_FALSE(context.queues[1].has_value());
+  EXPECT_EQ(context.memory, guest.memory());
+  EXPECT_EQ(ReadFresh(kMmioStatus), Read(kMmioStatus));
+  EXPECT_EQ(ReadFresh(kMmioQueueReady), 1u);
+  // Kicks reach the restored device.
+  fresh->Notify(0);
+  EXPECT_EQ(fresh_device->processed, std::vector<size_t>{0});
+}
+
+TEST_F(MmioTransportSnapshotTest, RestoredQueuesGoOnFromTheSavedPositions) {
+  Activate();
+  for (uint32_t i = 0; i < 3; ++i) Post(queue0, 8 + i);
+  transport->Notify(0);
+  ASSERT_EQ(queue0->TakeUsed().size(), 3u);
+  VirtioState state = Save();
+  EXPECT_EQ(state.queues(0).next_avail(), 3u);
+  EXPECT_EQ(state.queues(0).next_used(), 3u);
+
+  ASSERT_TRUE(fresh->RestoreState(state).ok());
+  EXPECT_TRUE(queue0->TakeUsed().empty());  // nothing completed twice
+  uint16_t head = Post(queue0, 40);
+  fresh->Notify(0);
+  std::vector<UsedElement> used = queue0->TakeUsed();
+  ASSERT_EQ(used.size(), 1u);
+  EXPECT_EQ(used[0].id, head);
+  EXPECT_EQ(used[0].length, 40u);
+  EXPECT_EQ(queue0->used_idx(), 4);
+  EXPECT_EQ(queue0->used(3).id, head);  // the slot after the saved ones
+}
+
+TEST_F(MmioTransportSnapshotTest, RestoreKeepsTheInterruptStatusAndRaisesTheLine) {
+  Activate();
+  VirtioInterrupt* interrupt = device->active->interrupt;
+  interrupt->SignalUsedBuffer();
+  interrupt->SignalConfigChange();
+  Write(kMmioInterruptAck, VirtioInterrupt::kUsedBuffer);
+  VirtioState state = Save();
+  EXPECT_EQ(state.interrupt_status(), VirtioInterrupt::kConfigChange);
+
+  ASSERT_TRUE(fresh->RestoreState(state).ok());
+  EXPECT_EQ(ReadFresh(kMmioInterruptStatus), VirtioInterrupt::kConfigChange);
+  EXPECT_EQ(fresh_line->count(), 1u);  // the driver has not seen it yet
+}
+
+TEST_F(MmioTransportSnapshotTest, InterruptsFromTheReactivationAddToTheSavedStatus) {
+  Activate();
+  device->active->interrupt->SignalConfigChange();
+  // Made available, not yet kicked: the restored activation completes it.
+  uint16_t head = Post(queue0, 8);
+  VirtioState state = Save();
+
+  ASSERT_TRUE(fresh->RestoreState(state).ok());
+  std::vector<UsedElement> used = queue0->TakeUsed();
+  ASSERT_EQ(used.size(), 1u);
+  EXPECT_EQ(used[0].id, head);
+  // The driver must learn about that completion as well as the saved one.
+  EXPECT_EQ(ReadFresh(kMmioInterruptStatus),
+            VirtioInterrupt::kUsedBuffer | VirtioInterrupt::kConfigChange);
+}
+
+TEST_F(MmioTransportSnapshotTest, BrokenQueueStaysBrokenAndTheOtherQueuesKeepWorking) {
+  Negotiate(kOffered);
+  FakeQueue* queue1 = guest.AddQueue(8);
+  SetUpQueue(0, *queue0);
+  SetUpQueue(1, *queue1);
+  DriverOk();
+  RunLoop();
+  queue1->SetAvailIdx(100);  // more than the ring holds
+  transport->Notify(1);
+  ASSERT_TRUE(device->active->queues[1]->broken());
+  ASSERT_NE(Read(kMmioStatus) & kStatusNeedsReset, 0u);
+  // Until the driver resets, the device goes on serving queue 0.
+  Post(queue0, 8);
+  transport->Notify(0);
+  ASSERT_EQ(queue0->TakeUsed().size(), 1u);
+  VirtioState state = Save();
+  EXPECT_TRUE(state.queues(1).broken());
+  EXPECT_FALSE(state.queues(0).broken());
+
+  absl::Status restored = fresh->RestoreState(state);
+  ASSERT_TRUE(restored.ok()) << restored;
+  EXPECT_NE(ReadFresh(kMmioStatus) & kStatusNeedsReset, 0u);
+  ASSERT_TRUE(fresh_device->active.has_value());
+  EXPECT_TRUE(fresh_device->active->queues[1]->broken());
+  Post(queue1, 8);
+  fresh->Notify(1);
+  EXPECT_TRUE(queue1->TakeUsed().empty());
+  uint16_t head = Post(queue0, 8);
+  fresh->Notify(0);
+  std::vector<UsedElement> used = queue0->TakeUsed();
+  ASSERT_EQ(used.size(), 1u);
+  EXPECT_EQ(used[0].id, head);
+}
+
+TEST_F(MmioTransportSnapshotTest, RestoreRefusesAnotherDeviceType) {
+  VirtioState state = ActivatedState();
+  state.set_device_type(kDeviceBlock);
+  absl::Status restored = fresh->RestoreState(state);
+  EXPECT_EQ(restored.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(fresh_device->calls.empty());
+  EXPECT_EQ(ReadFresh(kMmioStatus), 0u);
+}
+
+TEST_F(MmioTransportSnapshotTest, RestoreRefusesAnotherQueueCount) {
+  VirtioState state = ActivatedState();
+  state.mutable_queues()->RemoveLast();
+  absl::Status restored = fresh->RestoreState(state);
+  EXPECT_EQ(restored.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(fresh_device->calls.empty());
+  EXPECT_EQ(ReadFresh(kMmioStatus), 0u);
+}
+
+TEST_F(MmioTransportSnapshotTest, RestoreRefusesDriverFeaturesTheDeviceDoesNotOffer) {
+  VirtioState state = ActivatedState();
+  state.set_driver_features(state.driver_features() | (1ull << 40));
+  absl::Status restored = fresh->RestoreState(state);
+  EXPECT_EQ(restored.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(fresh_device->calls.empty());
+  EXPECT_EQ(ReadFresh(kMmioStatus), 0u);
+}
+
+TEST_F(MmioTransportSnapshotTest, RestoreRefusesOutOfRangeQueueValues) {
+  VirtioState state = ActivatedState();
+  VirtioState big_size = state;
+  big_size.mutable_queues(0)->set_size(0x10000);
+  EXPECT_EQ(fresh->RestoreState(big_size).code(), absl::StatusCode::kInvalidArgument);
+  VirtioState big_index = state;
+  big_index.mutable_queues(0)->set_next_avail(0x10000);
+  EXPECT_EQ(fresh->RestoreState(big_index).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(fresh_device->activations, 0);
+}
+
+TEST_F(MmioTransportSnapshotTest, NeverActivatedTransportRestoresItsRegistersOnly) {
+  Negotiate(kOffered);
+  SetUpQueue(0, *queue0);
+  Write(kMmioQueueSel, 1);
+  VirtioState state = Save();
+  EXPECT_FALSE(state.activated());
+
+  ASSERT_TRUE(fresh->RestoreState(state).ok());
+  EXPECT_EQ(fresh_device->calls, std::vector<std::string>{"RestoreState"});
+  EXPECT_EQ(ReadFresh(kMmioStatus), kStatusAcknowledge | kStatusDriver | kStatusFeaturesOk);
+  EXPECT_EQ(ReadFresh(kMmioQueueReady), 0u);  // queue 1 is still selected
+  WriteTo(fresh.get(), kMmioQueueSel, 0);
+  EXPECT_EQ(ReadFresh(kMmioQueueReady), 1u);
+  // The driver finishes its initialisation on the restored transport.
+  WriteTo(fresh.get(), kMmioStatus,
+          kStatusAcknowledge | kStatusDriver | kStatusFeaturesOk | kStatusDriverOk);
+  RunLoop();
+  EXPECT_EQ(fresh_device->activations, 1);
+  ASSERT_TRUE(fresh_device->active.has_value());
+  EXPECT_EQ(fresh_device->active->acked_features, kOffered);
+  EXPECT_EQ(fresh_device->active->queues[0]->size(), 16);
+}
+
+TEST_F(MmioTransportSnapshotTest, SaveStateFailsForAnActiveDeviceWithoutItsContext) {
+  device->snapshottable = false;
+  Activate();
+  VirtioState state;
+  absl::Status saved = transport->SaveState(&state);
+  EXPECT_EQ(saved.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(saved.message().find("fake"), absl::string_view::npos) << saved;
+  EXPECT_NE(saved.message().find("cannot be snapshotted"), absl::string_view::npos) << saved;
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "common/status_macros.h"
@@ -202,7 +203,13 @@ absl::Status Balloon::RestoreState(const hearth::vmm::v1::VirtioState& state) {
     return absl::InvalidArgumentError(
         "balloon: statistics are on in the snapshot and off here, or the reverse");
   }
-  if (balloon.has_stats_head() && balloon.stats_head() >= kMaxQueueSize) {
+  // A descriptor of the stats queue as the driver sized it: the device
+  // gives it back as a used id, which the guest trusts to be in range.
+  const uint32_t stats_size = state.queues_size() > static_cast<int>(kStatsQueue)
+                                  ? state.queues(static_cast<int>(kStatsQueue)).size()
+                                  : 0;
+  if (balloon.has_stats_head() &&
+      balloon.stats_head() >= std::min<uint32_t>(stats_size, kMaxQueueSize)) {
     return absl::InvalidArgumentError("balloon: statistics buffer index out of range");
   }
   {

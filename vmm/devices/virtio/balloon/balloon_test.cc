@@ -1,15 +1,19 @@
 #include "vmm/devices/virtio/balloon/balloon.h"
 
 #include <cstring>
+#include <map>
 #include <memory>
 #include <string>
 
 #include "gtest/gtest.h"
+#include "hearth/vmm/v1/snapshot.pb.h"
 #include "vmm/devices/virtio/testing/fake_guest.h"
 
 namespace hearth::virtio {
 namespace {
 
+using hearth::vmm::v1::VirtioState;
+using testing::FakeDriver;
 using testing::FakeGuest;
 using testing::FakeQueue;
 using testing::TestInterrupt;
@@ -43,6 +47,31 @@ class BalloonTest : public ::testing::Test {
                                                             loop.get(), kFeatures))
                     .ok());
   }
+  // The device behind a virtio-mmio transport, brought up by the fake
+  // driver (snapshots save and restore the transport with the device). The
+  // driver accepts statistics if `accept_stats` and the device offers them.
+  void StartBehindTransport(uint32_t amount_mib, uint32_t stats_interval_s,
+                            bool accept_stats = true) {
+    balloon = *Balloon::Create(amount_mib, /*deflate_on_oom=*/true, stats_interval_s);
+    driver = std::make_unique<FakeDriver>(balloon, &guest, loop.get());
+    const bool stats_on = accept_stats && stats_interval_s > 0;
+    driver->Initialize(kFeatures | (stats_on ? kBalloonFStatsVq : 0),
+                       {inflate, deflate, stats_on ? stats : nullptr});
+  }
+  VirtioState Save() {
+    VirtioState state;
+    absl::Status saved = driver->transport()->SaveState(&state);
+    EXPECT_TRUE(saved.ok()) << saved;
+    return state;
+  }
+  // Drops the running device, as the snapshotted VMM exits, and builds a
+  // fresh one from this configuration, not yet restored.
+  void ReplaceDevice(uint32_t amount_mib, uint32_t stats_interval_s) {
+    driver.reset();
+    balloon.reset();
+    balloon = *Balloon::Create(amount_mib, /*deflate_on_oom=*/true, stats_interval_s);
+    driver = std::make_unique<FakeDriver>(balloon, &guest, loop.get());
+  }
   uint32_t ConfigWord(uint64_t offset) {
     uint32_t value;
     balloon->ReadConfig(offset, absl::MakeSpan(reinterpret_cast<uint8_t*>(&value), 4));
@@ -56,6 +85,7 @@ class BalloonTest : public ::testing::Test {
   TestInterrupt interrupt;
   std::unique_ptr<EventLoop> loop = *EventLoop::Create();
   std::shared_ptr<Balloon> balloon;
+  std::unique_ptr<FakeDriver> driver;
 };
 
 TEST_F(BalloonTest, FeaturesFollowTheConfiguration) {
@@ -200,6 +230,89 @@ TEST_F(BalloonTest, ResetForgetsActual) {
   balloon->WriteConfig(4, absl::MakeConstSpan(reinterpret_cast<uint8_t*>(&actual), 4));
   balloon->Reset();
   EXPECT_EQ(ConfigWord(4), 0u);
+}
+
+TEST_F(BalloonTest, SnapshotKeepsTargetActualStatisticsAndInterval) {
+  StartBehindTransport(4, /*stats_interval_s=*/60);
+  balloon->SetTarget(6);
+  driver->Write(kMmioConfig + 4, 512);  // the driver's `actual`
+  uint16_t head = stats->AddChain({guest.Readable(Stat(0, 11) + Stat(4, 4096))});
+  driver->Kick(Balloon::kStatsQueue);
+  VirtioState state = Save();
+  EXPECT_EQ(state.balloon().num_pages(), 6u * 256);
+  EXPECT_EQ(state.balloon().actual(), 512u);
+  EXPECT_EQ(state.balloon().stats_polling_interval_s(), 60u);
+  EXPECT_TRUE(state.balloon().has_stats_head());
+  EXPECT_EQ(state.balloon().stats_head(), head);
+
+  ReplaceDevice(1, /*stats_interval_s=*/30);  // configured differently
+  absl::Status restored = driver->transport()->RestoreState(state);
+  ASSERT_TRUE(restored.ok()) << restored;
+  EXPECT_EQ(driver->Read(kMmioConfig), 6u * 256);
+  EXPECT_EQ(driver->Read(kMmioConfig + 4), 512u);
+  BalloonStatistics statistics = balloon->statistics();
+  EXPECT_EQ(statistics.target_pages, 6u * 256);
+  EXPECT_EQ(statistics.actual_pages, 512u);
+  EXPECT_EQ(statistics.values, (std::map<uint16_t, uint64_t>{{0, 11}, {4, 4096}}));
+  // Saved again, it is the same state.
+  VirtioState again = Save();
+  EXPECT_EQ(again.balloon().stats_polling_interval_s(), 60u);
+  EXPECT_TRUE(again.balloon().has_stats_head());
+  EXPECT_EQ(again.balloon().stats_head(), head);
+  EXPECT_EQ(again.balloon().stats_size(), 2);
+}
+
+TEST_F(BalloonTest, RestoreRefusesStatisticsOnInTheSnapshotButOffHere) {
+  StartBehindTransport(4, /*stats_interval_s=*/60, /*accept_stats=*/false);
+  VirtioState state = Save();
+  ReplaceDevice(4, /*stats_interval_s=*/0);
+  absl::Status restored = driver->transport()->RestoreState(state);
+  EXPECT_EQ(restored.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(restored.message().find("statistics"), absl::string_view::npos) << restored;
+  EXPECT_EQ(balloon->activated(), nullptr);
+}
+
+TEST_F(BalloonTest, RestoreRefusesStatisticsOffInTheSnapshotButOnHere) {
+  StartBehindTransport(4, /*stats_interval_s=*/0);
+  VirtioState state = Save();
+  ReplaceDevice(4, /*stats_interval_s=*/60);
+  absl::Status restored = driver->transport()->RestoreState(state);
+  EXPECT_EQ(restored.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(restored.message().find("statistics"), absl::string_view::npos) << restored;
+  EXPECT_EQ(balloon->activated(), nullptr);
+}
+
+TEST_F(BalloonTest, RestoredBalloonReturnsTheHeldStatsBufferAtTheNextPoll) {
+  StartBehindTransport(4, /*stats_interval_s=*/1);
+  uint16_t head = stats->AddChain({guest.Readable(Stat(4, 4096))});
+  driver->Kick(Balloon::kStatsQueue);
+  VirtioState state = Save();
+  ReplaceDevice(4, /*stats_interval_s=*/1);
+  ASSERT_TRUE(driver->transport()->RestoreState(state).ok());
+  EXPECT_EQ(stats->used_idx(), 0);  // held until the poll
+
+  for (int i = 0; i < 30 && stats->used_idx() == 0; ++i) {
+    ASSERT_TRUE(loop->RunOnce(100).ok());
+  }
+  std::vector<UsedElement> used = stats->TakeUsed();
+  ASSERT_EQ(used.size(), 1u);
+  EXPECT_EQ(used[0].id, head);
+  EXPECT_EQ(driver->Read(kMmioInterruptStatus), VirtioInterrupt::kUsedBuffer);
+}
+
+TEST_F(BalloonTest, RestoreRefusesAStatsBufferOutsideTheStatsQueue) {
+  StartBehindTransport(4, /*stats_interval_s=*/60);
+  VirtioState state = Save();
+  state.mutable_balloon()->set_has_stats_head(true);
+  // The stats queue's size (16), the largest queue size, and beyond.
+  for (uint32_t head : {16u, 256u, 0xffffffffu}) {
+    ReplaceDevice(4, 60);
+    state.mutable_balloon()->set_stats_head(head);
+    EXPECT_EQ(driver->transport()->RestoreState(state).code(),
+              absl::StatusCode::kInvalidArgument)
+        << head;
+    EXPECT_EQ(balloon->activated(), nullptr);
+  }
 }
 
 }  // namespace

@@ -9,12 +9,15 @@
 #include <string>
 
 #include "gtest/gtest.h"
+#include "hearth/vmm/v1/snapshot.pb.h"
 #include "vmm/devices/virtio/testing/fake_guest.h"
 
 namespace hearth::virtio {
 namespace {
 
+using hearth::vmm::v1::VirtioState;
 using testing::Buffer;
+using testing::FakeDriver;
 using testing::FakeGuest;
 using testing::FakeQueue;
 using testing::TestInterrupt;
@@ -65,6 +68,32 @@ class BlockTest : public ::testing::Test {
                                                             loop.get(), kFeatures))
                     .ok());
   }
+  // The drive behind a virtio-mmio transport, brought up by the fake
+  // driver (snapshots save and restore the transport with the device).
+  void StartBehindTransport(uint64_t disk_size = 64 * 1024) {
+    UniqueFd disk = MakeDisk(disk_size);
+    disk_fd = disk.get();
+    block = *Block::Create("rootfs", std::move(disk), false, Unlimited());
+    driver = std::make_unique<FakeDriver>(block, &guest, loop.get());
+    driver->Initialize(kFeatures, {queue});
+  }
+  VirtioState Save() {
+    VirtioState state;
+    absl::Status saved = driver->transport()->SaveState(&state);
+    EXPECT_TRUE(saved.ok()) << saved;
+    return state;
+  }
+  // Drops the running drive, as the snapshotted VMM exits, and builds a
+  // fresh one over a disk of `disk_size` bytes (the same file if 0).
+  void ReplaceDrive(uint64_t disk_size = 0) {
+    UniqueFd disk = disk_size == 0 ? UniqueFd(::dup(disk_fd)) : MakeDisk(disk_size);
+    driver.reset();
+    block.reset();
+    disk_fd = disk.get();
+    block = *Block::Create("rootfs", std::move(disk), false, Unlimited());
+    driver = std::make_unique<FakeDriver>(block, &guest, loop.get());
+  }
+
   // A request: header, data buffers, and a separate status byte.
   struct Request {
     uint16_t head;
@@ -92,6 +121,7 @@ class BlockTest : public ::testing::Test {
   TestInterrupt interrupt;
   std::unique_ptr<EventLoop> loop = *EventLoop::Create();
   std::shared_ptr<Block> block;
+  std::unique_ptr<FakeDriver> driver;
   int disk_fd = -1;
 };
 
@@ -283,6 +313,52 @@ TEST_F(BlockTest, ResetStopsProcessing) {
   block->Reset();
   Submit(kBlkTFlush, 0, {});
   EXPECT_TRUE(Kick().empty());
+}
+
+TEST_F(BlockTest, SnapshotRecordsTheCapacity) {
+  StartBehindTransport();
+  VirtioState state = Save();
+  EXPECT_EQ(state.device_type(), kDeviceBlock);
+  ASSERT_TRUE(state.has_block());
+  EXPECT_EQ(state.block().capacity(), 128u);
+}
+
+TEST_F(BlockTest, RestoreRefusesADriveOfAnotherSize) {
+  StartBehindTransport();
+  VirtioState state = Save();
+  ReplaceDrive(/*disk_size=*/128 * 1024);
+  absl::Status restored = driver->transport()->RestoreState(state);
+  EXPECT_EQ(restored.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(restored.message().find("256 sectors"), absl::string_view::npos) << restored;
+  EXPECT_NE(restored.message().find("had 128"), absl::string_view::npos) << restored;
+  EXPECT_EQ(block->activated(), nullptr);
+}
+
+TEST_F(BlockTest, RestoredDriveServesARequestMadeAvailableBeforeTheSave) {
+  StartBehindTransport();
+  Request first = Submit(kBlkTIn, 1, {guest.Writable(512)});
+  driver->Kick(0);
+  ASSERT_EQ(queue->TakeUsed().size(), 1u);
+  // The guest publishes a request, but the VMM pauses before the kick.
+  Buffer data = guest.Writable(512);
+  Request second = Submit(kBlkTIn, 2, {data});
+  VirtioState state = Save();
+  EXPECT_EQ(state.queues(0).next_avail(), 1u);
+  ReplaceDrive();
+
+  absl::Status restored = driver->transport()->RestoreState(state);
+  ASSERT_TRUE(restored.ok()) << restored;
+  std::vector<UsedElement> used = queue->TakeUsed();
+  ASSERT_EQ(used.size(), 1u);
+  EXPECT_EQ(used[0].id, second.head);
+  EXPECT_EQ(used[0].length, 513u);
+  EXPECT_EQ(queue->used(1).id, second.head);
+  EXPECT_EQ(StatusOf(second), kBlkSOk);
+  EXPECT_EQ(guest.Read(data.address, 512), FileBytes(disk_fd, 2 * 512, 512));
+  EXPECT_EQ(StatusOf(first), kBlkSOk);
+  EXPECT_EQ(block->metrics().requests.Get(), 1u);  // the restored drive's own
+  EXPECT_EQ(driver->Read(kMmioInterruptStatus), VirtioInterrupt::kUsedBuffer);
+  EXPECT_GE(driver->interrupts(), 1u);
 }
 
 }  // namespace

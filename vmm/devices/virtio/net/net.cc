@@ -6,6 +6,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -171,7 +172,12 @@ void Net::SaveState(hearth::vmm::v1::VirtioState* state) const {
 absl::Status Net::RestoreState(const hearth::vmm::v1::VirtioState& state) {
   pending_rx_.reset();
   if (state.net().has_pending_rx()) {
-    if (state.net().pending_rx_head() >= kMaxQueueSize) {
+    // A descriptor of the rx queue as the driver sized it: the device
+    // publishes it as a used id, which the guest trusts to be in range.
+    const uint32_t rx_size = state.queues_size() > static_cast<int>(kRxQueue)
+                                 ? state.queues(static_cast<int>(kRxQueue)).size()
+                                 : 0;
+    if (state.net().pending_rx_head() >= std::min<uint32_t>(rx_size, kMaxQueueSize)) {
       return absl::InvalidArgumentError(absl::StrCat(name(), ": pending rx head out of range"));
     }
     pending_rx_ = PendingRx{static_cast<uint16_t>(state.net().pending_rx_head()),

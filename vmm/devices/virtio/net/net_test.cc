@@ -9,12 +9,15 @@
 #include <string>
 
 #include "gtest/gtest.h"
+#include "hearth/vmm/v1/snapshot.pb.h"
 #include "vmm/devices/virtio/testing/fake_guest.h"
 
 namespace hearth::virtio {
 namespace {
 
+using hearth::vmm::v1::VirtioState;
 using testing::Buffer;
+using testing::FakeDriver;
 using testing::FakeGuest;
 using testing::FakeQueue;
 using testing::TestInterrupt;
@@ -37,8 +40,8 @@ std::unique_ptr<vmm::RateLimiter> OnePerSecond(std::shared_ptr<int64_t> now) {
 // at the other end, one datagram per frame (vnet header + Ethernet frame).
 class NetTest : public ::testing::Test {
  protected:
-  void Start(std::unique_ptr<vmm::RateLimiter> rx_limiter = Unlimited(),
-             std::unique_ptr<vmm::RateLimiter> tx_limiter = Unlimited()) {
+  void Create(std::unique_ptr<vmm::RateLimiter> rx_limiter,
+              std::unique_ptr<vmm::RateLimiter> tx_limiter) {
     int fds[2];
     ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds), 0);
     peer = UniqueFd(fds[1]);
@@ -46,9 +49,34 @@ class NetTest : public ::testing::Test {
                                          std::move(rx_limiter), std::move(tx_limiter));
     ASSERT_TRUE(created.ok()) << created.status();
     net = *created;
+  }
+  void Start(std::unique_ptr<vmm::RateLimiter> rx_limiter = Unlimited(),
+             std::unique_ptr<vmm::RateLimiter> tx_limiter = Unlimited()) {
+    Create(std::move(rx_limiter), std::move(tx_limiter));
     ASSERT_TRUE(net->Activate(testing::MakeActivateContext(&guest, {rx, tx}, interrupt.get(),
                                                            loop.get(), kFeatures))
                     .ok());
+  }
+  // The device behind a virtio-mmio transport, brought up by the fake
+  // driver (snapshots save and restore the transport with the device).
+  void StartBehindTransport(std::unique_ptr<vmm::RateLimiter> rx_limiter = Unlimited()) {
+    Create(std::move(rx_limiter), Unlimited());
+    driver = std::make_unique<FakeDriver>(net, &guest, loop.get());
+    driver->Initialize(kFeatures, {rx, tx});
+  }
+  VirtioState Save() {
+    VirtioState state;
+    absl::Status saved = driver->transport()->SaveState(&state);
+    EXPECT_TRUE(saved.ok()) << saved;
+    return state;
+  }
+  // Drops the running device, as the snapshotted VMM exits, and builds a
+  // fresh one on a new backend, not yet restored.
+  void ReplaceDevice(std::unique_ptr<vmm::RateLimiter> rx_limiter = Unlimited()) {
+    driver.reset();
+    net.reset();
+    Create(std::move(rx_limiter), Unlimited());
+    driver = std::make_unique<FakeDriver>(net, &guest, loop.get());
   }
   Buffer PostRx(uint32_t size = kVnetHeaderSize + 1514) {
     Buffer buffer = guest.Writable(size);
@@ -78,6 +106,7 @@ class NetTest : public ::testing::Test {
   std::unique_ptr<EventLoop> loop = *EventLoop::Create();
   UniqueFd peer;
   std::shared_ptr<Net> net;
+  std::unique_ptr<FakeDriver> driver;
 };
 
 TEST_F(NetTest, ConfigAndFeatures) {
@@ -235,6 +264,56 @@ TEST_F(NetTest, ResetStopsBothDirections) {
   net->ProcessQueue(Net::kTxQueue);
   EXPECT_EQ(tx->used_idx(), 0);
   EXPECT_EQ(PeerReceive(), "<none>");
+}
+
+TEST_F(NetTest, SnapshotKeepsAHeldBackRxFrameUntilTheLimiterAllowsIt) {
+  auto now = std::make_shared<int64_t>(0);
+  PostRx();
+  Buffer second = guest.Writable(kVnetHeaderSize + 1514);
+  uint16_t second_head = rx->AddChain({second});
+  StartBehindTransport(OnePerSecond(now));
+  PeerSend(kVnetHeader + "first");
+  PeerSend(kVnetHeader + "second");
+  RunLoop();
+  ASSERT_EQ(rx->used_idx(), 1);  // "second" is in its buffer, not published
+  VirtioState state = Save();
+  ASSERT_TRUE(state.net().has_pending_rx());
+  EXPECT_EQ(state.net().pending_rx_head(), second_head);
+  EXPECT_EQ(state.net().pending_rx_length(), kVnetHeaderSize + 6);
+
+  // The restored device's limiter starts with its one token spent.
+  auto restored_now = std::make_shared<int64_t>(0);
+  std::unique_ptr<vmm::RateLimiter> limiter = OnePerSecond(restored_now);
+  ASSERT_TRUE(limiter->ConsumeRequest(0));
+  ReplaceDevice(std::move(limiter));
+  absl::Status restored = driver->transport()->RestoreState(state);
+  ASSERT_TRUE(restored.ok()) << restored;
+  RunLoop();
+  EXPECT_EQ(rx->used_idx(), 1);
+  *restored_now += 1'000'000'000;
+  for (int i = 0; i < 30 && rx->used_idx() < 2; ++i) ASSERT_TRUE(loop->RunOnce(50).ok());
+  std::vector<UsedElement> used = rx->TakeUsed();
+  ASSERT_EQ(used.size(), 2u);
+  EXPECT_EQ(used[1].id, second_head);
+  EXPECT_EQ(used[1].length, kVnetHeaderSize + 6);
+  EXPECT_EQ(guest.Read(second.address, kVnetHeaderSize + 6), kVnetHeader + "second");
+  EXPECT_NE(driver->Read(kMmioInterruptStatus) & VirtioInterrupt::kUsedBuffer, 0u);
+}
+
+TEST_F(NetTest, RestoreRefusesAPendingRxHeadOutsideTheRxQueue) {
+  StartBehindTransport();
+  VirtioState state = Save();
+  state.mutable_net()->set_has_pending_rx(true);
+  state.mutable_net()->set_pending_rx_length(kVnetHeaderSize + 60);
+  // The rx queue's size (16), the largest queue size, and beyond.
+  for (uint32_t head : {16u, 256u, 0xffffffffu}) {
+    ReplaceDevice();
+    state.mutable_net()->set_pending_rx_head(head);
+    EXPECT_EQ(driver->transport()->RestoreState(state).code(),
+              absl::StatusCode::kInvalidArgument)
+        << head;
+    EXPECT_EQ(net->activated(), nullptr);
+  }
 }
 
 }  // namespace

@@ -231,4 +231,54 @@ ActivateContext MakeActivateContext(FakeGuest* guest,
   return context;
 }
 
+FakeDriver::FakeDriver(std::shared_ptr<VirtioDevice> device, FakeGuest* guest,
+                       EventLoop* event_loop)
+    : event_loop_(event_loop) {
+  auto line = std::make_unique<devices::CountingInterrupt>();
+  line_ = line.get();
+  transport_ = std::make_unique<MmioTransport>(std::move(device), guest->memory(),
+                                               event_loop, std::move(line));
+}
+
+uint32_t FakeDriver::Read(uint64_t offset) {
+  uint32_t value = 0;
+  transport_->Read(offset, absl::MakeSpan(reinterpret_cast<uint8_t*>(&value), 4));
+  return value;
+}
+
+void FakeDriver::Write(uint64_t offset, uint32_t value) {
+  transport_->Write(offset, absl::MakeConstSpan(reinterpret_cast<uint8_t*>(&value), 4));
+}
+
+void FakeDriver::Initialize(uint64_t features, const std::vector<FakeQueue*>& queues) {
+  Write(kMmioStatus, kStatusAcknowledge);
+  Write(kMmioStatus, kStatusAcknowledge | kStatusDriver);
+  for (uint32_t half = 0; half < 2; ++half) {
+    Write(kMmioDriverFeaturesSel, half);
+    Write(kMmioDriverFeatures, static_cast<uint32_t>(features >> (32 * half)));
+  }
+  Write(kMmioStatus, kStatusAcknowledge | kStatusDriver | kStatusFeaturesOk);
+  CHECK(Read(kMmioStatus) & kStatusFeaturesOk) << "features 0x" << std::hex << features
+                                               << " refused";
+  for (uint32_t i = 0; i < queues.size(); ++i) {
+    if (queues[i] == nullptr) continue;
+    const FakeQueue& queue = *queues[i];
+    Write(kMmioQueueSel, i);
+    Write(kMmioQueueNum, queue.size());
+    Write(kMmioQueueDescLow, static_cast<uint32_t>(queue.desc_table()));
+    Write(kMmioQueueDescHigh, static_cast<uint32_t>(queue.desc_table() >> 32));
+    Write(kMmioQueueDriverLow, static_cast<uint32_t>(queue.avail_ring()));
+    Write(kMmioQueueDriverHigh, static_cast<uint32_t>(queue.avail_ring() >> 32));
+    Write(kMmioQueueDeviceLow, static_cast<uint32_t>(queue.used_ring()));
+    Write(kMmioQueueDeviceHigh, static_cast<uint32_t>(queue.used_ring() >> 32));
+    Write(kMmioQueueReady, 1);
+  }
+  Write(kMmioStatus,
+        kStatusAcknowledge | kStatusDriver | kStatusFeaturesOk | kStatusDriverOk);
+  absl::Status ran = event_loop_->RunOnce(0);
+  CHECK(ran.ok()) << ran;
+  CHECK(transport_->device()->activated() != nullptr)
+      << transport_->device()->name() << " was not activated";
+}
+
 }  // namespace hearth::virtio::testing

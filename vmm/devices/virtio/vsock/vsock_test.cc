@@ -13,12 +13,15 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "hearth/vmm/v1/snapshot.pb.h"
 #include "vmm/devices/virtio/testing/fake_guest.h"
 
 namespace hearth::virtio {
 namespace {
 
+using hearth::vmm::v1::VirtioState;
 using testing::Buffer;
+using testing::FakeDriver;
 using testing::FakeGuest;
 using testing::FakeQueue;
 using testing::TestInterrupt;
@@ -105,6 +108,35 @@ class VsockTest : public ::testing::Test {
                                                             kFeatureVersion1))
                     .ok());
   }
+  // The device behind a virtio-mmio transport, brought up by the fake
+  // driver (snapshots save and restore the transport with the device).
+  void StartBehindTransport() {
+    MakeDevice();
+    PostRx(4);
+    driver = std::make_unique<FakeDriver>(vsock, &guest, loop.get());
+    driver->Initialize(kFeatureVersion1, {rx, tx, event});
+  }
+  void MakeDevice() {
+    auto owned = std::make_unique<FakeConnector>();
+    connector = owned.get();
+    vsock = std::make_shared<Vsock>(kGuestCid, UniqueFd(), std::move(owned));
+  }
+  VirtioState Save() {
+    VirtioState state;
+    absl::Status saved = driver->transport()->SaveState(&state);
+    EXPECT_TRUE(saved.ok()) << saved;
+    return state;
+  }
+  // Drops the running device, as the snapshotted VMM exits, and restores a
+  // fresh one from `state`.
+  void RestoreFresh(const VirtioState& state) {
+    driver.reset();
+    vsock.reset();
+    MakeDevice();
+    driver = std::make_unique<FakeDriver>(vsock, &guest, loop.get());
+    absl::Status restored = driver->transport()->RestoreState(state);
+    ASSERT_TRUE(restored.ok()) << restored;
+  }
   void PostRx(int count) {
     for (int i = 0; i < count; ++i) {
       Buffer buffer = guest.Writable(kRxBufferSize);
@@ -182,7 +214,8 @@ class VsockTest : public ::testing::Test {
   TestInterrupt interrupt;
   std::unique_ptr<EventLoop> loop = *EventLoop::Create();
   FakeConnector* connector = nullptr;
-  std::unique_ptr<Vsock> vsock;
+  std::shared_ptr<Vsock> vsock;
+  std::unique_ptr<FakeDriver> driver;
   uint32_t guest_buf_alloc = 65536;
   uint32_t guest_fwd_cnt = 0;
   uint16_t last_used_ = 0;
@@ -463,6 +496,39 @@ TEST_F(VsockTest, RxStallsWithoutBuffersAndResumesOnKick) {
   ASSERT_EQ(used.size(), 1u);
   EXPECT_NE(guest.Read(buffer.address + sizeof(VsockHeader), used[0].length - 44).find("later"),
             std::string::npos);
+}
+
+TEST_F(VsockTest, RestoredDeviceTellsTheDriverItsTransportWasReset) {
+  StartBehindTransport();
+  Buffer buffer = guest.Writable(8);
+  guest.Write(buffer.address, std::string(8, '\xff'));
+  uint16_t head = event->AddChain({buffer});
+  Connect();
+  driver->Write(kMmioInterruptAck, VirtioInterrupt::kUsedBuffer);
+  VirtioState state = Save();
+  EXPECT_EQ(state.interrupt_status(), 0u);
+
+  RestoreFresh(state);
+  std::vector<testing::UsedElement> used = event->TakeUsed();
+  ASSERT_EQ(used.size(), 1u);
+  EXPECT_EQ(used[0].id, head);
+  EXPECT_EQ(used[0].length, 4u);
+  // struct virtio_vsock_event: id VIRTIO_VSOCK_EVENT_TRANSPORT_RESET (0).
+  EXPECT_EQ(guest.Read(buffer.address, 8), std::string(4, '\0') + std::string(4, '\xff'));
+  EXPECT_EQ(driver->Read(kMmioInterruptStatus), VirtioInterrupt::kUsedBuffer);
+  EXPECT_GE(driver->interrupts(), 1u);
+  EXPECT_EQ(vsock->connection_count(), 0u);
+}
+
+TEST_F(VsockTest, RestoreWithoutAnEventBufferStillServesTheDriver) {
+  StartBehindTransport();
+  VirtioState state = Save();
+  RestoreFresh(state);
+  EXPECT_EQ(event->used_idx(), 0);
+  EXPECT_EQ(driver->Read(kMmioInterruptStatus), 0u);
+  // The restored device works: a new connection is answered.
+  EXPECT_GE(Connect(), 0);
+  EXPECT_EQ(vsock->connection_count(), 1u);
 }
 
 }  // namespace
