@@ -102,7 +102,7 @@ Queue::PopResult Queue::Pop() {
   uint64_t slot = avail_ring_ + kRingHeader + 2ull * (next_avail_ % size_);
   absl::StatusOr<uint16_t> head = memory_->ReadObject<uint16_t>(slot);
   ++next_avail_;
-  if (event_idx_) {
+  if (event_idx_ && notifications_) {
     // avail_event: kick us when the driver publishes past this index.
     (void)memory_->WriteObject<uint16_t>(
         used_ring_ + kRingHeader + kUsedElementSize * size_, next_avail_);
@@ -119,6 +119,20 @@ Queue::PopResult Queue::Pop() {
 }
 
 void Queue::Undo() { --next_avail_; }
+
+void Queue::SetNotifications(bool enabled) {
+  notifications_ = enabled;
+  if (event_idx_) {
+    // Enabled: kick us for anything past what we have taken. Disabled: the
+    // index stays behind the driver's, which then does not kick.
+    if (enabled) {
+      (void)memory_->WriteObject<uint16_t>(
+          used_ring_ + kRingHeader + kUsedElementSize * size_, next_avail_);
+    }
+    return;
+  }
+  (void)memory_->WriteObject<uint16_t>(used_ring_, enabled ? 0 : kVirtqUsedFNoNotify);
+}
 
 absl::Status Queue::AppendDescriptor(uint64_t address, uint32_t length,
                                      bool writable,

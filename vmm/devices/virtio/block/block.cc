@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "common/errno_status.h"
 #include "glog/logging.h"
 #include "hearth/vmm/v1/snapshot.pb.h"
@@ -213,51 +214,169 @@ absl::Status Block::RestoreState(const hearth::vmm::v1::VirtioState& state) {
   return absl::OkStatus();
 }
 
+// Requests are taken off the ring in batches. Reads (or writes) of
+// adjacent sectors are merged into one preadv (pwritev), as a host block
+// layer would merge them: a driver that queues many small sequential
+// requests costs one system call per run rather than per request. Flushes
+// and GET_ID are executed in order, after everything before them.
 void Block::Process() {
   if (!active_.has_value()) return;
   Queue& queue = *active_->queues[0];
   bool used_any = false;
   const uint64_t capacity = this->capacity();
-  while (std::optional<DescriptorChain> popped =
-             NextChain(&*active_, 0, &metrics_, &used_any)) {
-    const DescriptorChain& chain = *popped;
-    BlockParseError parse_error;
-    absl::StatusOr<BlockRequest> request =
-        ParseBlockRequest(*active_->memory, chain, capacity, read_only_, &parse_error);
-    uint8_t status;
-    uint32_t written = 0;
-    if (!request.ok()) {
-      metrics_.errors.Add();
-      if (!parse_error.status_writable) {
-        metrics_.invalid_chains.Add();
-        (void)queue.AddUsed(chain.head, 0);
-        used_any = true;
-        continue;
-      }
-      status = parse_error.status;
-    } else {
-      uint64_t bytes = request->type == kBlkTIn || request->type == kBlkTOut
-                           ? request->data_length
-                           : 0;
-      if (!limiter_->ConsumeRequest(bytes)) {
-        queue.Undo();
-        metrics_.throttled.Add();
-        break;
-      }
-      status = Execute(chain, *request, &written);
-      if (status == kBlkSOk) {
-        metrics_.requests.Add();
-      } else {
-        metrics_.errors.Add();
-      }
-    }
+  std::vector<PendingIo> batch;
+  auto complete = [&](const DescriptorChain& chain, uint8_t status, uint32_t written) {
     // The status byte is the last writable byte.
     (void)WriteToChain(active_->memory, chain, chain.writable_bytes - 1,
                        absl::MakeConstSpan(&status, 1));
     (void)queue.AddUsed(chain.head, written + 1);
     used_any = true;
+  };
+  auto flush = [&] {
+    ExecuteBatch(&batch);
+    for (PendingIo& io : batch) {
+      if (io.status == kBlkSOk) {
+        metrics_.requests.Add();
+      } else {
+        metrics_.errors.Add();
+      }
+      complete(io.chain, io.status, io.written);
+    }
+    batch.clear();
+  };
+  // No kicks while we are at it: each one is a VM exit.
+  queue.SetNotifications(false);
+  while (true) {
+    std::optional<DescriptorChain> popped = NextChain(&*active_, 0, &metrics_, &used_any);
+    if (!popped.has_value()) {
+      if (!batch.empty()) {
+        // The ring is empty for now: serve what was taken, then give the
+        // driver, which refills as it sees completions, a moment to queue
+        // more before going back to sleep.
+        flush();
+        if (used_any) SignalUsed(&*active_, &queue, &metrics_);
+        used_any = false;
+        if (PollForMore(queue)) continue;
+      }
+      queue.SetNotifications(true);
+      if (queue.HasAvailable() && !queue.broken()) {
+        queue.SetNotifications(false);
+        continue;
+      }
+      break;
+    }
+    BlockParseError parse_error;
+    absl::StatusOr<BlockRequest> request =
+        ParseBlockRequest(*active_->memory, *popped, capacity, read_only_, &parse_error);
+    if (!request.ok()) {
+      metrics_.errors.Add();
+      if (!parse_error.status_writable) {
+        metrics_.invalid_chains.Add();
+        (void)queue.AddUsed(popped->head, 0);
+        used_any = true;
+        continue;
+      }
+      complete(*popped, parse_error.status, 0);
+      continue;
+    }
+    const bool data = request->type == kBlkTIn || request->type == kBlkTOut;
+    if (!limiter_->ConsumeRequest(data ? request->data_length : 0)) {
+      queue.Undo();
+      metrics_.throttled.Add();
+      queue.SetNotifications(true);  // the limiter's timer brings us back
+      break;
+    }
+    if (!data) {
+      flush();  // a flush covers the writes before it
+      uint32_t written = 0;
+      uint8_t status = Execute(*popped, *request, &written);
+      if (status == kBlkSOk) {
+        metrics_.requests.Add();
+      } else {
+        metrics_.errors.Add();
+      }
+      complete(*popped, status, written);
+      continue;
+    }
+    batch.push_back(PendingIo{std::move(*popped), *request});
+    if (batch.size() >= kMaxBatch) flush();
   }
+  flush();
   if (used_any) SignalUsed(&*active_, &queue, &metrics_);
+}
+
+bool Block::PollForMore(const Queue& queue) const {
+  const absl::Time deadline = absl::Now() + kPollWindow;
+  while (absl::Now() < deadline) {
+    if (queue.HasAvailable()) return true;
+  }
+  return queue.HasAvailable();
+}
+
+void Block::ExecuteBatch(std::vector<PendingIo>* batch) {
+  memory::GuestMemory* memory = active_->memory;
+  size_t i = 0;
+  while (i < batch->size()) {
+    // The run of requests [i, j) that one transfer can serve: same
+    // direction, each starting where the previous ended.
+    const bool write = (*batch)[i].request.type == kBlkTOut;
+    std::vector<iovec> iovecs;
+    size_t j = i;
+    uint64_t next_offset = (*batch)[i].request.sector * kSectorSize;
+    bool mapped = true;
+    while (j < batch->size()) {
+      PendingIo& io = (*batch)[j];
+      if ((io.request.type == kBlkTOut) != write ||
+          io.request.sector * kSectorSize != next_offset) {
+        break;
+      }
+      absl::StatusOr<std::vector<iovec>> parts =
+          write ? ReadableIovecs(*memory, io.chain, 16, io.request.data_length)
+                : WritableIovecs(*memory, io.chain, 0, io.request.data_length);
+      if (!parts.ok()) {
+        if (j == i) {
+          mapped = false;
+          ++j;
+        }
+        break;
+      }
+      if (j > i && iovecs.size() + parts->size() > IOV_MAX) break;
+      iovecs.insert(iovecs.end(), parts->begin(), parts->end());
+      next_offset += io.request.data_length;
+      ++j;
+    }
+    absl::Status status =
+        mapped ? Transfer(file_.get(), std::move(iovecs), (*batch)[i].request.sector * kSectorSize,
+                          write)
+               : absl::InvalidArgumentError("a data buffer is outside guest memory");
+    if (!status.ok() && j - i > 1) {
+      // One of the merged requests failed: redo them one by one, so each
+      // gets its own status.
+      for (size_t k = i; k < j; ++k) {
+        PendingIo& io = (*batch)[k];
+        io.status = Execute(io.chain, io.request, &io.written);
+      }
+      i = j;
+      continue;
+    }
+    for (size_t k = i; k < j; ++k) {
+      PendingIo& io = (*batch)[k];
+      if (!status.ok()) {
+        LOG_EVERY_N(WARNING, 100) << name() << ": " << status.message();
+        io.status = kBlkSIoErr;
+        continue;
+      }
+      io.status = kBlkSOk;
+      if (write) {
+        metrics_.write_bytes.Add(io.request.data_length);
+      } else {
+        MarkWritableDirty(memory, io.chain, io.request.data_length);
+        metrics_.read_bytes.Add(io.request.data_length);
+        io.written = static_cast<uint32_t>(io.request.data_length);
+      }
+    }
+    i = j;
+  }
 }
 
 }  // namespace hearth::virtio

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "common/unique_fd.h"
 #include "vmm/devices/virtio/block/request.h"
 #include "vmm/devices/virtio/device_metrics.h"
@@ -60,7 +61,23 @@ class Block : public VirtioDevice {
  private:
   Block(std::string drive_id, UniqueFd file, uint64_t capacity, bool read_only,
         std::unique_ptr<vmm::RateLimiter> limiter);
+  // A read or write taken off the ring, waiting for its batch's transfer.
+  struct PendingIo {
+    DescriptorChain chain;
+    BlockRequest request;
+    uint8_t status = kBlkSIoErr;
+    uint32_t written = 0;
+  };
+  static constexpr size_t kMaxBatch = kMaxQueueSize;
+  // How long the device keeps looking at an emptied ring before it goes
+  // back to waiting for a notification.
+  static constexpr absl::Duration kPollWindow = absl::Microseconds(50);
+
   void Process();
+  // Executes `batch` in order, merging adjacent requests; sets each status.
+  void ExecuteBatch(std::vector<PendingIo>* batch);
+  // Spins up to kPollWindow for the driver to make more requests available.
+  bool PollForMore(const Queue& queue) const;
   // Executes a parsed request; returns the status byte and sets *written to
   // the bytes of data put into the guest's buffers.
   uint8_t Execute(const DescriptorChain& chain, const BlockRequest& request,

@@ -193,6 +193,53 @@ TEST_F(BlockTest, WritesReachTheFile) {
   EXPECT_EQ(static_cast<uint8_t>(before[1]), static_cast<uint8_t>((9 * 512 + 1) ^ 9));
 }
 
+// Adjacent reads and writes queued together are merged into one transfer
+// each; every request still gets its own data, length and status.
+TEST_F(BlockTest, AdjacentRequestsQueuedTogetherAreServedExactly) {
+  Start();  // a 16-entry ring: 5 requests of 3 descriptors
+  std::vector<Request> reads;
+  std::vector<Buffer> buffers;
+  for (int i = 0; i < 2; ++i) {
+    buffers.push_back(guest.Writable(512));
+    reads.push_back(Submit(kBlkTIn, 20 + i, {buffers.back()}));  // sectors 20, 21
+  }
+  std::string data(512, 'w');
+  Request write = Submit(kBlkTOut, 22, {guest.Readable(data)});
+  Buffer after = guest.Writable(512);
+  Request read_back = Submit(kBlkTIn, 22, {after});  // after the write, in order
+  Buffer far = guest.Writable(512);
+  Request elsewhere = Submit(kBlkTIn, 3, {far});
+  std::vector<UsedElement> used = Kick();
+  ASSERT_EQ(used.size(), 5u);
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_EQ(StatusOf(reads[i]), kBlkSOk) << i;
+    EXPECT_EQ(guest.Read(buffers[i].address, 512), FileBytes(disk_fd, (20 + i) * 512, 512)) << i;
+    EXPECT_EQ(used[i].length, 513u) << i;
+  }
+  EXPECT_EQ(StatusOf(write), kBlkSOk);
+  EXPECT_EQ(FileBytes(disk_fd, 22 * 512, 512), data);
+  EXPECT_EQ(StatusOf(read_back), kBlkSOk);
+  EXPECT_EQ(guest.Read(after.address, 512), data);
+  EXPECT_EQ(guest.Read(far.address, 512), FileBytes(disk_fd, 3 * 512, 512));
+  EXPECT_EQ(StatusOf(elsewhere), kBlkSOk);
+  EXPECT_EQ(block->metrics().requests.Get(), 5u);
+  EXPECT_EQ(block->metrics().read_bytes.Get(), 4u * 512);
+}
+
+// A merged run in which one request cannot be served: the others still
+// succeed, each with its own status.
+TEST_F(BlockTest, AFailingRequestInAMergedRunFailsAlone) {
+  Start();
+  Buffer first = guest.Writable(512);
+  Request good = Submit(kBlkTIn, 126, {first});  // the disk's last two sectors
+  Request beyond = Submit(kBlkTIn, 127, {guest.Writable(1024)});  // runs past the end
+  std::vector<UsedElement> used = Kick();
+  ASSERT_EQ(used.size(), 2u);
+  EXPECT_EQ(StatusOf(good), kBlkSOk);
+  EXPECT_EQ(guest.Read(first.address, 512), FileBytes(disk_fd, 126 * 512, 512));
+  EXPECT_EQ(StatusOf(beyond), kBlkSIoErr);
+}
+
 TEST_F(BlockTest, FlushAndGetId) {
   Start();
   Request flush = Submit(kBlkTFlush, 0, {});

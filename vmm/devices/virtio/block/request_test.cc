@@ -143,7 +143,7 @@ TEST_F(BlockRequestTest, RangesMustLieWithinTheCapacity) {
       {(~0ull) - 2, 1024, ~0ull, true},
   };
   for (const Case& c : cases) {
-    chain = DescriptorChain{};
+    chain.Clear();
     AddReadable(Header(kBlkTIn, c.sector));
     if (c.data > 0) AddWritable(c.data);
     AddWritable(1);
@@ -155,7 +155,7 @@ TEST_F(BlockRequestTest, RangesMustLieWithinTheCapacity) {
       EXPECT_THAT(error.reason, HasSubstr("beyond the capacity"));
     }
     // The same rules for OUT.
-    chain = DescriptorChain{};
+    chain.Clear();
     AddReadable(Header(kBlkTOut, c.sector) + std::string(c.data, 'w'));
     AddWritable(1);
     EXPECT_EQ(Parse(c.capacity).ok(), c.ok) << "OUT " << c.sector;
@@ -174,7 +174,7 @@ TEST_F(BlockRequestTest, ShortHeaderIsAnIoError) {
   AddReadable(Header(kBlkTIn, 0).substr(0, 15));
   AddWritable(1);
   ExpectStatus(Parse(), kBlkSIoErr, "header shorter than 16 bytes");
-  chain = DescriptorChain{};
+  chain.Clear();
   AddWritable(513);
   ExpectStatus(Parse(), kBlkSIoErr, "header shorter than 16 bytes");
 }
@@ -184,7 +184,7 @@ TEST_F(BlockRequestTest, WritesToAReadOnlyDriveAreIoErrors) {
   AddWritable(1);
   ExpectStatus(Parse(1024, /*read_only=*/true), kBlkSIoErr, "read-only");
   // Reads are fine.
-  chain = DescriptorChain{};
+  chain.Clear();
   AddReadable(Header(kBlkTIn, 0));
   AddWritable(513);
   EXPECT_TRUE(Parse(1024, true).ok());
@@ -192,7 +192,7 @@ TEST_F(BlockRequestTest, WritesToAReadOnlyDriveAreIoErrors) {
 
 TEST_F(BlockRequestTest, UnknownTypesAreUnsupported) {
   for (uint32_t type : {2u, 3u, 11u, 13u, 0xffffffffu}) {
-    chain = DescriptorChain{};
+    chain.Clear();
     AddReadable(Header(type, 0));
     AddWritable(1);
     ExpectStatus(Parse(), kBlkSUnsupp, "unsupported request type");

@@ -81,10 +81,10 @@ TEST_F(VsockPacketTest, PayloadIsCappedAt64KiB) {
   AddReadable(Bytes(Rw(kVsockMaxPayload + 1)) + payload);
   EXPECT_THAT(ParseVsockPacket(guest.memory_ref(), chain).status().message(),
               HasSubstr("exceeds 65536"));
-  chain = DescriptorChain{};
+  chain.Clear();
   AddReadable(Bytes(Rw(0xffffffff)));
   EXPECT_FALSE(ParseVsockPacket(guest.memory_ref(), chain).ok());
-  chain = DescriptorChain{};
+  chain.Clear();
   AddReadable(Bytes(Rw(kVsockMaxPayload)) + payload);
   EXPECT_TRUE(ParseVsockPacket(guest.memory_ref(), chain).ok());
 }
