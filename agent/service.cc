@@ -539,10 +539,9 @@ grpc::ServerUnaryReactor* HearthService::PutMmdsConfig(Context* context,
 
 grpc::ServerUnaryReactor* HearthService::CreateSnapshot(Context* context,
                                                         const api::CreateSnapshotRequest* request,
-                                                        api::CreateSnapshotResponse*) {
+                                                        api::CreateSnapshotResponse* response) {
   Call call(context, metrics_, "CreateSnapshot");
-  manager_->CreateSnapshot(request->vm_id(), request->params(),
-                           [call](absl::StatusOr<bool> done) { call.Finish(done.status()); });
+  manager_->CreateSnapshot(request->vm_id(), request->params(), call.Into(response));
   return call.reactor();
 }
 

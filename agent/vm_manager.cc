@@ -326,10 +326,11 @@ absl::Status VmManager::RequireState(const VmEntry& entry,
       absl::StrJoin(allowed, ", "), ")"));
 }
 
-absl::Status VmManager::Admit(const api::VmConfig& config, const std::string& except_vm) const {
-  uint32_t vcpus = validate::VcpuCount(config.machine_config());
-  uint64_t memory = validate::MemSizeMib(config.machine_config());
-  uint32_t vms = 1;
+absl::Status VmManager::Admit(const api::VmConfig& config, const std::string& except_vm,
+                              uint32_t count) const {
+  uint32_t vcpus = validate::VcpuCount(config.machine_config()) * count;
+  uint64_t memory = uint64_t{validate::MemSizeMib(config.machine_config())} * count;
+  uint32_t vms = count;
   for (const auto& [id, vm] : snapshot_) {
     if (id == except_vm || !Live(vm.state())) continue;
     vcpus += validate::VcpuCount(vm.spec().machine_config());
@@ -1489,7 +1490,7 @@ bool OnlyLoggerAndMetrics(const api::VmConfig& spec) {
 }  // namespace
 
 void VmManager::CreateSnapshot(const std::string& vm_id, const api::SnapshotCreateParams& params,
-                               Done<bool> done) {
+                               Done<api::CreateSnapshotResponse> done) {
   absl::Status valid = ValidateVmId(vm_id);
   const std::string type = params.snapshot_type().empty() ? "Full" : params.snapshot_type();
   if (valid.ok() && type != "Full" && type != "Diff") {
@@ -1528,15 +1529,21 @@ void VmManager::CreateSnapshot(const std::string& vm_id, const api::SnapshotCrea
     std::vector<UniqueFd> fds;
     fds.push_back(std::move(*state));
     fds.push_back(std::move(*memory));
+    const absl::Time start = absl::Now();
     Call(
         entry, request, std::move(fds),
-        [vm_id, done](absl::StatusOr<control::Response> r) {
+        [vm_id, done, start](absl::StatusOr<control::Response> r) {
           absl::Status s = r.ok() ? VmmConnection::StatusOf(*r) : r.status();
           if (!s.ok()) return done(s);
-          LOG(INFO) << "vm " << vm_id << ": snapshot written, "
-                    << r->snapshot_created().state_bytes() << " state bytes, "
-                    << r->snapshot_created().memory_bytes() << " memory bytes";
-          done(true);
+          api::CreateSnapshotResponse response;
+          response.set_state_bytes(r->snapshot_created().state_bytes());
+          response.set_memory_bytes(r->snapshot_created().memory_bytes());
+          response.set_duration_us(
+              static_cast<uint64_t>(absl::ToInt64Microseconds(absl::Now() - start)));
+          LOG(INFO) << "vm " << vm_id << ": snapshot written, " << response.state_bytes()
+                    << " state bytes, " << response.memory_bytes() << " memory bytes in "
+                    << response.duration_us() << " us";
+          done(response);
         },
         kSnapshotCallTimeout);
   });
@@ -1736,6 +1743,32 @@ void VmManager::CloneVm(const api::CloneVmRequest& request, Done<api::CloneVmRes
   }
   if (!valid.ok()) return done(valid);
   Post([this, request, done] {
+    // The snapshot's machine, read once: the clones are admitted against
+    // the host's capacity together, before any VMM is started, and hold
+    // their size from the start.
+    absl::StatusOr<UniqueFd> state_file =
+        roots_.OpenFile("snapshot_path", request.snapshot_path(), O_RDONLY);
+    if (!state_file.ok()) return done(state_file.status());
+    absl::StatusOr<vmm::v1::VmSnapshot> snapshot = snapshot::ReadStateFile(state_file->get());
+    if (!snapshot.ok()) {
+      return done(absl::InvalidArgumentError(absl::StrCat(
+          "snapshot_path: ", request.snapshot_path(), ": ", snapshot.status().message())));
+    }
+    api::VmConfig sized;
+    *sized.mutable_machine_config() = snapshot->config().machine_config();
+    validate::FillMachineConfigDefaults(sized.mutable_machine_config());
+    uint32_t fresh = 0;
+    for (const api::CloneSpec& clone : request.clones()) {
+      if (Find(clone.vm_id()) == nullptr) ++fresh;
+    }
+    if (fresh > 0) {
+      absl::MutexLock lock(&snapshot_mutex_);
+      absl::Status admitted = Admit(sized, "", fresh);
+      if (!admitted.ok()) {
+        return done(absl::Status(admitted.code(),
+                                 absl::StrCat(fresh, " clones: ", admitted.message())));
+      }
+    }
     // Which clones exist already (from this same request: kept), which are new.
     std::vector<std::string> created;
     std::vector<std::string> keys;
@@ -1755,9 +1788,7 @@ void VmManager::CloneVm(const api::CloneVmRequest& request, Done<api::CloneVmRes
         }
         continue;
       }
-      api::VmConfig defaults;
-      validate::FillMachineConfigDefaults(defaults.mutable_machine_config());
-      absl::Status added = AddVm(clone.vm_id(), clone.labels(), defaults, api::VmConfig(), key);
+      absl::Status added = AddVm(clone.vm_id(), clone.labels(), sized, api::VmConfig(), key);
       if (!added.ok()) {
         for (const std::string& id : created) DeleteVm(id, true, [](absl::StatusOr<bool>) {});
         DeleteVm(clone.vm_id(), true, [](absl::StatusOr<bool>) {});

@@ -132,7 +132,7 @@ class VmManager {
   // but logger and metrics configured. CloneVm: one snapshot into several
   // new VMs, all or nothing.
   void CreateSnapshot(const std::string& vm_id, const hearth::v1::SnapshotCreateParams& params,
-                      Done<bool> done);
+                      Done<hearth::v1::CreateSnapshotResponse> done);
   void LoadSnapshot(const std::string& vm_id, const hearth::v1::SnapshotLoadParams& params,
                     Done<hearth::v1::Vm> done);
   void CloneVm(const hearth::v1::CloneVmRequest& request, Done<hearth::v1::CloneVmResponse> done);
@@ -160,8 +160,10 @@ class VmManager {
   absl::Status RequireState(const VmEntry& entry,
                             absl::Span<const hearth::v1::VmState> states,
                             absl::string_view what) const;
-  absl::Status Admit(const hearth::v1::VmConfig& config, const std::string& except_vm) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(snapshot_mutex_);
+  // Whether `count` more VMs like `config` fit the host's capacity (not
+  // counting `except_vm`, which they replace).
+  absl::Status Admit(const hearth::v1::VmConfig& config, const std::string& except_vm,
+                     uint32_t count = 1) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(snapshot_mutex_);
 
   // Records a change: next resource version, the record on disk, the
   // snapshot, the watch history and the watchers.
