@@ -3,10 +3,12 @@
 #include <fcntl.h>
 #include <linux/if_tun.h>
 #include <linux/kvm.h>
+#include <linux/seccomp.h>
 #include <malloc.h>
 #include <seccomp.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -20,6 +22,7 @@
 #include "absl/base/internal/sysinfo.h"
 #include "absl/strings/str_cat.h"
 #include "common/errno_status.h"
+#include "common/unique_fd.h"
 #include "vmm/kvm/kvm.h"
 
 namespace hearth::vmm {
@@ -142,7 +145,7 @@ absl::Status InstallViolationReporter() {
   return absl::OkStatus();
 }
 
-absl::Status InstallFilter(ThreadKind kind, const SeccompOptions& options) {
+absl::StatusOr<CompiledFilter> CompileFilter(ThreadKind kind, const SeccompOptions& options) {
   scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_TRAP);
   if (ctx == nullptr) return absl::InternalError("seccomp_init failed");
   auto fail = [&](const std::string& what, int rc) {
@@ -174,13 +177,44 @@ absl::Status InstallFilter(ThreadKind kind, const SeccompOptions& options) {
   // The violation reporter's exit (see ReportViolation).
   rc = seccomp_rule_add(ctx, SCMP_ACT_KILL_PROCESS, SCMP_SYS(kill), 0);
   if (rc < 0) return fail("seccomp_rule_add kill", rc);
-  rc = seccomp_load(ctx);
-  if (rc < 0) return fail("seccomp_load", rc);
+  // libseccomp writes the program to an fd: a memfd, read back whole.
+  UniqueFd memfd(static_cast<int>(::syscall(SYS_memfd_create, "hearth-seccomp", MFD_CLOEXEC)));
+  if (!memfd.valid()) {
+    seccomp_release(ctx);
+    return ErrnoStatus("memfd_create");
+  }
+  rc = seccomp_export_bpf(ctx, memfd.get());
   seccomp_release(ctx);
+  if (rc < 0) return ErrnoStatus(-rc, "seccomp_export_bpf");
+  off_t bytes = ::lseek(memfd.get(), 0, SEEK_END);
+  if (bytes <= 0 || bytes % static_cast<off_t>(sizeof(sock_filter)) != 0) {
+    return absl::InternalError(absl::StrCat("seccomp: exported program of ", bytes, " bytes"));
+  }
+  CompiledFilter filter;
+  filter.program.resize(static_cast<size_t>(bytes) / sizeof(sock_filter));
+  if (::pread(memfd.get(), filter.program.data(), static_cast<size_t>(bytes), 0) != bytes) {
+    return ErrnoStatus("read the seccomp program");
+  }
+  return filter;
+}
+
+absl::Status LoadFilter(const CompiledFilter& filter) {
+  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) return ErrnoStatus("PR_SET_NO_NEW_PRIVS");
+  struct sock_fprog program = {static_cast<unsigned short>(filter.program.size()),
+                               const_cast<sock_filter*>(filter.program.data())};
+  if (::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &program) < 0) {
+    return ErrnoStatus("seccomp(SECCOMP_SET_MODE_FILTER)");
+  }
   return absl::OkStatus();
 }
 
-void PrepareForSeccomp() {
+absl::Status InstallFilter(ThreadKind kind, const SeccompOptions& options) {
+  absl::StatusOr<CompiledFilter> filter = CompileFilter(kind, options);
+  if (!filter.ok()) return filter.status();
+  return LoadFilter(*filter);
+}
+
+void PrepareProcessForSeccomp() {
   // glog's timestamps call localtime_r, which reads /etc/localtime. In the
   // jail (empty environment, no /etc) glibc would try again and again; a
   // POSIX time zone string needs no file at all.
@@ -189,14 +223,23 @@ void PrepareForSeccomp() {
   time_t now = ::time(nullptr);
   struct tm local;
   ::localtime_r(&now, &local);
+  // glibc's malloc reads /sys when threads need more arenas than its
+  // default test allows; a fixed limit means it never has to.
+  ::mallopt(M_ARENA_MAX, 2);
+}
+
+void PrepareAbseilForSeccomp() {
   // Abseil's mutexes size their spinning by the CPU count and time their
   // priority checks by the CPU frequency, both read once from /sys on first
-  // contention.
+  // contention (where /sys lacks the frequency, Abseil measures the TSC for
+  // a few milliseconds).
   (void)absl::base_internal::NumCPUs();
   (void)absl::base_internal::NominalCPUFrequency();
-  // glibc's malloc reads the same file when threads need more arenas than
-  // its default test allows; a fixed limit means it never has to.
-  ::mallopt(M_ARENA_MAX, 2);
+}
+
+void PrepareForSeccomp() {
+  PrepareProcessForSeccomp();
+  PrepareAbseilForSeccomp();
 }
 
 }  // namespace hearth::vmm

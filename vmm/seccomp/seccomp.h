@@ -22,7 +22,10 @@
 #include <string>
 #include <vector>
 
+#include <linux/filter.h>
+
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 
 namespace hearth::vmm {
 
@@ -53,11 +56,25 @@ size_t DistinctSyscalls(const std::vector<SyscallRule>& rules);
 
 // Installs the SIGSYS reporter (process-wide; call once, before filters).
 absl::Status InstallViolationReporter();
-// Loads the filter for `kind` on the calling thread.
+
+// A filter compiled to BPF, ready to be loaded on any thread. Compiling
+// (libseccomp) takes milliseconds; the VMM does it while it waits for the
+// agent's Boot, so that only the loading is on the way to the guest.
+struct CompiledFilter {
+  std::vector<sock_filter> program;
+};
+absl::StatusOr<CompiledFilter> CompileFilter(ThreadKind kind, const SeccompOptions& options);
+// Loads `filter` on the calling thread (no_new_privs, then the filter).
+absl::Status LoadFilter(const CompiledFilter& filter);
+// CompileFilter + LoadFilter.
 absl::Status InstallFilter(ThreadKind kind, const SeccompOptions& options);
 
-// Process set-up that would otherwise happen lazily under a filter (time
-// zone files for log timestamps).
+// Process set-up that would otherwise happen lazily under a filter: the
+// time zone for log timestamps and malloc's arenas (environment changes:
+// call while no other thread runs), and Abseil's CPU count and frequency
+// (thread-safe, and can take milliseconds). PrepareForSeccomp does both.
+void PrepareProcessForSeccomp();
+void PrepareAbseilForSeccomp();
 void PrepareForSeccomp();
 
 }  // namespace hearth::vmm
