@@ -96,6 +96,23 @@ grpc::ServerUnaryReactor* HearthService::Configure(
   return call.reactor();
 }
 
+template <typename T>
+grpc::ServerUnaryReactor* HearthService::Replace(Context* context, const char* method,
+                                                 const std::string& vm_id,
+                                                 const absl::Status& checked, const T& value,
+                                                 T* (api::VmConfig::*mutable_field)(),
+                                                 const T& (api::VmConfig::*field)() const,
+                                                 T* response) {
+  if (!checked.ok()) return Call(context, metrics_, method).Finish(checked);
+  return Configure<T>(
+      context, method, vm_id,
+      [value, mutable_field](api::VmConfig* config) {
+        *(config->*mutable_field)() = value;
+        return absl::OkStatus();
+      },
+      [field](const api::VmConfig& config, T* out) { *out = (config.*field)(); }, response);
+}
+
 // ----------------------------------------------------------------------------
 // Firecracker's resources.
 
@@ -161,15 +178,8 @@ grpc::ServerUnaryReactor* HearthService::PutBootSource(Context* context,
   if (checked.ok()) {
     checked = CheckPath(manager_->roots(), "boot_source.initrd_path", boot.initrd_path(), O_RDONLY);
   }
-  if (!checked.ok()) return Call(context, metrics_, "PutBootSource").Finish(checked);
-  return Configure<api::BootSource>(
-      context, "PutBootSource", request->vm_id(),
-      [boot](api::VmConfig* config) {
-        *config->mutable_boot_source() = boot;
-        return absl::OkStatus();
-      },
-      [](const api::VmConfig& config, api::BootSource* out) { *out = config.boot_source(); },
-      response);
+  return Replace(context, "PutBootSource", request->vm_id(), checked, boot,
+                 &api::VmConfig::mutable_boot_source, &api::VmConfig::boot_source, response);
 }
 
 grpc::ServerUnaryReactor* HearthService::GetMachineConfig(
@@ -223,17 +233,9 @@ grpc::ServerUnaryReactor* HearthService::PatchMachineConfig(
 grpc::ServerUnaryReactor* HearthService::PutCpuConfig(Context* context,
                                                       const api::PutCpuConfigRequest* request,
                                                       api::CpuConfig* response) {
-  absl::Status checked = validate::ValidateCpuConfig(request->cpu_config());
-  if (!checked.ok()) return Call(context, metrics_, "PutCpuConfig").Finish(checked);
-  api::CpuConfig cpu = request->cpu_config();
-  return Configure<api::CpuConfig>(
-      context, "PutCpuConfig", request->vm_id(),
-      [cpu](api::VmConfig* config) {
-        *config->mutable_cpu_config() = cpu;
-        return absl::OkStatus();
-      },
-      [](const api::VmConfig& config, api::CpuConfig* out) { *out = config.cpu_config(); },
-      response);
+  return Replace(context, "PutCpuConfig", request->vm_id(),
+                 validate::ValidateCpuConfig(request->cpu_config()), request->cpu_config(),
+                 &api::VmConfig::mutable_cpu_config, &api::VmConfig::cpu_config, response);
 }
 
 grpc::ServerUnaryReactor* HearthService::PutDrive(Context* context,
@@ -323,29 +325,16 @@ grpc::ServerUnaryReactor* HearthService::PutVsock(Context* context,
   absl::Status checked = Required(request->has_vsock(), "vsock");
   if (checked.ok()) checked = validate::ValidateVsock(vsock);
   if (checked.ok()) checked = CheckVsockPath(manager_->roots(), "vsock.uds_path", vsock.uds_path());
-  if (!checked.ok()) return Call(context, metrics_, "PutVsock").Finish(checked);
-  return Configure<api::Vsock>(
-      context, "PutVsock", request->vm_id(),
-      [vsock](api::VmConfig* config) {
-        *config->mutable_vsock() = vsock;
-        return absl::OkStatus();
-      },
-      [](const api::VmConfig& config, api::Vsock* out) { *out = config.vsock(); }, response);
+  return Replace(context, "PutVsock", request->vm_id(), checked, vsock,
+                 &api::VmConfig::mutable_vsock, &api::VmConfig::vsock, response);
 }
 
 grpc::ServerUnaryReactor* HearthService::PutEntropy(Context* context,
                                                     const api::PutEntropyRequest* request,
                                                     api::Entropy* response) {
-  absl::Status checked = validate::ValidateEntropy(request->entropy());
-  if (!checked.ok()) return Call(context, metrics_, "PutEntropy").Finish(checked);
-  api::Entropy entropy = request->entropy();
-  return Configure<api::Entropy>(
-      context, "PutEntropy", request->vm_id(),
-      [entropy](api::VmConfig* config) {
-        *config->mutable_entropy() = entropy;
-        return absl::OkStatus();
-      },
-      [](const api::VmConfig& config, api::Entropy* out) { *out = config.entropy(); }, response);
+  return Replace(context, "PutEntropy", request->vm_id(),
+                 validate::ValidateEntropy(request->entropy()), request->entropy(),
+                 &api::VmConfig::mutable_entropy, &api::VmConfig::entropy, response);
 }
 
 grpc::ServerUnaryReactor* HearthService::PutSerial(Context* context,
@@ -357,14 +346,8 @@ grpc::ServerUnaryReactor* HearthService::PutSerial(Context* context,
     checked = CheckPath(manager_->roots(), "serial.serial_out_path", serial.serial_out_path(),
                         O_WRONLY | O_APPEND | O_CREAT);
   }
-  if (!checked.ok()) return Call(context, metrics_, "PutSerial").Finish(checked);
-  return Configure<api::Serial>(
-      context, "PutSerial", request->vm_id(),
-      [serial](api::VmConfig* config) {
-        *config->mutable_serial() = serial;
-        return absl::OkStatus();
-      },
-      [](const api::VmConfig& config, api::Serial* out) { *out = config.serial(); }, response);
+  return Replace(context, "PutSerial", request->vm_id(), checked, serial,
+                 &api::VmConfig::mutable_serial, &api::VmConfig::serial, response);
 }
 
 grpc::ServerUnaryReactor* HearthService::GetBalloon(Context* context,
@@ -468,14 +451,8 @@ grpc::ServerUnaryReactor* HearthService::PutLogger(Context* context,
     checked = CheckPath(manager_->roots(), "logger.log_path", logger.log_path(),
                         O_WRONLY | O_APPEND | O_CREAT);
   }
-  if (!checked.ok()) return Call(context, metrics_, "PutLogger").Finish(checked);
-  return Configure<api::Logger>(
-      context, "PutLogger", request->vm_id(),
-      [logger](api::VmConfig* config) {
-        *config->mutable_logger() = logger;
-        return absl::OkStatus();
-      },
-      [](const api::VmConfig& config, api::Logger* out) { *out = config.logger(); }, response);
+  return Replace(context, "PutLogger", request->vm_id(), checked, logger,
+                 &api::VmConfig::mutable_logger, &api::VmConfig::logger, response);
 }
 
 grpc::ServerUnaryReactor* HearthService::PutMetrics(Context* context,

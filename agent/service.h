@@ -98,6 +98,14 @@ class HearthService final : public hearth::v1::Hearth::CallbackService {
 
  private:
   Unary* MmdsUnimplemented(Context* context, const char* method, const std::string& vm_id);
+  // Put* of a resource the configuration holds once (boot source, vsock,
+  // entropy, serial, logger, CPU config): `checked` is the request's own
+  // validation; `value` replaces the field, which is returned.
+  template <typename T>
+  Unary* Replace(Context* context, const char* method, const std::string& vm_id,
+                 const absl::Status& checked, const T& value,
+                 T* (hearth::v1::VmConfig::*mutable_field)(),
+                 const T& (hearth::v1::VmConfig::*field)() const, T* response);
   // A pre-boot change: `mutate` edits the stored config; `result` copies
   // what the RPC returns out of the new config.
   template <typename Response>
