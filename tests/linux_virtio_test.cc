@@ -69,7 +69,7 @@ TEST(LinuxVirtio, RootOnVirtioBlkWithNetAndRng) {
   EXPECT_TRUE(absl::StrContains(r.out, "EXT4-fs (vda): mounted filesystem")) << r.out;
   EXPECT_TRUE(absl::StrContains(r.out, "VFS: Mounted root (ext4 filesystem)")) << r.out;
   EXPECT_TRUE(absl::StrContains(r.out, "Run /sbin/init as init process")) << r.out;
-  EXPECT_EQ(r.exit_code, 0) << r.err;
+  testing::ExpectLinuxEnded(kind, r, "Run /sbin/init as init process");
   // Linux's virtio_net and virtio-rng drivers set their devices up at probe
   // time; the block device moved the root file system's blocks.
   absl::StatusOr<std::string> lines = testing::ReadFile(metrics);

@@ -2,9 +2,12 @@
 
 #include <sys/stat.h>
 
+#include <cstdio>
 #include <cstdlib>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
 
 namespace hearth::testing {
 
@@ -49,6 +52,28 @@ ProcessResult RunVmm(const std::string& config_json, absl::Duration timeout,
   argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
   absl::StatusOr<ProcessResult> result = RunProcess(argv, timeout);
   return result.ok() ? *result : ProcessResult();
+}
+
+void ExpectLinuxEnded(KvmKind kind, const ProcessResult& result,
+                      const std::string& init_line) {
+  EXPECT_FALSE(result.timed_out) << result.err;
+  if (result.signaled || result.exit_code == 0 || kind != KvmKind::kPvm) {
+    EXPECT_EQ(result.Describe(), "exit 0") << result.err;
+    return;
+  }
+  // PVM only: an emulation failure in kernel text after init was started.
+  const bool after_init = absl::StrContains(result.out, init_line);
+  const bool emulation_failure =
+      absl::StrContains(result.err, "KVM_EXIT_INTERNAL_ERROR suberror 1 (emulation failure)");
+  const bool in_kernel = absl::StrContains(result.err, "at rip=0xffffffff8");
+  EXPECT_TRUE(after_init && emulation_failure && in_kernel)
+      << "PVM host: the VMM ended with " << result.Describe()
+      << " other than the accepted PVM endings:\n" << result.err;
+  if (after_init && emulation_failure && in_kernel) {
+    std::printf("PVM host: the kernel ended in an emulation failure after '%s' "
+                "(PVM's emulator, not the VMM; see docs/testing.md): %s",
+                init_line.c_str(), result.err.c_str());
+  }
 }
 
 }  // namespace hearth::testing
