@@ -260,6 +260,11 @@ if expect "vsock (vhost-user peer: credit 8, CREDIT_REQUEST both ways)" vsock \
      "HEARTH-VSOCK-LISTENING" "re:vsock: guest_cid=3 features 0x[0-9a-f]+ \(offered 0x[0-9a-f]+\)"; then
   wait "$peer_pid"
   grep -qx "vsock_peer: PASS" "$tmp/vsock.out" || { out="$(cat "$tmp/vsock.out")"; fail "vsock_peer"; }
+else
+  kill "$peer_pid" 2>/dev/null
+  echo "----- vsock_peer.py -----"
+  cat "$tmp/vsock.out"
+  echo "-------------------------"
 fi
 
 # --- benchmarks (small: they must run and report) --------------------------------

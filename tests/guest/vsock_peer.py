@@ -11,9 +11,9 @@ serves the rx (0) and tx (1) queues (QEMU keeps the event queue), and runs
 the scenario's protocol from the host side, stricter than it needs to be:
   1. accepts the guest's REQUEST to port 5678 with buf_alloc 8, so the
      guest must split "hello-from-guest\\n" and ask for credit
-     (CREDIT_REQUEST); checks the guest never exceeds the credit; answers
-     "hello-from-host\\n", sends a CREDIT_REQUEST of its own (the guest must
-     answer CREDIT_UPDATE), answers the guest's SHUTDOWN with RST and checks
+     (CREDIT_REQUEST); checks the guest never exceeds the credit; sends a
+     CREDIT_REQUEST of its own (the guest must answer CREDIT_UPDATE), answers
+     "hello-from-host\\n", answers the guest's SHUTDOWN with RST and checks
      that the SHUTDOWN's fwd_cnt counts the 16 bytes the guest read;
   2. connects to the guest's port 1234 (retrying while the guest still
      answers RST), sends "ping-from-host\\n", expects "pong-from-guest\\n",
@@ -232,8 +232,13 @@ class Peer:
                           c["credit_requests"])
                 if c["credit_requests"] == 0:
                     raise Fail("guest never asked for credit")
-                self.send(c, OP_RW, b"hello-from-host\n")
+                # The CREDIT_REQUEST goes first: the rx queue delivers in
+                # order, so the guest has answered it before it sees the
+                # reply it waits for, and its CREDIT_UPDATE precedes its
+                # SHUTDOWN on the tx queue (the other order races the
+                # guest's close when rx buffers are short).
                 self.send(c, OP_CREDIT_REQUEST)
+                self.send(c, OP_RW, b"hello-from-host\n")
         elif op == OP_CREDIT_REQUEST:
             c["credit_requests"] += 1
             self.send(c, OP_CREDIT_UPDATE)
