@@ -47,6 +47,16 @@ int main(int argc, char** argv) {
     std::printf("bench/jailer: SKIPPED (needs root)\n");
     return 0;
   }
+  // A cgroup parent and jail base of the benchmark's own, removed at the end.
+  const std::string parent = absl::StrCat("hearth-bench-", ::getpid());
+  const std::string base = absl::StrCat("/tmp/", parent);
+  auto remove_parents = [&] {
+    for (const char* cg : {"memory", "pids"}) {
+      ::rmdir(absl::StrCat("/sys/fs/cgroup/", cg, "/", parent).c_str());
+    }
+    ::rmdir(absl::StrCat(base, "/hearth-vmm").c_str());
+    ::rmdir(base.c_str());
+  };
   std::vector<double> wall_ms, cpu_ms;
   for (int i = 0; i < runs; ++i) {
     std::string id = absl::StrCat("bench-", ::getpid(), "-", i);
@@ -54,8 +64,8 @@ int main(int argc, char** argv) {
     ::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sockets);
     std::vector<std::string> args = {
         dir + "/jailer/hearth-jailer", "--id", id, "--exec-file", dir + "/vmm/hearth-vmm",
-        "--uid", "61000", "--gid", "61000", "--chroot-base-dir", "/tmp/hearth-bench-jail",
-        "--cgroup", "memory.limit_in_bytes=268435456", "--cgroup", "pids.max=64",
+        "--uid", "61000", "--gid", "61000", "--chroot-base-dir", base,
+        "--parent-cgroup", parent, "--cgroup", "memory.limit_in_bytes=268435456", "--cgroup", "pids.max=64",
         "--keep-fd", "3", "--", "--control_fd=3"};
     std::vector<char*> argp;
     for (std::string& a : args) argp.push_back(a.data());
@@ -81,17 +91,19 @@ int main(int argc, char** argv) {
     ::kill(pid, SIGKILL);
     ::waitpid(pid, nullptr, 0);
     for (const char* cg : {"memory", "pids"}) {
-      ::rmdir(absl::StrCat("/sys/fs/cgroup/", cg, "/hearth-vmm/", id).c_str());
+      ::rmdir(absl::StrCat("/sys/fs/cgroup/", cg, "/", parent, "/", id).c_str());
     }
-    ::rmdir(absl::StrCat("/tmp/hearth-bench-jail/hearth-vmm/", id, "/root").c_str());
-    ::rmdir(absl::StrCat("/tmp/hearth-bench-jail/hearth-vmm/", id).c_str());
+    ::rmdir(absl::StrCat(base, "/hearth-vmm/", id, "/root").c_str());
+    ::rmdir(absl::StrCat(base, "/hearth-vmm/", id).c_str());
     if (!response.ok()) {
       std::printf("run %d failed: %s\n", i, std::string(response.status().message()).c_str());
+      remove_parents();
       return 1;
     }
     wall_ms.push_back(absl::ToDoubleMilliseconds(elapsed));
     cpu_ms.push_back(static_cast<double>(cpu) / 1e6);
   }
+  remove_parents();
   std::printf("bench/jailer: fork of hearth-jailer -> hearth-vmm answers GetInfo, %d runs\n", runs);
   std::printf("  wall ms: median %.2f  p90 %.2f\n", Percentile(wall_ms, 0.5), Percentile(wall_ms, 0.9));
   std::printf("  CPU ms (jailer + VMM): median %.2f  p90 %.2f   (Firecracker: <= 8 CPU ms to API ready)\n",

@@ -223,36 +223,17 @@ void ExpectNothingLeft(const Agent& agent, const std::string& id, pid_t vmm_pid,
   for (const std::string& dir : cgroup_dirs) EXPECT_FALSE(Exists(dir)) << "cgroup " << dir;
 }
 
-// Every cgroup hierarchy's directory for this test process's agents
-// (Agent passes --parent_cgroup=hearth-test-<pid>), plus `child`.
-std::vector<std::string> TestCgroups(const std::string& child) {
-  std::vector<std::string> dirs;
-  std::ifstream mounts("/proc/self/mounts");
-  std::string line;
-  while (std::getline(mounts, line)) {
-    std::vector<std::string> f = absl::StrSplit(line, ' ');
-    if (f.size() < 3 || (f[2] != "cgroup" && f[2] != "cgroup2")) continue;
-    std::string dir = absl::StrCat(f[1], "/hearth-test-", ::getpid());
-    if (!child.empty()) absl::StrAppend(&dir, "/", child);
-    if (Exists(dir)) dirs.push_back(dir);
-  }
-  return dirs;
-}
-
 // The VM's cgroup directories (present only while its VMM runs).
 std::vector<std::string> CgroupDirs(const Agent&, const std::string& id) {
-  return TestCgroups(id);
-}
-
-void RemoveTestCgroupParents() {
-  for (const std::string& dir : TestCgroups("")) ::rmdir(dir.c_str());
+  return Agent::TestCgroups(id);
 }
 
 class AgentTest : public ::testing::Test {
  protected:
   void SetUp() override {
     HEARTH_REQUIRE_KVM();
-    dir_ = ShortTempDir();
+    temp_ = std::make_unique<ScopedTempDir>("hearth-e2e-");
+    dir_ = temp_->path();
     StartAgent();
   }
 
@@ -275,19 +256,16 @@ class AgentTest : public ::testing::Test {
     int status = agent_->Stop(SIGTERM);
     EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
         << "hearthd did not exit cleanly on SIGTERM (status " << status << ")";
-    RemoveTestCgroupParents();
     if (HasFailure()) {
       absl::StatusOr<std::string> log = ReadFile(agent_->log());
       if (log.ok()) std::cerr << "--- hearthd log ---\n" << log->substr(log->size() > 20000 ? log->size() - 20000 : 0);
-    }
-    // HEARTH_KEEP_TEST_DIRS=1 keeps the agent's directories for a look.
-    if (std::getenv("HEARTH_KEEP_TEST_DIRS") == nullptr) {
-      (void)RunProcess({"/bin/rm", "-rf", dir_}, absl::Seconds(30));
     }
   }
 
   api::Hearth::Stub* stub() { return agent_->stub(); }
 
+  // Removed after the agent has stopped (HEARTH_KEEP_TEST_DIRS=1 keeps it).
+  std::unique_ptr<ScopedTempDir> temp_;
   std::string dir_;
   std::unique_ptr<Agent> agent_;
 };
@@ -970,7 +948,8 @@ TEST(AgentNetTest, TapIsHandedToTheVmAndLeftInPlace) {
   ASSERT_TRUE(ns.ok()) << ns.status();
   AgentOptions options;
   options.prefix = ns->ExecPrefix();
-  absl::StatusOr<std::unique_ptr<Agent>> agent = Agent::Start(ShortTempDir(), options);
+  ScopedTempDir dir("hearth-e2e-");
+  absl::StatusOr<std::unique_ptr<Agent>> agent = Agent::Start(dir.path(), options);
   ASSERT_TRUE(agent.ok()) << agent.status();
   api::Hearth::Stub* stub = (*agent)->stub();
   api::VmConfig config = IdleConfig(**agent);

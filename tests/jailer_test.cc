@@ -16,6 +16,7 @@
 #include <poll.h>
 
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -48,6 +49,7 @@ struct Jailed {
   pid_t pid = -1;
   std::unique_ptr<VmmConnection> connection;
   int err_fd = -1;
+  std::unique_ptr<testing::ScopedTempDir> base_dir;  // --chroot-base-dir
   std::string base;
   std::string id;
 
@@ -69,8 +71,8 @@ Jailed StartJailer(const std::string& id, const std::string& exec_file,
                    std::vector<std::string> jailer_flags, std::vector<std::string> exec_args) {
   Jailed j;
   j.id = id;
-  char base_template[] = "/tmp/hearth-jail-XXXXXX";
-  j.base = ::mkdtemp(base_template);
+  j.base_dir = std::make_unique<testing::ScopedTempDir>("hearth-jail-");
+  j.base = j.base_dir->path();
   int sockets[2];
   EXPECT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sockets), 0);
   int err_pipe[2];

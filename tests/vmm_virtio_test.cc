@@ -237,13 +237,6 @@ std::thread ServeOnce(const std::string& path, std::function<void(int)> serve) {
   });
 }
 
-// Unix socket paths hold 108 bytes; Bazel's TEST_TMPDIR is deeper than
-// that, so sockets live in a short directory of their own.
-std::string SocketDir() {
-  char pattern[] = "/tmp/hearth-vsock-XXXXXX";
-  return ::mkdtemp(pattern) ? pattern : "/tmp";
-}
-
 std::string ReadLine(int fd) {
   std::string line;
   char c;
@@ -259,7 +252,8 @@ void WriteAll(int fd, const std::string& text) {
 }
 
 TEST_F(VirtioTest, VsockBothDirections) {
-  std::string uds = SocketDir() + "/v.sock";
+  testing::ScopedTempDir sockets("hearth-vsock-");  // unix socket paths: 108 bytes
+  std::string uds = sockets.path() + "/v.sock";
   std::string guest_said;
   JoiningThread host_listener(ServeOnce(uds + "_5678", [&](int fd) {
     guest_said = ReadLine(fd);
@@ -295,7 +289,8 @@ TEST_F(VirtioTest, VsockBothDirections) {
 }
 
 TEST_F(VirtioTest, VsockRefusesBadHandshakes) {
-  std::string uds = SocketDir() + "/v.sock";
+  testing::ScopedTempDir sockets("hearth-vsock-");  // unix socket paths: 108 bytes
+  std::string uds = sockets.path() + "/v.sock";
   // Accepts the guest's connection and says nothing, so the guest waits
   // (and the VM lives) while the bad handshakes below run.
   JoiningThread silent_host(ServeOnce(uds + "_5678", [](int fd) {

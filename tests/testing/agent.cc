@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "common/cgroup_mounts.h"
 #include "absl/time/clock.h"
 #include "grpcpp/grpcpp.h"
 #include "tests/testing/host.h"
@@ -25,10 +26,19 @@ std::string Runfile(const std::string& path) {
   return absl::StrCat(::getcwd(cwd, sizeof(cwd)), "/", path);
 }
 
-std::string ShortTempDir() {
-  char path[] = "/tmp/hearth-e2e-XXXXXX";
-  if (::mkdtemp(path) == nullptr) return "/tmp";
-  return path;
+constexpr char kCgroupParentPrefix[] = "hearth-test-";
+
+std::vector<std::string> Agent::TestCgroups(const std::string& child) {
+  std::vector<std::string> dirs;
+  absl::StatusOr<std::string> mounts = ReadFile("/proc/self/mounts");
+  if (!mounts.ok()) return dirs;
+  for (const CgroupMount& mount : ParseCgroupMounts(*mounts)) {
+    std::string dir = absl::StrCat(mount.path, "/", kCgroupParentPrefix, ::getpid());
+    if (!child.empty()) absl::StrAppend(&dir, "/", child);
+    struct stat st;
+    if (::stat(dir.c_str(), &st) == 0) dirs.push_back(dir);
+  }
+  return dirs;
 }
 
 bool ProcessAlive(pid_t pid) {
@@ -53,8 +63,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(const std::string& dir,
       absl::StrCat("--image_roots=", dir, "/images"),
       absl::StrCat("--chroot_base_dir=", dir, "/jail"),
       absl::StrCat("--vmm=", Runfile("vmm/hearth-vmm")),
-      // A cgroup parent of its own, so that parallel tests never meet.
-      absl::StrCat("--parent_cgroup=hearth-test-", ::getpid()),
+      absl::StrCat("--parent_cgroup=", kCgroupParentPrefix, ::getpid()),
   });
   if (agent->jailed_) {
     argv.push_back(absl::StrCat("--jailer=", Runfile("jailer/hearth-jailer")));
@@ -126,6 +135,8 @@ int Agent::Stop(int signal, absl::Duration timeout) {
     absl::SleepFor(absl::Milliseconds(10));
   }
   pid_ = -1;
+  // Fails, harmlessly, while VMs of this or another agent are still there.
+  for (const std::string& dir : TestCgroups()) ::rmdir(dir.c_str());
   return status;
 }
 

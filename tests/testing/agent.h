@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "hearth/v1/hearth.grpc.pb.h"
+#include "tests/testing/subprocess.h"
 
 namespace hearth::testing {
 
@@ -32,7 +33,7 @@ class Agent {
   // tested) and waits until its socket answers.
   static absl::StatusOr<std::unique_ptr<Agent>> Start(const std::string& dir,
                                                       const AgentOptions& options = {});
-  ~Agent();  // SIGKILLs hearthd if still running (VMs stay: see Cleanup)
+  ~Agent();  // SIGKILLs hearthd if still running (its VMMs keep running)
 
   hearth::v1::Hearth::Stub* stub() { return stub_.get(); }
   std::unique_ptr<hearth::v1::Hearth::Stub> NewStub() const;
@@ -44,7 +45,14 @@ class Agent {
   std::string log() const;
 
   // Sends `signal` and waits for hearthd to exit; returns its wait status.
+  // Then removes this process's cgroup parent (below) where it is empty.
   int Stop(int signal, absl::Duration timeout = absl::Seconds(20));
+
+  // Each agent of a test process puts its VMs' cgroups under a parent of
+  // that process's own, hearth-test-<pid>, so that parallel tests never
+  // meet. Returns the parent's directory (or its `child`'s) in every
+  // mounted cgroup hierarchy where it exists.
+  static std::vector<std::string> TestCgroups(const std::string& child = "");
   // Open file descriptors of hearthd (for leak checks).
   int OpenFds() const;
 
@@ -56,10 +64,6 @@ class Agent {
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<hearth::v1::Hearth::Stub> stub_;
 };
-
-// A fresh directory under /tmp: unix socket paths (the agent's, each VM's
-// reattach socket) must stay under 108 bytes, which TEST_TMPDIR is not.
-std::string ShortTempDir();
 
 // Absolute path of a runfile (tests run in the runfiles tree).
 std::string Runfile(const std::string& path);

@@ -1,6 +1,7 @@
 #include "tests/testing/subprocess.h"
 
 #include <fcntl.h>
+#include <ftw.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -107,6 +108,24 @@ std::string MakeTempDir(const std::string& prefix) {
   std::string pattern = absl::StrCat(base ? base : "/tmp", "/", prefix, "XXXXXX");
   char* dir = ::mkdtemp(pattern.data());
   return dir ? std::string(dir) : std::string();
+}
+
+std::string ShortTempDir(const std::string& prefix) {
+  std::string pattern = absl::StrCat("/tmp/", prefix, "XXXXXX");
+  char* dir = ::mkdtemp(pattern.data());
+  return dir ? std::string(dir) : std::string();
+}
+
+ScopedTempDir::~ScopedTempDir() {
+  if (path_.empty() || std::getenv("HEARTH_KEEP_TEST_DIRS") != nullptr) return;
+  // Depth first, without following symbolic links or leaving the file system.
+  ::nftw(
+      path_.c_str(),
+      [](const char* path, const struct stat*, int, struct FTW*) {
+        ::remove(path);
+        return 0;
+      },
+      16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
 }
 
 absl::Status WriteFile(const std::string& path, const std::string& contents) {

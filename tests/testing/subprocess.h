@@ -28,6 +28,26 @@ absl::StatusOr<ProcessResult> RunProcess(const std::vector<std::string>& argv,
 
 // A fresh directory under TEST_TMPDIR (or /tmp), removed by the caller.
 std::string MakeTempDir(const std::string& prefix);
+
+// A fresh directory directly under /tmp: unix socket paths (an agent's, each
+// VM's reattach socket, vsock sockets) hold 108 bytes, and Bazel's
+// TEST_TMPDIR is deeper than that. Removed by the caller.
+std::string ShortTempDir(const std::string& prefix = "hearth-e2e-");
+
+// A ShortTempDir removed with everything in it when this goes away (kept
+// if HEARTH_KEEP_TEST_DIRS is set, for a look after a failure).
+class ScopedTempDir {
+ public:
+  explicit ScopedTempDir(const std::string& prefix) : path_(ShortTempDir(prefix)) {}
+  ~ScopedTempDir();
+  ScopedTempDir(const ScopedTempDir&) = delete;
+  ScopedTempDir& operator=(const ScopedTempDir&) = delete;
+
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
 absl::Status WriteFile(const std::string& path, const std::string& contents);
 absl::StatusOr<std::string> ReadFile(const std::string& path);
 
