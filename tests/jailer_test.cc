@@ -180,8 +180,10 @@ TEST_F(JailerTest, JailedVmmBootsAndIsConfinedFromOutside) {
   ASSERT_TRUE(IsStatic(vmm)) << "hearth-vmm must be statically linked";
   ASSERT_TRUE(IsStatic(Here("jailer/hearth-jailer")));
   const std::string id = absl::StrCat("jailtest-", ::getpid());
+  const std::string parent = absl::StrCat("hearth-jailer-test-", ::getpid());
   Jailed j = StartJailer(id, vmm,
-                         {"--cgroup", "memory.limit_in_bytes=268435456", "--cgroup", "pids.max=32"},
+                         {"--parent-cgroup", parent, "--cgroup", "memory.limit_in_bytes=268435456",
+                          "--cgroup", "pids.max=32"},
                          {"--control_fd=3"});
   absl::StatusOr<control::Event> ready = j.connection->WaitForEvent(absl::Seconds(30));
   ASSERT_TRUE(ready.ok()) << ready.status() << "\n" << j.ReadErr();
@@ -215,13 +217,13 @@ TEST_F(JailerTest, JailedVmmBootsAndIsConfinedFromOutside) {
   ASSERT_EQ(::stat(absl::StrCat("/proc/", j.pid, "/root/").c_str(), &proc_root), 0);
   EXPECT_EQ(jail_root.st_ino, proc_root.st_ino);
   // In its cgroups, with the limits in force.
-  std::string memory_cg = absl::StrCat("/sys/fs/cgroup/memory/hearth-vmm/", id);
-  std::string pids_cg = absl::StrCat("/sys/fs/cgroup/pids/hearth-vmm/", id);
+  std::string memory_cg = absl::StrCat("/sys/fs/cgroup/memory/", parent, "/", id);
+  std::string pids_cg = absl::StrCat("/sys/fs/cgroup/pids/", parent, "/", id);
   EXPECT_TRUE(absl::StrContains(*testing::ReadFile(memory_cg + "/tasks"), std::to_string(j.pid)));
   EXPECT_EQ(*testing::ReadFile(memory_cg + "/memory.limit_in_bytes"), "268435456\n");
   EXPECT_EQ(*testing::ReadFile(pids_cg + "/pids.max"), "32\n");
   std::string cgroups = *testing::ReadFile(absl::StrCat("/proc/", j.pid, "/cgroup"));
-  EXPECT_TRUE(absl::StrContains(cgroups, absl::StrCat(":memory:/hearth-vmm/", id))) << cgroups;
+  EXPECT_TRUE(absl::StrContains(cgroups, absl::StrCat(":memory:/", parent, "/", id))) << cgroups;
   EXPECT_EQ(std::stoi(*testing::ReadFile(memory_cg + "/memory.usage_in_bytes")) > 0, true);
 
   // Stop the VM; afterwards everything the jail made can be removed.
@@ -233,6 +235,7 @@ TEST_F(JailerTest, JailedVmmBootsAndIsConfinedFromOutside) {
   ::close(console);
   for (const std::string& cg : {memory_cg, pids_cg}) {
     EXPECT_EQ(::rmdir(cg.c_str()), 0) << cg << ": " << std::strerror(errno);
+    ::rmdir(cg.substr(0, cg.rfind('/')).c_str());  // the parent
   }
   EXPECT_EQ(::rmdir(root.c_str()), 0) << std::strerror(errno);
   EXPECT_EQ(::rmdir(absl::StrCat(j.base, "/hearth-vmm/", id).c_str()), 0);
