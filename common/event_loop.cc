@@ -52,12 +52,7 @@ absl::Status EventLoop::RunOnce(int timeout_ms) {
   }
   // Posted tasks first: a device activation must run before the queue
   // notification that raced with it.
-  std::vector<std::function<void()>> tasks;
-  {
-    absl::MutexLock lock(&tasks_mutex_);
-    tasks.swap(tasks_);
-  }
-  for (auto& task : tasks) task();
+  TakeAndRunTasks();
   for (const Epoll::Event& event : events) {
     if (event.token == kWakeupToken) continue;
     auto it = handlers_.find(static_cast<int>(event.token));
@@ -67,6 +62,25 @@ absl::Status EventLoop::RunOnce(int timeout_ms) {
     if (stopped_) break;
   }
   return absl::OkStatus();
+}
+
+void EventLoop::TakeAndRunTasks() {
+  std::vector<std::function<void()>> tasks;
+  {
+    absl::MutexLock lock(&tasks_mutex_);
+    tasks.swap(tasks_);
+  }
+  for (auto& task : tasks) task();
+}
+
+void EventLoop::RunPosted() {
+  for (;;) {
+    {
+      absl::MutexLock lock(&tasks_mutex_);
+      if (tasks_.empty()) return;
+    }
+    TakeAndRunTasks();
+  }
 }
 
 absl::Status EventLoop::Run() {

@@ -46,11 +46,16 @@ class EventLoop {
   // Thread-safe: runs `task` on the loop's thread, before the next batch of
   // fd events, in the order posted.
   void Post(std::function<void()> task);
+  // On the loop's thread: runs the tasks posted so far (and any they post)
+  // now, e.g. so that a paused VM's device resets and activations are done
+  // before its state is saved.
+  void RunPosted();
   bool stopped() const { return stopped_; }
 
  private:
   EventLoop(Epoll epoll, EventFd wakeup)
       : epoll_(std::move(epoll)), wakeup_(std::move(wakeup)) {}
+  void TakeAndRunTasks();
 
   Epoll epoll_;
   EventFd wakeup_;

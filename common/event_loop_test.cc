@@ -86,5 +86,21 @@ TEST(EventLoop, TaskPostedByATaskWakesTheLoop) {
   EXPECT_FALSE(watchdog_fired) << "the loop slept through a task posted by a task";
 }
 
+// RunPosted (a handler finishing posted work before it goes on) runs what
+// was posted, in order, including what those tasks post, and nothing else.
+TEST(EventLoop, RunPostedRunsPostedTasksAndTheirs) {
+  auto loop = *EventLoop::Create();
+  std::vector<int> order;
+  loop->Post([&] {
+    order.push_back(1);
+    loop->Post([&] { order.push_back(3); });
+  });
+  loop->Post([&] { order.push_back(2); });
+  loop->RunPosted();
+  EXPECT_EQ(order, (std::vector<int>{1, 2, 3}));
+  loop->RunPosted();  // nothing left
+  EXPECT_EQ(order.size(), 3u);
+}
+
 }  // namespace
 }  // namespace hearth

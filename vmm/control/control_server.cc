@@ -481,6 +481,10 @@ absl::Status ControlServer::HandleCreateSnapshot(const v1::CreateSnapshot& creat
   if (fds.size() != 2) {
     return absl::InvalidArgumentError("CreateSnapshot carries the state and memory files");
   }
+  // The vCPUs are parked, but a device reset or activation one of them
+  // posted may not have run yet: finish it, so the saved queues are the
+  // guest's current ones.
+  loop_->RunPosted();
   ASSIGN_OR_RETURN(snapshot::CreateStats stats,
                    snapshot::CreateSnapshot(vmm_, kind, fds[0].get(), fds[1].get()));
   v1::SnapshotCreated* created = response->mutable_snapshot_created();
