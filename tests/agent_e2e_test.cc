@@ -362,6 +362,72 @@ TEST_F(AgentTest, ConfigureStartConsolePauseResumeCtrlAltDelDelete) {
   EXPECT_TRUE(Exists(disk)) << "the agent never removes client files";
 }
 
+// The balloon calls: what is missing (the device, statistics) is named
+// before anything reaches a VMM; a booted VM's target follows PatchBalloon.
+TEST_F(AgentTest, BalloonCallsNameWhatIsMissing) {
+  using Code = grpc::StatusCode;
+  ASSERT_TRUE(CreateVm(stub(), "bal", IdleConfig(*agent_, 32), false).ok());
+  auto get = [&](const std::string& id, api::Balloon* out = nullptr) {
+    api::GetBalloonRequest r;
+    r.set_vm_id(id);
+    return Invoke(stub(), &api::Hearth::Stub::GetBalloon, r, out);
+  };
+  auto get_stats = [&](const std::string& id) {
+    api::GetBalloonStatisticsRequest r;
+    r.set_vm_id(id);
+    return Invoke(stub(), &api::Hearth::Stub::GetBalloonStatistics, r);
+  };
+  auto patch = [&](const std::string& id, uint32_t amount_mib, api::Balloon* out = nullptr) {
+    api::PatchBalloonRequest r;
+    r.set_vm_id(id);
+    r.mutable_balloon()->set_amount_mib(amount_mib);
+    return Invoke(stub(), &api::Hearth::Stub::PatchBalloon, r, out);
+  };
+  auto patch_stats = [&](const std::string& id, uint32_t interval_s) {
+    api::PatchBalloonStatisticsRequest r;
+    r.set_vm_id(id);
+    r.mutable_statistics()->set_stats_polling_interval_s(interval_s);
+    return Invoke(stub(), &api::Hearth::Stub::PatchBalloonStatistics, r);
+  };
+
+  EXPECT_EQ(get("nosuchvm").error_code(), Code::NOT_FOUND);
+  for (const grpc::Status& status : {get("bal"), get_stats("bal"), patch("bal", 4)}) {
+    EXPECT_EQ(status.error_code(), Code::NOT_FOUND) << status.error_message();
+    EXPECT_TRUE(absl::StrContains(status.error_message(), "vm \"bal\" has no balloon device"))
+        << status.error_message();
+  }
+
+  api::PutBalloonRequest put;
+  put.set_vm_id("bal");
+  put.mutable_balloon()->set_amount_mib(8);
+  ASSERT_TRUE(Invoke(stub(), &api::Hearth::Stub::PutBalloon, put).ok());
+  api::Balloon balloon;
+  ASSERT_TRUE(get("bal", &balloon).ok());
+  EXPECT_EQ(balloon.amount_mib(), 8u);
+  for (const grpc::Status& status : {get_stats("bal"), patch_stats("bal", 1)}) {
+    EXPECT_EQ(status.error_code(), Code::FAILED_PRECONDITION) << status.error_message();
+    EXPECT_TRUE(absl::StrContains(status.error_message(), "not enabled before boot"))
+        << status.error_message();
+  }
+  grpc::Status zero = patch_stats("bal", 0);
+  EXPECT_EQ(zero.error_code(), Code::INVALID_ARGUMENT) << zero.error_message();
+  grpc::Status too_big = patch("bal", 33);
+  EXPECT_EQ(too_big.error_code(), Code::INVALID_ARGUMENT) << too_big.error_message();
+  EXPECT_TRUE(absl::StrContains(too_big.error_message(), "balloon.amount_mib: 33 MiB"))
+      << too_big.error_message();
+  grpc::Status before_boot = patch("bal", 4);
+  EXPECT_EQ(before_boot.error_code(), Code::FAILED_PRECONDITION) << before_boot.error_message();
+
+  ASSERT_TRUE(Action(stub(), "bal", "InstanceStart").ok());
+  Console console(stub(), "bal", true);
+  ASSERT_TRUE(console.WaitFor("idle: ready")) << console.text();
+  ASSERT_TRUE(patch("bal", 4, &balloon).ok());
+  EXPECT_EQ(balloon.amount_mib(), 4u);
+  ASSERT_TRUE(get("bal", &balloon).ok());
+  EXPECT_EQ(balloon.amount_mib(), 4u);
+  ASSERT_TRUE(DeleteVm(stub(), "bal", true).ok());
+}
+
 // Firecracker's pre-boot / post-boot rules: every RPC in every state.
 TEST_F(AgentTest, EveryRpcAnswersForTheStateTheVmIsIn) {
   using Code = grpc::StatusCode;
