@@ -72,6 +72,20 @@ absl::Status Required(bool present, absl::string_view field) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": required"));
 }
 
+// Replaces the element of `list` whose id is `item`'s, or appends `item`
+// (Firecracker's PUT /drives/{id} and /network-interfaces/{id}).
+template <typename T>
+void Upsert(google::protobuf::RepeatedPtrField<T>* list, const T& item,
+            const std::string& (T::*id)() const) {
+  for (T& existing : *list) {
+    if ((existing.*id)() == (item.*id)()) {
+      existing = item;
+      return;
+    }
+  }
+  *list->Add() = item;
+}
+
 const char* FirecrackerState(api::VmState state) {
   switch (state) {
     case api::VM_STATE_RUNNING: return "Running";
@@ -111,6 +125,19 @@ grpc::ServerUnaryReactor* HearthService::Replace(Context* context, const char* m
         return absl::OkStatus();
       },
       [field](const api::VmConfig& config, T* out) { *out = (config.*field)(); }, response);
+}
+
+absl::StatusOr<api::VmConfig> HearthService::ConfigWithBalloon(const std::string& vm_id,
+                                                              bool needs_statistics) const {
+  ASSIGN_OR_RETURN(api::VmConfig config, manager_->GetConfig(vm_id));
+  if (!config.has_balloon()) {
+    return absl::NotFoundError(absl::StrCat("vm \"", vm_id, "\" has no balloon device"));
+  }
+  if (needs_statistics && config.balloon().stats_polling_interval_s() == 0) {
+    return absl::FailedPreconditionError(
+        "balloon statistics were not enabled before boot (stats_polling_interval_s is 0)");
+  }
+  return config;
 }
 
 // ----------------------------------------------------------------------------
@@ -253,13 +280,7 @@ grpc::ServerUnaryReactor* HearthService::PutDrive(Context* context,
   return Configure<api::Drive>(
       context, "PutDrive", request->vm_id(),
       [drive](api::VmConfig* config) {
-        for (api::Drive& existing : *config->mutable_drives()) {
-          if (existing.drive_id() == drive.drive_id()) {
-            existing = drive;
-            return absl::OkStatus();
-          }
-        }
-        *config->add_drives() = drive;
+        Upsert(config->mutable_drives(), drive, &api::Drive::drive_id);
         return absl::OkStatus();
       },
       [drive](const api::VmConfig&, api::Drive* out) { *out = drive; }, response);
@@ -291,13 +312,7 @@ grpc::ServerUnaryReactor* HearthService::PutNetworkInterface(
   return Configure<api::NetworkInterface>(
       context, "PutNetworkInterface", request->vm_id(),
       [iface](api::VmConfig* config) {
-        for (api::NetworkInterface& existing : *config->mutable_network_interfaces()) {
-          if (existing.iface_id() == iface.iface_id()) {
-            existing = iface;
-            return absl::OkStatus();
-          }
-        }
-        *config->add_network_interfaces() = iface;
+        Upsert(config->mutable_network_interfaces(), iface, &api::NetworkInterface::iface_id);
         return absl::OkStatus();
       },
       [iface](const api::VmConfig&, api::NetworkInterface* out) { *out = iface; }, response);
@@ -354,14 +369,9 @@ grpc::ServerUnaryReactor* HearthService::GetBalloon(Context* context,
                                                     const api::GetBalloonRequest* request,
                                                     api::Balloon* response) {
   Call call(context, metrics_, "GetBalloon");
-  absl::StatusOr<api::VmConfig> config = manager_->GetConfig(request->vm_id());
-  if (!config.ok()) return call.Finish(config.status());
-  if (!config->has_balloon()) {
-    return call.Finish(absl::NotFoundError(
-        absl::StrCat("vm \"", request->vm_id(), "\" has no balloon device")));
-  }
-  *response = config->balloon();
-  return call.Finish(absl::OkStatus());
+  absl::StatusOr<api::VmConfig> config = ConfigWithBalloon(request->vm_id(), false);
+  if (config.ok()) *response = config->balloon();
+  return call.Finish(config.status());
 }
 
 grpc::ServerUnaryReactor* HearthService::PutBalloon(Context* context,
@@ -385,12 +395,8 @@ grpc::ServerUnaryReactor* HearthService::PatchBalloon(Context* context,
                                                       const api::PatchBalloonRequest* request,
                                                       api::Balloon* response) {
   Call call(context, metrics_, "PatchBalloon");
-  absl::StatusOr<api::VmConfig> config = manager_->GetConfig(request->vm_id());
+  absl::StatusOr<api::VmConfig> config = ConfigWithBalloon(request->vm_id(), false);
   if (!config.ok()) return call.Finish(config.status());
-  if (!config->has_balloon()) {
-    return call.Finish(absl::NotFoundError(
-        absl::StrCat("vm \"", request->vm_id(), "\" has no balloon device")));
-  }
   uint32_t memory = validate::MemSizeMib(config->machine_config());
   if (request->balloon().amount_mib() > memory) {
     return call.Finish(absl::InvalidArgumentError(
@@ -405,16 +411,8 @@ grpc::ServerUnaryReactor* HearthService::GetBalloonStatistics(
     Context* context, const api::GetBalloonStatisticsRequest* request,
     api::BalloonStatistics* response) {
   Call call(context, metrics_, "GetBalloonStatistics");
-  absl::StatusOr<api::VmConfig> config = manager_->GetConfig(request->vm_id());
+  absl::StatusOr<api::VmConfig> config = ConfigWithBalloon(request->vm_id(), true);
   if (!config.ok()) return call.Finish(config.status());
-  if (!config->has_balloon()) {
-    return call.Finish(absl::NotFoundError(
-        absl::StrCat("vm \"", request->vm_id(), "\" has no balloon device")));
-  }
-  if (config->balloon().stats_polling_interval_s() == 0) {
-    return call.Finish(absl::FailedPreconditionError(
-        "balloon statistics were not enabled before boot (stats_polling_interval_s is 0)"));
-  }
   manager_->GetBalloonStatistics(request->vm_id(), call.Into(response));
   return call.reactor();
 }
@@ -428,16 +426,8 @@ grpc::ServerUnaryReactor* HearthService::PatchBalloonStatistics(
         "statistics.stats_polling_interval_s: must be at least 1 (0 would disable statistics, "
         "which only a pre-boot PutBalloon may do)"));
   }
-  absl::StatusOr<api::VmConfig> config = manager_->GetConfig(request->vm_id());
+  absl::StatusOr<api::VmConfig> config = ConfigWithBalloon(request->vm_id(), true);
   if (!config.ok()) return call.Finish(config.status());
-  if (!config->has_balloon()) {
-    return call.Finish(absl::NotFoundError(
-        absl::StrCat("vm \"", request->vm_id(), "\" has no balloon device")));
-  }
-  if (config->balloon().stats_polling_interval_s() == 0) {
-    return call.Finish(absl::FailedPreconditionError(
-        "balloon statistics were not enabled before boot (stats_polling_interval_s is 0)"));
-  }
   manager_->PatchBalloonStatistics(request->vm_id(), interval, call.Into(response));
   return call.reactor();
 }

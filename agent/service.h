@@ -114,6 +114,12 @@ class HearthService final : public hearth::v1::Hearth::CallbackService {
                    std::function<void(const hearth::v1::VmConfig&, Response*)> result,
                    Response* response);
 
+  // The configuration of a VM with a balloon device: NOT_FOUND if it has
+  // none; with `needs_statistics`, FAILED_PRECONDITION unless statistics
+  // were enabled before boot.
+  absl::StatusOr<hearth::v1::VmConfig> ConfigWithBalloon(const std::string& vm_id,
+                                                         bool needs_statistics) const;
+
   VmManager* const manager_;
   ApiMetrics* const metrics_;
 };
