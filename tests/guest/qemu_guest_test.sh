@@ -10,15 +10,8 @@ cd "${TEST_SRCDIR:-.}/${TEST_WORKSPACE:-hearth}" 2>/dev/null || true
 run_qemu="tests/guest/run-qemu"
 guest="tests/guest/guest.elf"
 export HEARTH_GUEST_ELF="$PWD/$guest"
-
-if [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then
-  echo "SKIPPED: /dev/kvm is missing or not accessible"
-  exit 0
-fi
-if ! command -v qemu-system-x86_64 >/dev/null; then
-  echo "SKIPPED: qemu-system-x86_64 not installed (apt-get install qemu-system-x86)"
-  exit 0
-fi
+. tests/guest/qemu_test_lib.sh
+require_kvm_and_qemu
 
 if [ -d /sys/module/kvm_pvm ]; then
   echo "host: software-nested KVM (kvm_pvm): guest CPL0 is emulated"
@@ -28,38 +21,11 @@ else
   echo "host: unknown KVM flavour"
 fi
 
-failures=0
-out=""
-status=0
-
-# run CPUS WORDS...: boots the guest, leaves the output (without \r) in $out
-# and QEMU's exit status in $status, and prints a timing line.
+# run CPUS WORDS...: boots the guest (see capture).
 run() {
   local cpus="$1"
   shift
-  local start end
-  start=$(date +%s%N)
-  out="$("$run_qemu" --cpus "$cpus" --timeout 60 -- "$@" 2>&1 | tr -d '\r')"
-  status=${PIPESTATUS[0]}
-  end=$(date +%s%N)
-  elapsed_ms=$(( (end - start) / 1000000 ))
-}
-
-fail() {
-  echo "FAIL: $*"
-  echo "----- output -----"
-  echo "$out"
-  echo "------------------"
-  failures=$((failures + 1))
-}
-
-# has_line LINE: LINE appears as a whole line; "re:REGEX" matches an
-# extended regular expression against whole lines instead.
-has_line() {
-  case "$1" in
-    re:*) grep -qxE -- "${1#re:}" <<<"$out" ;;
-    *) grep -qxF -- "$1" <<<"$out" ;;
-  esac
+  capture "$run_qemu" --cpus "$cpus" --timeout 60 -- "$@"
 }
 
 # expect_pass NAME CPUS [EXTRA WORDS...] [-- REQUIRED LINES...]
@@ -147,8 +113,4 @@ expect_line "expect_cpus mismatch" \
 expect_crash ud2
 expect_crash triple_fault
 
-if [ "$failures" -ne 0 ]; then
-  echo "$failures check(s) failed"
-  exit 1
-fi
-echo "all checks passed"
+finish

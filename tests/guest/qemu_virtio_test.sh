@@ -30,14 +30,8 @@ run_qemu="$dir/run-qemu"
 export HEARTH_GUEST_ELF="$dir/guest.elf"
 py=/usr/bin/python3
 
-if [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then
-  echo "SKIPPED: /dev/kvm is missing or not accessible"
-  exit 0
-fi
-if ! command -v qemu-system-x86_64 >/dev/null; then
-  echo "SKIPPED: qemu-system-x86_64 not installed (apt-get install qemu-system-x86)"
-  exit 0
-fi
+. "$dir/qemu_test_lib.sh"
+require_kvm_and_qemu
 if [ ! -x "$py" ]; then
   echo "SKIPPED: $py (test images and device peers) not installed"
   exit 0
@@ -55,10 +49,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-failures=0
-out=""
-status=0
-elapsed_ms=0
 words=()   # extra kernel command line words for the next run
 qargs=()   # QEMU arguments for the next run
 prefix=()  # command to run run-qemu under (ip netns exec ...)
@@ -87,29 +77,9 @@ sys.exit(0 if got == want else 1)
 PY
 }
 
+# run WORDS...: boots the guest with $words and $qargs (see capture).
 run() {
-  local start end
-  start=$(date +%s%N)
-  out="$("${prefix[@]}" "$run_qemu" --timeout 60 -- "$@" "${words[@]}" \
-         --qemu-args "${qargs[@]}" 2>&1 | tr -d '\r')"
-  status=${PIPESTATUS[0]}
-  end=$(date +%s%N)
-  elapsed_ms=$(( (end - start) / 1000000 ))
-}
-
-fail() {
-  echo "FAIL: $*"
-  echo "----- output -----"
-  echo "$out"
-  echo "------------------"
-  failures=$((failures + 1))
-}
-
-has_line() {
-  case "$1" in
-    re:*) grep -qxE -- "${1#re:}" <<<"$out" ;;
-    *) grep -qxF -- "$1" <<<"$out" ;;
-  esac
+  capture "${prefix[@]}" "$run_qemu" --timeout 60 -- "$@" "${words[@]}" --qemu-args "${qargs[@]}"
 }
 
 # expect LABEL NAME [LINES...]: hearth.test=NAME with $words and $qargs must
@@ -311,8 +281,4 @@ else
   fi
 fi
 
-if [ "$failures" -ne 0 ]; then
-  echo "$failures check(s) failed"
-  exit 1
-fi
-echo "all checks passed"
+finish
