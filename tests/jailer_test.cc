@@ -34,14 +34,10 @@ namespace {
 
 namespace control = ::hearth::vmm::v1;
 using agent::VmmConnection;
+using testing::Runfile;
 
 constexpr uid_t kUid = 61234;
 constexpr gid_t kGid = 61234;
-
-std::string Here(const std::string& path) {
-  char cwd[4096];
-  return absl::StrCat(::getcwd(cwd, sizeof(cwd)), "/", path);
-}
 
 // A spawned jailer with the child end of a control socketpair on fd 3 and
 // its stderr on a pipe.
@@ -77,7 +73,7 @@ Jailed StartJailer(const std::string& id, const std::string& exec_file,
   EXPECT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sockets), 0);
   int err_pipe[2];
   EXPECT_EQ(::pipe2(err_pipe, O_CLOEXEC), 0);
-  std::vector<std::string> argv = {Here("jailer/hearth-jailer"), "--id", id, "--exec-file",
+  std::vector<std::string> argv = {Runfile("jailer/hearth-jailer"), "--id", id, "--exec-file",
                                    exec_file, "--uid", std::to_string(kUid), "--gid",
                                    std::to_string(kGid), "--chroot-base-dir", j.base,
                                    "--keep-fd", "3"};
@@ -125,7 +121,7 @@ absl::StatusOr<control::Response> BootGuest(VmmConnection* connection, const std
   control::FdMap* fds = boot->mutable_fds();
   fds->set_kernel(0);
   fds->set_console(1);
-  int kernel = ::open(Here("tests/guest/guest.elf").c_str(), O_RDONLY | O_CLOEXEC);
+  int kernel = ::open(Runfile("tests/guest/guest.elf").c_str(), O_RDONLY | O_CLOEXEC);
   int pair[2];
   ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair);
   *console = pair[0];
@@ -176,9 +172,9 @@ class JailerTest : public ::testing::Test {
 };
 
 TEST_F(JailerTest, JailedVmmBootsAndIsConfinedFromOutside) {
-  const std::string vmm = Here("vmm/hearth-vmm");
+  const std::string vmm = Runfile("vmm/hearth-vmm");
   ASSERT_TRUE(IsStatic(vmm)) << "hearth-vmm must be statically linked";
-  ASSERT_TRUE(IsStatic(Here("jailer/hearth-jailer")));
+  ASSERT_TRUE(IsStatic(Runfile("jailer/hearth-jailer")));
   const std::string id = absl::StrCat("jailtest-", ::getpid());
   const std::string parent = absl::StrCat("hearth-jailer-test-", ::getpid());
   Jailed j = StartJailer(id, vmm,
@@ -245,7 +241,7 @@ TEST_F(JailerTest, JailedVmmBootsAndIsConfinedFromOutside) {
 
 TEST_F(JailerTest, EscapeAttemptsFromInsideFail) {
   const std::string id = absl::StrCat("probe-", ::getpid());
-  Jailed j = StartJailer(id, Here("tests/jail_probe"), {"--new-pid-ns"}, {});
+  Jailed j = StartJailer(id, Runfile("tests/jail_probe"), {"--new-pid-ns"}, {});
   int status = j.Wait();
   std::string out = j.ReadErr();
   EXPECT_TRUE(absl::StrContains(out, absl::StrCat("PROBE uid=", kUid, " gid=", kGid))) << out;
@@ -263,7 +259,7 @@ TEST_P(SeccompViolationTest, ForbiddenSyscallKillsWithSigsysAndIsReported) {
   const std::string id = absl::StrCat("sigsys-", thread, new_pid_ns ? "-ns-" : "-", ::getpid());
   std::vector<std::string> flags;
   if (new_pid_ns) flags.push_back("--new-pid-ns");
-  Jailed j = StartJailer(id, Here("vmm/hearth-vmm"), flags,
+  Jailed j = StartJailer(id, Runfile("vmm/hearth-vmm"), flags,
                          {"--control_fd=3", "--seccomp_test_violation=" + thread});
   ASSERT_TRUE(j.connection->WaitForEvent(absl::Seconds(30)).ok());
   int console = -1;
@@ -294,7 +290,7 @@ TEST_F(JailerTest, StepFailuresAreNamed) {
       {{"--resource-limit", "no-file=100000000"}, "resource limits: --resource-limit no-file=100000000"},
   };
   for (const Case& c : cases) {
-    Jailed j = StartJailer(absl::StrCat("fail-", ::getpid()), Here("vmm/hearth-vmm"), c.flags, {});
+    Jailed j = StartJailer(absl::StrCat("fail-", ::getpid()), Runfile("vmm/hearth-vmm"), c.flags, {});
     int status = j.Wait();
     std::string err = j.ReadErr();
     EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << status;

@@ -16,17 +16,14 @@
 #include "common/fd_passing.h"
 #include "gtest/gtest.h"
 #include "tests/testing/host.h"
+#include "tests/testing/subprocess.h"
 
 namespace hearth {
 namespace {
 
 namespace control = ::hearth::vmm::v1;
 using agent::VmmConnection;
-
-std::string Here(const std::string& path) {
-  char cwd[4096];
-  return absl::StrCat(::getcwd(cwd, sizeof(cwd)), "/", path);
-}
+using testing::Runfile;
 
 class VmmControlTest : public ::testing::Test {
  protected:
@@ -35,7 +32,7 @@ class VmmControlTest : public ::testing::Test {
     int sockets[2];
     ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sockets), 0);
     raw_ = sockets[0];
-    std::vector<std::string> argv = {Here("vmm/hearth-vmm"), "--control_fd=3"};
+    std::vector<std::string> argv = {Runfile("vmm/hearth-vmm"), "--control_fd=3"};
     std::vector<char*> args;
     for (std::string& a : argv) args.push_back(a.data());
     args.push_back(nullptr);
@@ -72,7 +69,7 @@ class VmmControlTest : public ::testing::Test {
     boot->mutable_config()->mutable_machine_config()->set_mem_size_mib(64);
     boot->mutable_fds()->set_kernel(0);
     boot->mutable_fds()->set_console(1);
-    int kernel = ::open(Here("tests/guest/guest.elf").c_str(), O_RDONLY | O_CLOEXEC);
+    int kernel = ::open(Runfile("tests/guest/guest.elf").c_str(), O_RDONLY | O_CLOEXEC);
     int pair[2];
     ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair);
     console_.Reset(pair[0]);

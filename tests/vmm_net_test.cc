@@ -75,8 +75,7 @@ TEST(VmmNet, FramesBothWaysAndRxResumesAfterRefill) {
   std::string name = absl::StrCat("hearth-net-", ::getpid());
   absl::StatusOr<testing::TapNamespace> ns = testing::TapNamespace::Create(name, "htap0");
   ASSERT_TRUE(ns.ok()) << ns.status();
-  char cwd[4096];
-  std::string guest = absl::StrCat(::getcwd(cwd, sizeof(cwd)), "/tests/guest/guest.elf");
+  std::string guest = testing::Runfile("tests/guest/guest.elf");
   std::string config = absl::StrCat(
       R"({"boot-source": {"kernel_image_path": ")", guest,
       R"(", "boot_args": "console=ttyS0 hearth.test=net"}, )",

@@ -41,11 +41,6 @@ using agent::VmmConnection;
 constexpr uint32_t kMemMib = 64;
 constexpr size_t kDiskBytes = 2 << 20;  // 4096 sectors; the guest writes 1000..1063
 
-std::string Here(const std::string& path) {
-  char cwd[4096];
-  return absl::StrCat(::getcwd(cwd, sizeof(cwd)), "/", path);
-}
-
 int OpenOrDie(const std::string& path, int flags) {
   int fd = ::open(path.c_str(), flags | O_CLOEXEC, 0600);
   EXPECT_GE(fd, 0) << path << ": " << std::strerror(errno);
@@ -59,7 +54,7 @@ class Vmm {
     auto vmm = std::unique_ptr<Vmm>(new Vmm());
     int sockets[2];
     EXPECT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sockets), 0);
-    std::vector<std::string> argv = {Here("vmm/hearth-vmm"), "--control_fd=3"};
+    std::vector<std::string> argv = {Runfile("vmm/hearth-vmm"), "--control_fd=3"};
     std::vector<char*> args;
     for (std::string& a : argv) args.push_back(a.data());
     args.push_back(nullptr);
@@ -106,7 +101,7 @@ class Vmm {
     config->mutable_boot_source()->set_boot_args("console=ttyS0 hearth.test=counter " + args);
     config->mutable_machine_config()->set_mem_size_mib(kMemMib);
     config->mutable_machine_config()->set_track_dirty_pages(track_dirty);
-    std::vector<int> fds = {OpenOrDie(Here("tests/guest/guest.elf"), O_RDONLY), NewConsole()};
+    std::vector<int> fds = {OpenOrDie(Runfile("tests/guest/guest.elf"), O_RDONLY), NewConsole()};
     boot->mutable_fds()->set_kernel(0);
     boot->mutable_fds()->set_console(1);
     if (!disk.empty()) {
@@ -321,7 +316,7 @@ TEST_F(SnapshotTest, DiffMergedOntoItsBaseRestoresTheSameState) {
   vmm->Kill();
 
   absl::StatusOr<ProcessResult> merged = RunProcess(
-      {Here("vmm/snapshot/hearth-snapshot"), "merge", Path("base.memory"), Path("diff.state"),
+      {Runfile("vmm/snapshot/hearth-snapshot"), "merge", Path("base.memory"), Path("diff.state"),
        Path("diff.memory"), Path("merged.state"), Path("merged.memory")},
       absl::Seconds(60));
   ASSERT_TRUE(merged.ok());

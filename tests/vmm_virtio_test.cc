@@ -37,13 +37,9 @@ namespace hearth {
 namespace {
 
 using testing::ProcessResult;
+using testing::Runfile;
 
 constexpr char kGuest[] = "tests/guest/guest.elf";
-
-std::string Absolute(const std::string& path) {
-  char cwd[4096];
-  return absl::StrCat(::getcwd(cwd, sizeof(cwd)), "/", path);
-}
 
 // A guest config: scenario, extra kernel arguments, and extra top-level
 // JSON members (devices), with metrics written to `metrics_path`.
@@ -51,7 +47,7 @@ std::string Config(const std::string& scenario, const std::string& extra_args,
                    const std::string& devices, const std::string& metrics_path,
                    int mem_mib = 128) {
   return absl::StrCat(
-      R"({"boot-source": {"kernel_image_path": ")", Absolute(kGuest),
+      R"({"boot-source": {"kernel_image_path": ")", Runfile(kGuest),
       R"(", "boot_args": "console=ttyS0 hearth.test=)", scenario, " ", extra_args,
       R"("}, "machine-config": {"vcpu_count": 1, "mem_size_mib": )", mem_mib,
       R"(}, "metrics": {"metrics_path": ")", metrics_path, R"("})",

@@ -21,11 +21,6 @@ extern char** environ;
 
 namespace hearth::testing {
 
-std::string Runfile(const std::string& path) {
-  char cwd[4096];
-  return absl::StrCat(::getcwd(cwd, sizeof(cwd)), "/", path);
-}
-
 constexpr char kCgroupParentPrefix[] = "hearth-test-";
 
 std::vector<std::string> Agent::TestCgroups(const std::string& child) {

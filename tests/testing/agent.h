@@ -65,9 +65,6 @@ class Agent {
   std::unique_ptr<hearth::v1::Hearth::Stub> stub_;
 };
 
-// Absolute path of a runfile (tests run in the runfiles tree).
-std::string Runfile(const std::string& path);
-
 // A process is alive (and not a zombie).
 bool ProcessAlive(pid_t pid);
 

@@ -8,6 +8,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "tests/testing/vmm_process.h"
 
 namespace hearth::testing {
 
@@ -44,14 +45,10 @@ std::string LinuxBootArgs(KvmKind kind, const std::string& extra) {
 
 ProcessResult RunVmm(const std::string& config_json, absl::Duration timeout,
                      const std::vector<std::string>& extra_flags) {
-  std::string dir = MakeTempDir("vmm-");
-  std::string path = dir + "/vm.json";
-  if (!WriteFile(path, config_json).ok()) return ProcessResult();
-  std::vector<std::string> argv = {"vmm/hearth-vmm", "--config=" + path,
-                                   "--boot_timer"};
-  argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
-  absl::StatusOr<ProcessResult> result = RunProcess(argv, timeout);
-  return result.ok() ? *result : ProcessResult();
+  std::vector<std::string> flags = {"--boot_timer"};
+  flags.insert(flags.end(), extra_flags.begin(), extra_flags.end());
+  absl::StatusOr<BackgroundProcess> vmm = StartVmm(config_json, {}, flags);
+  return vmm.ok() ? vmm->Wait(timeout) : ProcessResult();
 }
 
 void ExpectLinuxEnded(KvmKind kind, const ProcessResult& result,
