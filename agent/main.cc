@@ -255,9 +255,11 @@ int Main() {
       (*manager)->SendBookmarks();
       if (absl::Now() >= next_metrics) {
         next_metrics = absl::Now() + absl::Seconds(FLAGS_metrics_interval_s);
-        absl::Notification flushed;
-        (*manager)->FlushAllMetrics([&flushed] { flushed.Notify(); });
-        (void)flushed.WaitForNotificationWithTimeout(absl::Seconds(10));
+        // Shared: a VMM that answers only after this wait gave up (calls
+        // time out after 30 s) still finds the notification alive.
+        auto flushed = std::make_shared<absl::Notification>();
+        (*manager)->FlushAllMetrics([flushed] { flushed->Notify(); });
+        (void)flushed->WaitForNotificationWithTimeout(absl::Seconds(10));
         WriteMetrics(metrics_path, **manager, api_metrics);
       }
     }
