@@ -803,7 +803,13 @@ void VmManager::OnControlReadable(const std::string& vm_id) {
   VmEntry* entry = Find(vm_id);
   if (entry == nullptr || !entry->process.has_value()) return;
   VmmConnection* connection = entry->process->connection.get();
+  uint64_t malformed = connection->malformed();
   absl::Status read = connection->ReadAvailable();
+  if (connection->malformed() != malformed) {
+    LOG(WARNING) << "vm " << vm_id << ": dropped " << connection->malformed() - malformed
+                 << " malformed control message(s) from the VMM, the last: "
+                 << connection->last_malformed();
+  }
   // Responses first, then events, in the order they came.
   for (auto it = entry->process->pending.begin(); it != entry->process->pending.end();) {
     if (std::optional<control::Response> response = connection->TakeResponse(it->first)) {
@@ -822,7 +828,8 @@ void VmManager::OnControlReadable(const std::string& vm_id) {
     if (entry == nullptr || !entry->process.has_value()) return;
   }
   if (!read.ok()) {
-    // The VMM closed its end (it is exiting): the pidfd reports the end.
+    // The VMM closed its end (it is exiting; the pidfd reports the end), or
+    // the socket failed: nothing more will come.
     if (loop_->Watching(connection->fd())) (void)loop_->Remove(connection->fd());
     if (!absl::IsUnavailable(read)) LOG(WARNING) << "vm " << vm_id << ": " << read.message();
   }

@@ -18,11 +18,24 @@ absl::StatusOr<uint64_t> VmmConnection::Send(control::Request request,
 }
 
 absl::Status VmmConnection::ReadAvailable() {
+  auto drop = [this](absl::string_view what) {
+    ++malformed_;
+    last_malformed_ = std::string(what);
+  };
   while (!closed_) {
     struct pollfd pfd = {channel_.fd(), POLLIN, 0};
     if (::poll(&pfd, 1, 0) <= 0) return absl::OkStatus();
     absl::StatusOr<std::optional<MessageChannel::Message>> message = channel_.Receive();
-    if (!message.ok()) return message.status();
+    if (!message.ok()) {
+      // MessageChannel reports a bad datagram (consumed) as INVALID_ARGUMENT
+      // or, for another framing version, FAILED_PRECONDITION.
+      if (!absl::IsInvalidArgument(message.status()) &&
+          !absl::IsFailedPrecondition(message.status())) {
+        return message.status();
+      }
+      drop(message.status().message());
+      continue;
+    }
     if (!message->has_value()) {
       closed_ = true;
       break;
@@ -30,17 +43,19 @@ absl::Status VmmConnection::ReadAvailable() {
     if ((*message)->kind == control::KIND_RESPONSE) {
       control::Response response;
       if (!response.ParseFromString((*message)->payload)) {
-        return absl::DataLossError("VMM sent a response that does not parse");
+        drop("a response that does not parse");
+        continue;
       }
       responses_[response.id()] = std::move(response);
     } else if ((*message)->kind == control::KIND_EVENT) {
       control::Event event;
       if (!event.ParseFromString((*message)->payload)) {
-        return absl::DataLossError("VMM sent an event that does not parse");
+        drop("an event that does not parse");
+        continue;
       }
       events_.push_back(std::move(event));
     } else {
-      return absl::DataLossError(absl::StrCat("VMM sent message kind ", (*message)->kind));
+      drop(absl::StrCat("message kind ", (*message)->kind));
     }
   }
   return closed_ ? absl::UnavailableError("the VMM closed its control channel")

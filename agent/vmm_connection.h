@@ -8,6 +8,7 @@
 #include <deque>
 #include <map>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -28,9 +29,14 @@ class VmmConnection {
   absl::StatusOr<uint64_t> Send(control::Request request, absl::Span<const int> fds = {});
 
   // Reads whatever is there (non-blocking if the socket is): responses are
-  // kept for TakeResponse, events for TakeEvent. UNAVAILABLE when the VMM
-  // closed the channel.
+  // kept for TakeResponse, events for TakeEvent. A malformed message (bad
+  // framing, a payload that does not parse, an unknown kind) is dropped and
+  // counted, and reading goes on: the channel stays usable. UNAVAILABLE
+  // when the VMM closed the channel; other errors are the socket's.
   absl::Status ReadAvailable();
+  // Messages dropped as malformed so far, and what was wrong with the last.
+  uint64_t malformed() const { return malformed_; }
+  const std::string& last_malformed() const { return last_malformed_; }
   std::optional<control::Response> TakeResponse(uint64_t id);
   std::optional<control::Event> TakeEvent();
 
@@ -54,6 +60,8 @@ class VmmConnection {
   std::map<uint64_t, control::Response> responses_;
   std::deque<control::Event> events_;
   bool closed_ = false;
+  uint64_t malformed_ = 0;
+  std::string last_malformed_;
 };
 
 }  // namespace hearth::agent

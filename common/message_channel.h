@@ -52,7 +52,8 @@ class MessageChannel {
 
   // Receives one message. Returns nullopt when the peer has closed the
   // channel. A malformed datagram (bad magic, other version, truncated,
-  // oversize, fd count mismatch) is consumed and reported as an error whose
+  // oversize, fd count mismatch) is consumed and reported as
+  // INVALID_ARGUMENT (FAILED_PRECONDITION for another version) whose
   // message says what was wrong; its fds are closed and the channel stays
   // usable for the next message. On a non-blocking socket with nothing
   // pending the error is UNAVAILABLE.
