@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <linux/if_tun.h>
 #include <net/if.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/ioctl.h>
@@ -123,6 +124,28 @@ uint64_t ProcessStartTime(pid_t pid) {
   // After the command: state is field 3; starttime is field 22.
   if (fields.size() > 19) (void)absl::SimpleAtoi(fields[19], &start);
   return start;
+}
+
+// Ends a VMM the agent cannot drive, so that it does not run on
+// unsupervised: SIGKILL through `pidfd` when there is one (no pid reuse
+// between the caller's check and the signal), else by pid, then waits up to
+// 5 s for it to be gone so that its cgroups can be removed. A child of this
+// agent is reaped.
+void KillVmm(pid_t pid, int pidfd, bool child) {
+  if (pidfd < 0 || ::syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0) < 0) {
+    ::kill(pid, SIGKILL);
+  }
+  if (child) {
+    (void)RetryOnEintr([&] { return ::waitpid(pid, nullptr, 0); });
+    return;
+  }
+  absl::Time deadline = absl::Now() + absl::Seconds(5);
+  if (pidfd >= 0) {
+    struct pollfd exited = {pidfd, POLLIN, 0};
+    (void)RetryOnEintr([&] { return ::poll(&exited, 1, 5000); });
+    return;
+  }
+  while (::kill(pid, 0) == 0 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(5));
 }
 
 std::string ReadTail(const std::string& path, size_t max) {
@@ -663,6 +686,7 @@ absl::Status VmManager::SpawnVmm(VmEntry* entry) {
   if (rc != 0) return ErrnoStatus(rc, absl::StrCat("spawning ", options_.jailer_path));
 
   int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  int pidfd_errno = errno;
   entry->record.set_pid(pid);
   entry->record.set_pid_start_time(ProcessStartTime(pid));
   entry->record.set_uid(jailed ? uid : ::geteuid());
@@ -678,11 +702,18 @@ absl::Status VmManager::SpawnVmm(VmEntry* entry) {
   entry->process.emplace();
   entry->process->pid = pid;
   entry->process->connection = std::make_unique<VmmConnection>(MessageChannel(std::move(agent_end)));
-  if (pidfd >= 0) WatchProcess(entry, pidfd);
   std::string id = vm_id;
-  RETURN_IF_ERROR(loop_->Add(entry->process->connection->fd(),
-                             [this, id](uint32_t) { OnControlReadable(id); }));
-  return absl::OkStatus();
+  absl::Status watched = pidfd >= 0 ? absl::OkStatus() : ErrnoStatus(pidfd_errno, "pidfd_open of the VMM");
+  if (watched.ok()) {
+    WatchProcess(entry, pidfd);
+    watched = loop_->Add(entry->process->connection->fd(),
+                         [this, id](uint32_t) { OnControlReadable(id); });
+  }
+  if (!watched.ok()) {  // unsupervised, it would run on unseen: end it now
+    KillVmm(pid, pidfd, /*child=*/true);
+    CleanUpProcess(entry);
+  }
+  return watched;
 }
 
 void VmManager::WatchProcess(VmEntry* entry, int pidfd) {
@@ -706,22 +737,33 @@ void VmManager::Reattach(VmEntry* entry) {
     fail("the VMM exited while the agent was down");
     return;
   }
+  // The VMM runs (its start time matches). One the agent cannot supervise
+  // or reach is ended rather than left running on its own.
+  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
   UniqueFd socket(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
   std::string path = record.run_dir() + "/control.sock";
   sockaddr_un address = {};
   address.sun_family = AF_UNIX;
   std::strncpy(address.sun_path, path.c_str(), sizeof(address.sun_path) - 1);
-  if (!socket.valid() || ::connect(socket.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)) < 0) {
-    fail(absl::StrCat("cannot re-attach to the VMM (pid ", pid, ") at ", path, ": ",
-                      std::strerror(errno)));
+  std::string unreachable;
+  if (!pidfd.valid()) {
+    unreachable = absl::StrCat("cannot supervise the VMM (pid ", pid, "): pidfd_open: ",
+                               std::strerror(errno));
+  } else if (!socket.valid() || ::connect(socket.get(), reinterpret_cast<sockaddr*>(&address),
+                                          sizeof(address)) < 0) {
+    unreachable = absl::StrCat("cannot re-attach to the VMM (pid ", pid, ") at ", path, ": ",
+                               std::strerror(errno));
+  }
+  if (!unreachable.empty()) {
+    KillVmm(pid, pidfd.get(), /*child=*/false);
+    fail(unreachable + "; the VMM was killed");
     return;
   }
   entry->process.emplace();
   entry->process->pid = pid;
   entry->process->child = false;
   entry->process->connection = std::make_unique<VmmConnection>(MessageChannel(std::move(socket)));
-  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-  if (pidfd >= 0) WatchProcess(entry, pidfd);
+  WatchProcess(entry, pidfd.Release());
   std::string id = entry->id();
   (void)loop_->Add(entry->process->connection->fd(), [this, id](uint32_t) { OnControlReadable(id); });
   LOG(INFO) << "vm " << id << ": re-attaching to the VMM, pid " << pid;

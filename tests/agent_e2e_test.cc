@@ -633,8 +633,11 @@ TEST_F(AgentTest, RestartedAgentReattachesToTheRunningGuest) {
   ASSERT_TRUE(CreateVm(stub(), "survivor", IdleConfig(*agent_), true, nullptr, {{"k", "v"}}).ok());
   ASSERT_TRUE(CreateVm(stub(), "doomed", IdleConfig(*agent_), true).ok());
   ASSERT_TRUE(CreateVm(stub(), "waiting", api::VmConfig(), false).ok());
+  ASSERT_TRUE(CreateVm(stub(), "unreachable", IdleConfig(*agent_), true).ok());
   uint64_t before;
   pid_t pid, doomed_pid;
+  pid_t unreachable_pid = GetVm(stub(), "unreachable").status().vmm_pid();
+  std::vector<std::string> unreachable_cgroups = CgroupDirs(*agent_, "unreachable");
   {
     Console console(stub(), "survivor", true);
     ASSERT_TRUE(console.WaitFor("idle: tick 2")) << console.text();
@@ -644,10 +647,12 @@ TEST_F(AgentTest, RestartedAgentReattachesToTheRunningGuest) {
   }
   uint64_t version = GetVm(stub(), "survivor").resource_version();
 
-  // The agent dies without warning; one VMM dies while it is away.
+  // The agent dies without warning; one VMM dies while it is away, and
+  // another's re-attach socket is removed (it cannot be driven any more).
   agent_->Stop(SIGKILL);
   EXPECT_TRUE(ProcessAlive(pid)) << "a VMM outlives its agent";
   ::kill(doomed_pid, SIGKILL);
+  ASSERT_EQ(::unlink(absl::StrCat(agent_->dir(), "/run/vms/unreachable/control.sock").c_str()), 0);
   absl::SleepFor(absl::Milliseconds(500));
   StartAgent();
 
@@ -660,6 +665,11 @@ TEST_F(AgentTest, RestartedAgentReattachesToTheRunningGuest) {
   EXPECT_TRUE(absl::StrContains(GetVm(stub(), "doomed").status().reason(), "agent was down"))
       << GetVm(stub(), "doomed").status().reason();
   EXPECT_EQ(GetVm(stub(), "waiting").state(), api::VM_STATE_CONFIGURING);
+  // A VMM the agent cannot reach is ended, not left running unsupervised.
+  ASSERT_TRUE(WaitForState(stub(), "unreachable", api::VM_STATE_FAILED));
+  EXPECT_TRUE(absl::StrContains(GetVm(stub(), "unreachable").status().reason(),
+                                "cannot re-attach"))
+      << GetVm(stub(), "unreachable").status().reason();
 
   // Resource versions never go back.
   api::ListVmsResponse list;
@@ -688,11 +698,12 @@ TEST_F(AgentTest, RestartedAgentReattachesToTheRunningGuest) {
   Console waiting(stub(), "waiting", true);
   ASSERT_TRUE(waiting.WaitFor("idle: ready")) << waiting.text();
 
-  for (const char* id : {"survivor", "doomed", "waiting"}) {
+  for (const char* id : {"survivor", "doomed", "waiting", "unreachable"}) {
     ASSERT_TRUE(DeleteVm(stub(), id, true).ok()) << id;
   }
   ExpectNothingLeft(*agent_, "survivor", pid, cgroups);
   ExpectNothingLeft(*agent_, "doomed", doomed_pid, {});
+  ExpectNothingLeft(*agent_, "unreachable", unreachable_pid, unreachable_cgroups);
 }
 
 // Garbage in, the right code out, and the agent stays healthy.
