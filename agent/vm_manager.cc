@@ -1093,17 +1093,22 @@ void VmManager::CleanUpProcess(VmEntry* entry) {
 // ----------------------------------------------------------------------------
 // Booting and running.
 
-void VmManager::WriteCgroupLimits(VmEntry* entry) {
-  // The spec may have changed since the jailer set the limits.
+absl::Status VmManager::WriteCgroupLimits(VmEntry* entry) {
+  // The spec may have changed since the jailer set the limits. Each file
+  // is in the one hierarchy of the VM's that has its controller.
   for (const auto& [file, value] :
        CgroupSettings(entry->vm()->spec(), cgroup_version_, options_.vmm_overhead_mib)) {
     for (const std::string& dir : entry->record.cgroup_dirs()) {
       std::string path = absl::StrCat(dir, "/", file);
       if (::access(path.c_str(), F_OK) != 0) continue;
-      std::ofstream out(path);
-      out << value;
+      absl::Status written = WriteControlFile(path, value);
+      if (!written.ok()) {
+        return absl::Status(written.code(),
+                            absl::StrCat("setting the VM's cgroup limits: ", written.message()));
+      }
     }
   }
+  return absl::OkStatus();
 }
 
 absl::Status VmManager::OpenBootResources(VmEntry* entry, control::FdMap* map,
@@ -1213,7 +1218,8 @@ void VmManager::InstanceStart(const std::string& vm_id, Done<api::Vm> done) {
     UniqueFd console;
     absl::Status opened = OpenBootResources(entry, boot->mutable_fds(), &fds, &console, true);
     if (!opened.ok()) return done(opened);  // still CONFIGURING: the client can fix it
-    WriteCgroupLimits(entry);
+    absl::Status limited = WriteCgroupLimits(entry);
+    if (!limited.ok()) return done(limited);
     entry->start_requested = absl::Now();
     entry->process->console = std::move(console);
     std::string id = vm_id;
@@ -1720,7 +1726,11 @@ void VmManager::RestoreInto(const std::string& vm_id, const api::SnapshotLoadPar
   fds.push_back(std::move(*state_file));
   load->mutable_fds()->set_snapshot_memory(static_cast<int32_t>(fds.size()));
   fds.push_back(std::move(*memory_file));
-  WriteCgroupLimits(entry);
+  absl::Status limited = WriteCgroupLimits(entry);
+  if (!limited.ok()) {
+    *entry->vm()->mutable_spec() = previous;
+    return done(limited);
+  }
   entry->start_requested = absl::Now();
   entry->process->console = std::move(console);
   std::string id = vm_id;

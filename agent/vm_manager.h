@@ -207,7 +207,8 @@ class VmManager {
   void RestoreInto(const std::string& vm_id, const hearth::v1::SnapshotLoadParams& params,
                    std::vector<hearth::v1::DriveOverride> drive_overrides,
                    Done<hearth::v1::Vm> done);
-  void WriteCgroupLimits(VmEntry* entry);
+  // The cgroup limits of the VM's current spec (memory, CPU, pids).
+  absl::Status WriteCgroupLimits(VmEntry* entry);
   void ChangeRunState(const std::string& vm_id, const std::string& state,
                       Done<hearth::v1::Vm> done);
   void ConnectVsock(VmEntry* entry, uint64_t request_id, uint32_t port);

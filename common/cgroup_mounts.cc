@@ -1,7 +1,13 @@
 #include "common/cgroup_mounts.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/errno_status.h"
+#include "common/unique_fd.h"
 
 namespace hearth {
 
@@ -46,6 +52,17 @@ const CgroupMount* FindCgroupV2(const std::vector<CgroupMount>& mounts) {
     if (mount.v2) return &mount;
   }
   return nullptr;
+}
+
+absl::Status WriteControlFile(const std::string& path, const std::string& contents) {
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  if (!fd.valid()) return ErrnoStatus(absl::StrCat("open ", path));
+  ssize_t n = RetryOnEintr([&] { return ::write(fd.get(), contents.data(), contents.size()); });
+  if (n < 0) return ErrnoStatus(absl::StrCat("write \"", contents, "\" to ", path));
+  if (static_cast<size_t>(n) != contents.size()) {
+    return absl::DataLossError(absl::StrCat("short write to ", path));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace hearth

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
+
 namespace hearth {
 
 struct CgroupMount {
@@ -23,6 +25,11 @@ std::vector<CgroupMount> ParseCgroupMounts(const std::string& mounts);
 const CgroupMount* FindCgroupV1(const std::vector<CgroupMount>& mounts,
                                 const std::string& controller);
 const CgroupMount* FindCgroupV2(const std::vector<CgroupMount>& mounts);
+
+// Writes `contents` to an existing cgroup control file (a limit, tasks,
+// cgroup.procs) in one write(2), as the kernel wants it; the error names the
+// file and the value.
+absl::Status WriteControlFile(const std::string& path, const std::string& contents);
 
 }  // namespace hearth
 

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/cgroup_mounts.h"
 #include "common/errno_status.h"
 #include "common/status_macros.h"
 #include "common/unique_fd.h"
@@ -26,14 +27,7 @@ absl::StatusOr<std::string> HostFilesystem::ReadFile(const std::string& path) {
 }
 
 absl::Status HostFilesystem::WriteFile(const std::string& path, const std::string& contents) {
-  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
-  if (!fd.valid()) return ErrnoStatus(absl::StrCat("open ", path));
-  ssize_t n = RetryOnEintr([&] { return ::write(fd.get(), contents.data(), contents.size()); });
-  if (n < 0) return ErrnoStatus(absl::StrCat("write \"", contents, "\" to ", path));
-  if (static_cast<size_t>(n) != contents.size()) {
-    return absl::DataLossError(absl::StrCat("short write to ", path));
-  }
-  return absl::OkStatus();
+  return WriteControlFile(path, contents);
 }
 
 absl::Status HostFilesystem::MakeDirectory(const std::string& path, mode_t mode) {

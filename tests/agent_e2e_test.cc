@@ -20,6 +20,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
@@ -360,6 +361,68 @@ TEST_F(AgentTest, ConfigureStartConsolePauseResumeCtrlAltDelDelete) {
   EXPECT_FALSE(deleted);
   ExpectNothingLeft(*agent_, "life", vmm_pid, cgroups);
   EXPECT_TRUE(Exists(disk)) << "the agent never removes client files";
+}
+
+// A limit file of the VM's cgroups ("" if no hierarchy of it has one).
+std::string CgroupFile(const std::string& id, const std::string& file) {
+  for (const std::string& dir : Agent::TestCgroups(id)) {
+    absl::StatusOr<std::string> text = ReadFile(dir + "/" + file);
+    if (text.ok()) return std::string(absl::StripAsciiWhitespace(*text));
+  }
+  return "";
+}
+
+// The cgroup limits follow a spec changed after CreateVm (the jailer set
+// the first ones), and a limit the host refuses stops the start with a
+// message instead of booting the VM without it.
+TEST_F(AgentTest, CgroupLimitsFollowTheSpecOrStopTheStart) {
+  if (!agent_->jailed()) {
+    PrintSkipped("cgroup limits: VMMs run without a jail here");
+    return;
+  }
+  ASSERT_TRUE(CreateVm(stub(), "lim", IdleConfig(*agent_, 32), false).ok());
+  // The jailer makes the cgroups while CreateVm has already answered.
+  absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (CgroupFile("lim", "memory.limit_in_bytes").empty() &&
+         CgroupFile("lim", "memory.max").empty() && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  std::string file = CgroupFile("lim", "memory.limit_in_bytes").empty() ? "memory.max"
+                                                                         : "memory.limit_in_bytes";
+  uint64_t before = 0, after = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(CgroupFile("lim", file), &before)) << file;
+  api::PatchMachineConfigRequest grow;
+  grow.set_vm_id("lim");
+  grow.mutable_machine_config()->set_mem_size_mib(64);
+  ASSERT_TRUE(Invoke(stub(), &api::Hearth::Stub::PatchMachineConfig, grow).ok());
+  ASSERT_TRUE(Action(stub(), "lim", "InstanceStart").ok());
+  ASSERT_TRUE(absl::SimpleAtoi(CgroupFile("lim", file), &after)) << file;
+  EXPECT_EQ(after - before, 32u << 20) << "the memory limit follows mem_size_mib";
+  ASSERT_TRUE(DeleteVm(stub(), "lim", true).ok());
+
+  // cgroup v1 refuses a child CPU quota above its parent's.
+  std::string parent_quota;
+  for (const std::string& dir : Agent::TestCgroups()) {
+    if (Exists(dir + "/cpu.cfs_quota_us")) parent_quota = dir + "/cpu.cfs_quota_us";
+  }
+  if (parent_quota.empty()) {
+    PrintSkipped("refused cgroup limit: no cgroup v1 cpu hierarchy on this host");
+    return;
+  }
+  ASSERT_TRUE(CreateVm(stub(), "capped", IdleConfig(*agent_, 32), false).ok());
+  ASSERT_TRUE(WriteFile(parent_quota, "100000").ok());  // one CPU for all the VMs
+  api::PatchMachineConfigRequest two;
+  two.set_vm_id("capped");
+  two.mutable_machine_config()->set_vcpu_count(2);
+  ASSERT_TRUE(Invoke(stub(), &api::Hearth::Stub::PatchMachineConfig, two).ok());
+  grpc::Status start = Action(stub(), "capped", "InstanceStart");
+  EXPECT_FALSE(start.ok());
+  EXPECT_TRUE(absl::StrContains(start.error_message(), "setting the VM's cgroup limits"))
+      << start.error_message();
+  EXPECT_TRUE(absl::StrContains(start.error_message(), "cpu.cfs_quota_us")) << start.error_message();
+  EXPECT_EQ(GetVm(stub(), "capped").state(), api::VM_STATE_CONFIGURING);
+  ASSERT_TRUE(DeleteVm(stub(), "capped", true).ok());
+  ASSERT_TRUE(WriteFile(parent_quota, "-1").ok());
 }
 
 // The balloon calls: what is missing (the device, statistics) is named
