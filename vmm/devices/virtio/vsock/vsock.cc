@@ -302,6 +302,13 @@ void Vsock::WriteToHost(const Key& key, Connection* connection) {
     connection->fwd_cnt += static_cast<uint32_t>(n);
     metrics_.write_bytes.Add(static_cast<uint64_t>(n));
   }
+  if (connection->to_host.empty() && connection->guest_done) {
+    Close(key, true);
+    return;
+  }
+  if (connection->to_host.empty() && connection->guest_sent_all) {
+    ::shutdown(connection->socket.get(), SHUT_WR);
+  }
   // Tell the guest about freed buffer space before it runs out of credit.
   if (connection->fwd_cnt - connection->last_fwd_cnt_sent >= kBufAlloc / 4) {
     QueueControl(key, kVsockOpCreditUpdate);
@@ -413,15 +420,14 @@ void Vsock::HandlePacket(const VsockPacket& packet, const DescriptorChain& chain
       Close(key, false);
       return;
     case kVsockOpShutdown:
-      if ((h.flags & kVsockShutdownRcv) && (h.flags & kVsockShutdownSend)) {
-        Close(key, true);  // both directions done: finish with RST
-        return;
-      }
-      if ((h.flags & kVsockShutdownSend) && connection.to_host.empty()) {
-        ::shutdown(connection.socket.get(), SHUT_WR);
-      }
+      // What the guest sent before reaches the host first (WriteToHost
+      // finishes the shutdown when to_host is empty).
+      if (h.flags & kVsockShutdownSend) connection.guest_sent_all = true;
       if (h.flags & kVsockShutdownRcv) connection.host_eof = true;
-      UpdateInterest(key, &connection);
+      if ((h.flags & kVsockShutdownRcv) && (h.flags & kVsockShutdownSend)) {
+        connection.guest_done = true;  // both directions done: finish with RST
+      }
+      WriteToHost(key, &connection);
       return;
     case kVsockOpRw: {
       if (connection.state != Connection::State::kEstablished) {

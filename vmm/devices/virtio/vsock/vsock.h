@@ -108,6 +108,11 @@ class Vsock : public VirtioDevice {
     bool readable = false;           // socket has data for the guest
     bool credit_requested = false;
     bool host_eof = false;
+    // The guest shut down its sending side (SHUTDOWN with SEND): the host
+    // socket is shut for writing once to_host is flushed; with both sides
+    // shut down the connection then ends with RST.
+    bool guest_sent_all = false;
+    bool guest_done = false;
     uint32_t watched_events = 0;
   };
   // A connection accepted on the listener, before its "CONNECT <port>\n".

@@ -43,10 +43,14 @@ class FakeConnector : public VsockConnector {
     }
     int fds[2];
     ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
+    if (send_buffer > 0) {  // the device's end takes only this much at once
+      ASSERT_EQ(::setsockopt(fds[0], SOL_SOCKET, SO_SNDBUF, &send_buffer, sizeof(send_buffer)), 0);
+    }
     host_ends.emplace_back(fds[1]);
     done(UniqueFd(fds[0]));
   }
   bool refuse = false;
+  int send_buffer = 0;
   std::vector<uint32_t> ports;
   std::vector<UniqueFd> host_ends;
 };
@@ -342,6 +346,52 @@ TEST_F(VsockTest, GuestShutdownOfItsSendSideIsEofForTheHost) {
   ASSERT_EQ(packets.size(), 1u);
   EXPECT_EQ(packets[0].header.op, kVsockOpRst);
   EXPECT_EQ(vsock->connection_count(), 0u);
+}
+
+// The guest's data still waiting for the host socket when it shuts down
+// reaches the host before the EOF (SEND) or the RST (both directions).
+TEST_F(VsockTest, GuestShutdownComesAfterItsDataReachedTheHost) {
+  Start();
+  connector->send_buffer = 4096;
+  for (uint32_t flags : {kVsockShutdownSend, kVsockShutdownSend | kVsockShutdownRcv}) {
+    SCOPED_TRACE(flags);
+    int host = Connect();
+    uint64_t written_before = vsock->metrics().write_bytes.Get();
+    std::string sent;
+    for (int i = 0; i < 16; ++i) {
+      std::string chunk(4096, static_cast<char>('a' + i));
+      Transmit(FromGuest(kVsockOpRw, kGuestPort, kHostPort, 4096), chunk);
+      sent += chunk;
+    }
+    ASSERT_LT(vsock->metrics().write_bytes.Get() - written_before, sent.size())
+        << "the socket took everything at once: nothing would wait in the device";
+    VsockHeader shutdown = FromGuest(kVsockOpShutdown);
+    shutdown.flags = flags;
+    Transmit(shutdown);
+    std::string got;
+    bool eof = RunUntil([&] {
+      for (;;) {
+        std::string r = Receive(host);
+        if (r == "<EAGAIN>") return false;
+        if (r.empty()) return true;
+        got += r;
+      }
+    });
+    EXPECT_TRUE(eof);
+    EXPECT_EQ(got.size(), sent.size());
+    EXPECT_TRUE(got == sent);
+    std::vector<RxPacket> packets = TakeRx();
+    bool rst = false;
+    for (const RxPacket& p : packets) rst |= p.header.op == kVsockOpRst;
+    if (flags & kVsockShutdownRcv) {
+      EXPECT_TRUE(rst) << "both directions done: RST";
+      EXPECT_EQ(vsock->connection_count(), 0u);
+    } else {
+      EXPECT_FALSE(rst);
+      EXPECT_EQ(vsock->connection_count(), 1u);
+      Transmit(FromGuest(kVsockOpRst));  // end it for the next round
+    }
+  }
 }
 
 TEST_F(VsockTest, GuestRstClosesTheHostSocketWithoutAReply) {
