@@ -208,16 +208,21 @@ void Net::ProcessRx() {
   if (!active_.has_value()) return;
   Queue& queue = *active_->queues[kRxQueue];
   bool used_any = false;
+  // A received frame goes to the guest (also one the rate limiter held).
+  auto publish = [&](uint16_t head, uint32_t length) {
+    (void)queue.AddUsed(head, length);
+    metrics_.rx_frames.Add();
+    metrics_.requests.Add();
+    metrics_.read_bytes.Add(length);
+    used_any = true;
+  };
   if (pending_rx_.has_value()) {
     if (!rx_limiter_->ConsumeRequest(pending_rx_->length)) {
       WatchTap(false);
       return;
     }
-    (void)queue.AddUsed(pending_rx_->head, pending_rx_->length);
-    metrics_.rx_frames.Add();
-    metrics_.read_bytes.Add(pending_rx_->length);
+    publish(pending_rx_->head, pending_rx_->length);
     pending_rx_.reset();
-    used_any = true;
   }
   bool keep_watching = true;
   while (true) {
@@ -268,11 +273,7 @@ void Net::ProcessRx() {
       keep_watching = false;
       break;
     }
-    (void)queue.AddUsed(chain.head, length);
-    metrics_.rx_frames.Add();
-    metrics_.requests.Add();
-    metrics_.read_bytes.Add(length);
-    used_any = true;
+    publish(chain.head, length);
   }
   WatchTap(keep_watching);
   if (used_any) SignalUsed(&*active_, &queue, &metrics_);

@@ -255,6 +255,9 @@ TEST_F(NetTest, RxRateLimiterDefersPublishingUntilItsTimer) {
   std::vector<UsedElement> used = rx->TakeUsed();
   ASSERT_EQ(used.size(), 2u);
   EXPECT_EQ(used[1].length, kVnetHeaderSize + 6);
+  // The held frame counts like any other.
+  EXPECT_EQ(net->metrics().rx_frames.Get(), 2u);
+  EXPECT_EQ(net->metrics().requests.Get(), 2u);
 }
 
 TEST_F(NetTest, ResetStopsBothDirections) {
