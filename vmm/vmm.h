@@ -41,6 +41,9 @@
 
 namespace hearth::vmm {
 
+// hearth-vmm's version: in the Ready event, GetInfo and every snapshot.
+inline constexpr char kVmmVersion[] = "0.1.0";
+
 // How the guest ended.
 struct VmOutcome {
   enum class Kind { kReset, kPowerOff, kTripleFault, kError, kStopped };

@@ -36,7 +36,6 @@
 namespace hearth::vmm {
 
 inline constexpr uint32_t kControlProtocolVersion = 1;
-inline constexpr char kVmmVersion[] = "0.1.0";
 
 // What the agent asked the VMM to start: a fresh boot, or a snapshot to
 // restore (then `config` holds only the devices' files).

@@ -21,8 +21,6 @@ namespace {
 namespace v1 = ::hearth::vmm::v1;
 using vmm::Vmm;
 
-constexpr char kVmmVersion[] = "0.1.0";
-
 // KVM structures travel as their raw bytes; a size that differs from this
 // host's struct means another kernel ABI, refused rather than guessed at.
 template <typename T>
@@ -170,7 +168,7 @@ absl::StatusOr<CreateStats> CreateSnapshot(Vmm* vmm, v1::VmSnapshot::MemoryKind 
   absl::Time start = absl::Now();
   const Vmm::Parts& parts = vmm->parts();
   v1::VmSnapshot state;
-  state.set_vmm_version(kVmmVersion);
+  state.set_vmm_version(vmm::kVmmVersion);
   *state.mutable_config() = parts.api_config;
   state.set_memory_kind(kind);
   for (const v1::MemoryRegion& region : MemoryLayout(*parts.memory)) *state.add_memory() = region;

@@ -321,7 +321,6 @@ absl::Status MmioTransport::RestoreState(const hearth::vmm::v1::VirtioState& sta
     device_features_sel_ = state.device_features_sel();
     driver_features_sel_ = state.driver_features_sel();
     queue_sel_ = state.queue_sel();
-    std::vector<uint16_t> max = device_->queue_max_sizes();
     for (size_t i = 0; i < queue_count_; ++i) {
       const hearth::vmm::v1::QueueState& q = state.queues(static_cast<int>(i));
       if (q.size() > 0xffff) return absl::InvalidArgumentError(absl::StrCat(name, ": queue size"));
