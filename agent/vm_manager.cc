@@ -84,9 +84,8 @@ struct VmManager::VmEntry {
 
 namespace {
 
-// How long a VMM may take to answer a request; snapshots write or map all
-// of guest memory and get longer.
-constexpr absl::Duration kCallTimeout = absl::Seconds(30);
+// Snapshots write or map all of guest memory: they get longer than
+// kCallTimeout.
 constexpr absl::Duration kSnapshotCallTimeout = absl::Minutes(10);
 
 google::protobuf::Timestamp Now() {

@@ -192,10 +192,12 @@ class VmManager {
                std::string what, hearth::vmm::v1::Request request,
                std::function<void(absl::Status)> fail,
                std::function<void(VmEntry*, const hearth::vmm::v1::Response&)> then);
+  // How long a VMM may take to answer a request.
+  static constexpr absl::Duration kCallTimeout = absl::Seconds(30);
   // Sends a request; `done` gets the response (or why there is none).
   void Call(VmEntry* entry, hearth::vmm::v1::Request request, std::vector<UniqueFd> fds,
             std::function<void(absl::StatusOr<hearth::vmm::v1::Response>)> done,
-            absl::Duration timeout = absl::Seconds(30));
+            absl::Duration timeout = kCallTimeout);
   // Fails the requests whose VMM has not answered by their deadline.
   void ExpireCalls();
   // The files, taps and sockets of the VM's spec as fds for the VMM, and a

@@ -61,7 +61,6 @@ class MessageChannel {
 
   int fd() const { return socket_.get(); }
   bool valid() const { return socket_.valid(); }
-  UniqueFd ReleaseSocket() { return std::move(socket_); }
 
   // Exposed for tests and fuzzers: header encoding and validation.
   static std::string EncodeHeader(uint16_t version, uint16_t kind,

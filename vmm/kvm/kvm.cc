@@ -115,11 +115,6 @@ absl::StatusOr<Kvm> Kvm::FromFd(UniqueFd fd) {
   return Kvm(std::move(fd));
 }
 
-int Kvm::CheckExtension(long capability) const {
-  int rc = ::ioctl(fd_.get(), KVM_CHECK_EXTENSION, capability);
-  return rc < 0 ? 0 : rc;
-}
-
 absl::StatusOr<size_t> Kvm::VcpuMmapSize() const {
   ASSIGN_OR_RETURN(int size, Ioctl(fd_.get(), KVM_GET_VCPU_MMAP_SIZE,
                                    "KVM_GET_VCPU_MMAP_SIZE", 0));
@@ -222,26 +217,10 @@ absl::Status Vm::RegisterIoEventFd(int eventfd, uint64_t address,
   return HEARTH_IOCTL(fd_.get(), KVM_IOEVENTFD, &io).status();
 }
 
-absl::Status Vm::UnregisterIoEventFd(int eventfd, uint64_t address,
-                                     uint32_t length, bool pio,
-                                     std::optional<uint64_t> datamatch) const {
-  kvm_ioeventfd io = MakeIoEventFd(eventfd, address, length, pio, datamatch);
-  io.flags |= KVM_IOEVENTFD_FLAG_DEASSIGN;
-  return HEARTH_IOCTL(fd_.get(), KVM_IOEVENTFD, &io).status();
-}
-
 absl::Status Vm::RegisterIrqFd(int eventfd, uint32_t gsi) const {
   kvm_irqfd irqfd = {};
   irqfd.fd = static_cast<uint32_t>(eventfd);
   irqfd.gsi = gsi;
-  return HEARTH_IOCTL(fd_.get(), KVM_IRQFD, &irqfd).status();
-}
-
-absl::Status Vm::UnregisterIrqFd(int eventfd, uint32_t gsi) const {
-  kvm_irqfd irqfd = {};
-  irqfd.fd = static_cast<uint32_t>(eventfd);
-  irqfd.gsi = gsi;
-  irqfd.flags = KVM_IRQFD_FLAG_DEASSIGN;
   return HEARTH_IOCTL(fd_.get(), KVM_IRQFD, &irqfd).status();
 }
 
@@ -310,9 +289,6 @@ absl::StatusOr<kvm_sregs> Vcpu::GetSregs() const {
 absl::Status Vcpu::SetSregs(const kvm_sregs& sregs) const {
   return SetStruct(fd_.get(), KVM_SET_SREGS, "KVM_SET_SREGS", sregs);
 }
-absl::StatusOr<kvm_fpu> Vcpu::GetFpu() const {
-  return GetStruct<kvm_fpu>(fd_.get(), KVM_GET_FPU, "KVM_GET_FPU");
-}
 absl::Status Vcpu::SetFpu(const kvm_fpu& fpu) const {
   return SetStruct(fd_.get(), KVM_SET_FPU, "KVM_SET_FPU", fpu);
 }
@@ -324,27 +300,6 @@ absl::Status Vcpu::SetCpuid(const CpuidEntries& entries) const {
               entries.size() * sizeof(kvm_cpuid_entry2));
   return IoctlPtr(fd_.get(), kSetCpuid2, "KVM_SET_CPUID2", buffer.header())
       .status();
-}
-
-absl::StatusOr<std::vector<MsrEntry>> Vcpu::GetMsrs(
-    absl::Span<const uint32_t> indices) const {
-  FlexibleArray<MsrsHeader, kvm_msr_entry> buffer(indices.size());
-  buffer.header()->nmsrs = static_cast<uint32_t>(indices.size());
-  for (size_t i = 0; i < indices.size(); ++i) {
-    buffer.entries()[i].index = indices[i];
-  }
-  ASSIGN_OR_RETURN(int read, IoctlPtr(fd_.get(), kGetMsrs, "KVM_GET_MSRS",
-                                      buffer.header()));
-  if (static_cast<size_t>(read) != indices.size()) {
-    return absl::InternalError(absl::StrCat(
-        "KVM_GET_MSRS read ", read, " of ", indices.size(), " MSRs; MSR 0x",
-        absl::Hex(indices[static_cast<size_t>(read)]), " failed"));
-  }
-  std::vector<MsrEntry> msrs;
-  for (size_t i = 0; i < indices.size(); ++i) {
-    msrs.push_back({buffer.entries()[i].index, buffer.entries()[i].data});
-  }
-  return msrs;
 }
 
 absl::StatusOr<std::vector<MsrEntry>> Vcpu::GetMsrsPrefix(

@@ -44,7 +44,6 @@ class Kvm {
   // Takes an already open /dev/kvm descriptor and checks the API version.
   static absl::StatusOr<Kvm> FromFd(UniqueFd fd);
 
-  int CheckExtension(long capability) const;
   absl::StatusOr<size_t> VcpuMmapSize() const;
   absl::StatusOr<CpuidEntries> SupportedCpuid() const;
   // MSR indices KVM can save and restore (KVM_GET_MSR_INDEX_LIST).
@@ -76,12 +75,8 @@ class Vm {
   absl::Status RegisterIoEventFd(int eventfd, uint64_t address,
                                  uint32_t length, bool pio,
                                  std::optional<uint64_t> datamatch) const;
-  absl::Status UnregisterIoEventFd(int eventfd, uint64_t address,
-                                   uint32_t length, bool pio,
-                                   std::optional<uint64_t> datamatch) const;
   // A write to `eventfd` injects an edge on `gsi`.
   absl::Status RegisterIrqFd(int eventfd, uint32_t gsi) const;
-  absl::Status UnregisterIrqFd(int eventfd, uint32_t gsi) const;
   // Pages written by the guest in `slot` since the last call (bit per page).
   absl::StatusOr<std::vector<uint64_t>> GetDirtyLog(uint32_t slot,
                                                     uint64_t size) const;
@@ -114,11 +109,8 @@ class Vcpu {
   absl::Status SetRegs(const kvm_regs& regs) const;
   absl::StatusOr<kvm_sregs> GetSregs() const;
   absl::Status SetSregs(const kvm_sregs& sregs) const;
-  absl::StatusOr<kvm_fpu> GetFpu() const;
   absl::Status SetFpu(const kvm_fpu& fpu) const;
   absl::Status SetCpuid(const CpuidEntries& entries) const;
-  absl::StatusOr<std::vector<MsrEntry>> GetMsrs(
-      absl::Span<const uint32_t> indices) const;
   absl::Status SetMsrs(absl::Span<const MsrEntry> msrs) const;
   // Reads MSRs in order until KVM refuses one: the ones read (a prefix of
   // `indices`).
