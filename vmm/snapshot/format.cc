@@ -96,7 +96,7 @@ absl::StatusOr<hearth::vmm::v1::VmSnapshot> ReadStateFile(int fd) {
   return DecodeState(bytes);
 }
 
-absl::Status WriteStateFile(int fd, const hearth::vmm::v1::VmSnapshot& state) {
+absl::StatusOr<size_t> WriteStateFile(int fd, const hearth::vmm::v1::VmSnapshot& state) {
   std::string bytes = EncodeState(state);
   if (::ftruncate(fd, 0) < 0) return ErrnoStatus("truncate snapshot state");
   size_t done = 0;
@@ -106,7 +106,7 @@ absl::Status WriteStateFile(int fd, const hearth::vmm::v1::VmSnapshot& state) {
     if (n < 0) return ErrnoStatus("write snapshot state");
     done += static_cast<size_t>(n);
   }
-  return absl::OkStatus();
+  return bytes.size();
 }
 
 }  // namespace hearth::snapshot

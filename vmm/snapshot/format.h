@@ -30,8 +30,8 @@ absl::StatusOr<hearth::vmm::v1::VmSnapshot> DecodeState(absl::string_view file);
 
 // Reads a whole state file from `fd` (from offset 0) and decodes it.
 absl::StatusOr<hearth::vmm::v1::VmSnapshot> ReadStateFile(int fd);
-// Writes `state` to `fd` (truncating it first).
-absl::Status WriteStateFile(int fd, const hearth::vmm::v1::VmSnapshot& state);
+// Writes `state` to `fd` (truncating it first); returns the bytes written.
+absl::StatusOr<size_t> WriteStateFile(int fd, const hearth::vmm::v1::VmSnapshot& state);
 
 uint64_t Fnv1a64(absl::string_view data);
 

@@ -211,9 +211,7 @@ absl::StatusOr<CreateStats> CreateSnapshot(Vmm* vmm, v1::VmSnapshot::MemoryKind 
   }
   stats.memory_time = absl::Now() - start;
 
-  std::string encoded = EncodeState(state);
-  stats.state_bytes = encoded.size();
-  RETURN_IF_ERROR(WriteStateFile(state_fd, state));
+  ASSIGN_OR_RETURN(stats.state_bytes, WriteStateFile(state_fd, state));
   vmm->set_last_snapshot_id(state.snapshot_id());
   LOG(INFO) << "snapshot " << absl::StrCat(absl::Hex(state.snapshot_id())) << ": "
             << (kind == v1::VmSnapshot::DIFF ? "Diff" : "Full") << ", state " << stats.state_bytes
@@ -250,15 +248,10 @@ absl::Status CheckRestoreFiles(const v1::VmSnapshot& snapshot, int memory_fd,
   for (const vmm::DriveConfig& drive : config.drives) {
     for (const v1::VirtioState& device : snapshot.virtio()) {
       if (device.id() != "block " + drive.drive_id || !device.has_block()) continue;
-      if (::fstat(drive.file.get(), &st) < 0) return ErrnoStatus("fstat a drive");
-      uint64_t bytes = static_cast<uint64_t>(st.st_size);
-      if (S_ISBLK(st.st_mode)) {
-        off_t end = ::lseek(drive.file.get(), 0, SEEK_END);
-        bytes = end < 0 ? 0 : static_cast<uint64_t>(end);
-      }
-      if (bytes / 512 != device.block().capacity()) {
+      ASSIGN_OR_RETURN(uint64_t sectors, virtio::DriveSectors(drive.file.get(), drive.drive_id));
+      if (sectors != device.block().capacity()) {
         return absl::InvalidArgumentError(absl::StrCat(
-            "drive \"", drive.drive_id, "\" has ", bytes / 512, " sectors; the snapshot's had ",
+            "drive \"", drive.drive_id, "\" has ", sectors, " sectors; the snapshot's had ",
             device.block().capacity(), " (a restored drive must keep its size)"));
       }
     }

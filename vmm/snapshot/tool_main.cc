@@ -81,8 +81,8 @@ int Merge(const std::string& base_memory, const std::string& diff_state,
   state->set_memory_kind(v1::VmSnapshot::FULL);
   UniqueFd out_state_fd = Open(out_state, O_WRONLY | O_CREAT | O_TRUNC);
   if (!out_state_fd.valid()) return Fail(absl::StrCat(out_state, ": ", std::strerror(errno)));
-  status = WriteStateFile(out_state_fd.get(), *state);
-  if (!status.ok()) return Fail(std::string(status.message()));
+  absl::StatusOr<size_t> written = WriteStateFile(out_state_fd.get(), *state);
+  if (!written.ok()) return Fail(std::string(written.status().message()));
   return 0;
 }
 

@@ -20,22 +20,6 @@ namespace {
 // seg_max): the queue size less the header and status descriptors.
 constexpr uint32_t kSegMax = kMaxQueueSize - 2;
 
-absl::StatusOr<uint64_t> CapacityOf(int fd, const std::string& drive_id) {
-  struct stat st;
-  if (::fstat(fd, &st) < 0) return ErrnoStatus(absl::StrCat("fstat drive ", drive_id));
-  if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "drive ", drive_id, ": backing file is not a regular file or block device"));
-  }
-  uint64_t bytes = static_cast<uint64_t>(st.st_size);
-  if (S_ISBLK(st.st_mode)) {
-    off_t end = ::lseek(fd, 0, SEEK_END);
-    if (end < 0) return ErrnoStatus(absl::StrCat("lseek drive ", drive_id));
-    bytes = static_cast<uint64_t>(end);
-  }
-  return bytes / kSectorSize;
-}
-
 // Preadv/pwritev all of `iovecs` at `offset`, retrying short transfers.
 absl::Status Transfer(int fd, std::vector<iovec> iovecs, uint64_t offset, bool write) {
   size_t index = 0;
@@ -62,10 +46,26 @@ absl::Status Transfer(int fd, std::vector<iovec> iovecs, uint64_t offset, bool w
 
 }  // namespace
 
+absl::StatusOr<uint64_t> DriveSectors(int fd, const std::string& drive_id) {
+  struct stat st;
+  if (::fstat(fd, &st) < 0) return ErrnoStatus(absl::StrCat("fstat drive ", drive_id));
+  if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "drive ", drive_id, ": backing file is not a regular file or block device"));
+  }
+  uint64_t bytes = static_cast<uint64_t>(st.st_size);
+  if (S_ISBLK(st.st_mode)) {
+    off_t end = ::lseek(fd, 0, SEEK_END);
+    if (end < 0) return ErrnoStatus(absl::StrCat("lseek drive ", drive_id));
+    bytes = static_cast<uint64_t>(end);
+  }
+  return bytes / kSectorSize;
+}
+
 absl::StatusOr<std::shared_ptr<Block>> Block::Create(
     std::string drive_id, UniqueFd file, bool read_only,
     std::unique_ptr<vmm::RateLimiter> limiter) {
-  absl::StatusOr<uint64_t> capacity = CapacityOf(file.get(), drive_id);
+  absl::StatusOr<uint64_t> capacity = DriveSectors(file.get(), drive_id);
   if (!capacity.ok()) return capacity.status();
   return std::shared_ptr<Block>(new Block(std::move(drive_id), std::move(file),
                                           *capacity, read_only, std::move(limiter)));
@@ -133,7 +133,7 @@ void Block::Reset() {
 }
 
 absl::Status Block::UpdateBacking(UniqueFd file) {
-  absl::StatusOr<uint64_t> capacity = CapacityOf(file.get(), drive_id_);
+  absl::StatusOr<uint64_t> capacity = DriveSectors(file.get(), drive_id_);
   if (!capacity.ok()) return capacity.status();
   file_ = std::move(file);
   {

@@ -28,6 +28,9 @@ inline constexpr uint64_t kBlkFSegMax = 1ull << 2;
 inline constexpr uint64_t kBlkFRo = 1ull << 5;
 inline constexpr uint64_t kBlkFFlush = 1ull << 9;
 
+// The size of a drive's backing file or block device, in 512-byte sectors.
+absl::StatusOr<uint64_t> DriveSectors(int fd, const std::string& drive_id);
+
 class Block : public VirtioDevice {
  public:
   static absl::StatusOr<std::shared_ptr<Block>> Create(
