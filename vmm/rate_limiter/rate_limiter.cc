@@ -142,4 +142,15 @@ bool RateLimiter::OnTimer() {
   return true;
 }
 
+absl::Status RateLimiter::Watch(EventLoop* loop, std::function<void()> on_unblocked) {
+  if (!limits() || loop->Watching(timer_fd())) return absl::OkStatus();
+  return loop->Add(timer_fd(), [this, on_unblocked = std::move(on_unblocked)](uint32_t) {
+    if (OnTimer()) on_unblocked();
+  });
+}
+
+void RateLimiter::Unwatch(EventLoop* loop) {
+  if (loop->Watching(timer_fd())) (void)loop->Remove(timer_fd());
+}
+
 }  // namespace hearth::vmm

@@ -18,6 +18,7 @@
 #include <optional>
 
 #include "absl/status/statusor.h"
+#include "common/event_loop.h"
 #include "common/timer_fd.h"
 #include "vmm/config/vmm_config.h"
 
@@ -80,6 +81,12 @@ class RateLimiter {
   void Update(const RateLimiterConfig& config);
 
   int timer_fd() const { return timer_.fd(); }
+  // Serves timer_fd() on `loop` if this limiter limits and it is not
+  // served yet: `on_unblocked` runs (on the loop) when the timer unblocks
+  // it, so the device processes its queue again. Idempotent.
+  absl::Status Watch(EventLoop* loop, std::function<void()> on_unblocked);
+  // Stops serving timer_fd() on `loop` (the device is reset). Idempotent.
+  void Unwatch(EventLoop* loop);
   bool limits() const { return bandwidth_.has_value() || ops_.has_value(); }
   const std::optional<TokenBucket>& bandwidth() const { return bandwidth_; }
   const std::optional<TokenBucket>& ops() const { return ops_; }

@@ -104,5 +104,29 @@ TEST(RateLimiter, DisabledBucketsDoNotLimitAndUpdateApplies) {
   EXPECT_TRUE(limiter->ConsumeRequest(1 << 20));
 }
 
+// Watch serves the timer on an event loop only for a limiter that limits,
+// once however often it is called, and calls back when the timer unblocks.
+TEST(RateLimiter, WatchServesTheTimerOnTheLoop) {
+  FakeClock t;
+  auto loop = *EventLoop::Create();
+  auto limiter = *RateLimiter::Create(RateLimiterConfig(), t.clock());
+  int unblocked = 0;
+  ASSERT_TRUE(limiter->Watch(loop.get(), [&] { ++unblocked; }).ok());
+  EXPECT_FALSE(loop->Watching(limiter->timer_fd())) << "no limit, no timer";
+  RateLimiterConfig config;
+  config.ops = {1, 0, 1000};
+  limiter->Update(config);
+  ASSERT_TRUE(limiter->Watch(loop.get(), [&] { ++unblocked; }).ok());
+  ASSERT_TRUE(limiter->Watch(loop.get(), [&] { ++unblocked; }).ok());
+  EXPECT_TRUE(loop->Watching(limiter->timer_fd()));
+  EXPECT_TRUE(limiter->Consume(1, RateLimiter::TokenType::kOps));
+  EXPECT_FALSE(limiter->Consume(1, RateLimiter::TokenType::kOps));
+  for (int i = 0; i < 40 && unblocked == 0; ++i) ASSERT_TRUE(loop->RunOnce(50).ok());
+  EXPECT_EQ(unblocked, 1);
+  limiter->Unwatch(loop.get());
+  limiter->Unwatch(loop.get());
+  EXPECT_FALSE(loop->Watching(limiter->timer_fd()));
+}
+
 }  // namespace
 }  // namespace hearth::vmm

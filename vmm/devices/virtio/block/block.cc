@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/errno_status.h"
+#include "common/status_macros.h"
 #include "glog/logging.h"
 #include "hearth/vmm/v1/snapshot.pb.h"
 #include "vmm/devices/virtio/chain_io.h"
@@ -103,32 +104,20 @@ void Block::ReadConfig(uint64_t offset, absl::Span<uint8_t> data) {
   ReadConfigBytes(config, offset, data);
 }
 
-void Block::WatchLimiter() {
-  if (!active_.has_value() || !limiter_->limits() ||
-      active_->event_loop->Watching(limiter_->timer_fd())) {
-    return;
-  }
-  (void)active_->event_loop->Add(limiter_->timer_fd(), [this](uint32_t) {
-    if (limiter_->OnTimer()) Process();
-  });
-}
-
 absl::Status Block::Activate(ActivateContext context) {
   if (context.queues.empty() || !context.queues[0].has_value()) {
     return absl::FailedPreconditionError("block: request queue not set up");
   }
+  RETURN_IF_ERROR(limiter_->Watch(context.event_loop, [this] { Process(); }));
   active_ = std::move(context);
   metrics_.activations.Add();
-  WatchLimiter();
   Process();
   return absl::OkStatus();
 }
 
 void Block::Reset() {
   if (!active_.has_value()) return;
-  if (active_->event_loop->Watching(limiter_->timer_fd())) {
-    (void)active_->event_loop->Remove(limiter_->timer_fd());
-  }
+  limiter_->Unwatch(active_->event_loop);
   active_.reset();
 }
 
@@ -147,7 +136,7 @@ absl::Status Block::UpdateBacking(UniqueFd file) {
 
 void Block::UpdateRateLimiter(const vmm::RateLimiterConfig& config) {
   limiter_->Update(config);
-  WatchLimiter();
+  if (active_.has_value()) (void)limiter_->Watch(active_->event_loop, [this] { Process(); });
   Process();
 }
 

@@ -85,7 +85,6 @@ class Block : public VirtioDevice {
   // the bytes of data put into the guest's buffers.
   uint8_t Execute(const DescriptorChain& chain, const BlockRequest& request,
                   uint32_t* written);
-  void WatchLimiter();
 
   const std::string drive_id_;
   const bool read_only_;

@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/errno_status.h"
+#include "common/status_macros.h"
 #include "glog/logging.h"
 #include "hearth/vmm/v1/snapshot.pb.h"
 #include "vmm/devices/virtio/chain_io.h"
@@ -113,19 +114,9 @@ void Net::WatchTap(bool readable) {
   }
 }
 
-void Net::WatchLimiters() {
-  if (!active_.has_value()) return;
-  EventLoop* loop = active_->event_loop;
-  if (rx_limiter_->limits() && !loop->Watching(rx_limiter_->timer_fd())) {
-    (void)loop->Add(rx_limiter_->timer_fd(), [this](uint32_t) {
-      if (rx_limiter_->OnTimer()) ProcessRx();
-    });
-  }
-  if (tx_limiter_->limits() && !loop->Watching(tx_limiter_->timer_fd())) {
-    (void)loop->Add(tx_limiter_->timer_fd(), [this](uint32_t) {
-      if (tx_limiter_->OnTimer()) ProcessTx();
-    });
-  }
+absl::Status Net::WatchLimiters(EventLoop* loop) {
+  RETURN_IF_ERROR(rx_limiter_->Watch(loop, [this] { ProcessRx(); }));
+  return tx_limiter_->Watch(loop, [this] { ProcessTx(); });
 }
 
 absl::Status Net::Activate(ActivateContext context) {
@@ -142,8 +133,12 @@ absl::Status Net::Activate(ActivateContext context) {
     }
   }
   active_ = std::move(context);
+  absl::Status watched = WatchLimiters(active_->event_loop);
+  if (!watched.ok()) {
+    Reset();
+    return watched;
+  }
   metrics_.activations.Add();
-  WatchLimiters();
   WatchTap(true);
   ProcessTx();
   ProcessRx();
@@ -153,9 +148,8 @@ absl::Status Net::Activate(ActivateContext context) {
 void Net::Reset() {
   if (!active_.has_value()) return;
   WatchTap(false);
-  for (int fd : {rx_limiter_->timer_fd(), tx_limiter_->timer_fd()}) {
-    if (active_->event_loop->Watching(fd)) (void)active_->event_loop->Remove(fd);
-  }
+  rx_limiter_->Unwatch(active_->event_loop);
+  tx_limiter_->Unwatch(active_->event_loop);
   pending_rx_.reset();
   active_.reset();
 }
@@ -190,7 +184,7 @@ void Net::UpdateRateLimiters(const std::optional<vmm::RateLimiterConfig>& rx,
                              const std::optional<vmm::RateLimiterConfig>& tx) {
   if (rx.has_value()) rx_limiter_->Update(*rx);
   if (tx.has_value()) tx_limiter_->Update(*tx);
-  WatchLimiters();
+  if (active_.has_value()) (void)WatchLimiters(active_->event_loop);
   ProcessTx();
   ProcessRx();
 }

@@ -106,7 +106,8 @@ class Net : public VirtioDevice {
   void ProcessTx();
   // Watch the tap for input (true) or stop (no guest buffers).
   void WatchTap(bool readable);
-  void WatchLimiters();
+  // Serves both limiters' timers on `loop` (those that limit).
+  absl::Status WatchLimiters(EventLoop* loop);
 
   const std::string iface_id_;
   UniqueFd tap_;

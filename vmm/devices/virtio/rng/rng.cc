@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "common/status_macros.h"
 #include "vmm/devices/virtio/chain_io.h"
 
 namespace hearth::virtio {
@@ -20,35 +21,24 @@ absl::Status Rng::Activate(ActivateContext context) {
   if (context.queues.empty() || !context.queues[0].has_value()) {
     return absl::FailedPreconditionError("rng: request queue not set up");
   }
+  RETURN_IF_ERROR(limiter_->Watch(context.event_loop, [this] { Process(); }));
   active_ = std::move(context);
   metrics_.activations.Add();
-  if (limiter_->limits()) {
-    absl::Status status = active_->event_loop->Add(limiter_->timer_fd(), [this](uint32_t) {
-      if (limiter_->OnTimer()) Process();
-    });
-    if (!status.ok()) return status;
-  }
   Process();
   return absl::OkStatus();
 }
 
 void Rng::Reset() {
   if (!active_.has_value()) return;
-  if (active_->event_loop->Watching(limiter_->timer_fd())) {
-    (void)active_->event_loop->Remove(limiter_->timer_fd());
-  }
+  limiter_->Unwatch(active_->event_loop);
   active_.reset();
 }
 
 void Rng::UpdateRateLimiter(const vmm::RateLimiterConfig& config) {
   limiter_->Update(config);
-  if (active_.has_value() && limiter_->limits() &&
-      !active_->event_loop->Watching(limiter_->timer_fd())) {
-    (void)active_->event_loop->Add(limiter_->timer_fd(), [this](uint32_t) {
-      if (limiter_->OnTimer()) Process();
-    });
-  }
-  if (active_.has_value()) Process();
+  if (!active_.has_value()) return;
+  (void)limiter_->Watch(active_->event_loop, [this] { Process(); });
+  Process();
 }
 
 void Rng::ProcessQueue(size_t) {
