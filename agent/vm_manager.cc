@@ -35,6 +35,7 @@
 #include "api/validate.h"
 #include "common/cgroup_mounts.h"
 #include "common/errno_status.h"
+#include "common/fd_passing.h"
 #include "common/status_macros.h"
 #include "google/protobuf/text_format.h"
 #include "vmm/snapshot/format.h"
@@ -625,12 +626,7 @@ absl::Status VmManager::SpawnVmm(VmEntry* entry) {
   // VMM checks SO_PEERCRED).
   std::string reattach_path = run_dir + "/control.sock";
   UniqueFd listener(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-  sockaddr_un address = {};
-  address.sun_family = AF_UNIX;
-  if (reattach_path.size() >= sizeof(address.sun_path)) {
-    return absl::InvalidArgumentError(absl::StrCat(reattach_path, " is too long for a socket"));
-  }
-  std::memcpy(address.sun_path, reattach_path.c_str(), reattach_path.size() + 1);
+  ASSIGN_OR_RETURN(sockaddr_un address, UnixSocketAddress(reattach_path, "reattach socket"));
   if (!listener.valid() || ::bind(listener.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)) < 0 ||
       ::chmod(reattach_path.c_str(), 0600) < 0 || ::listen(listener.get(), 4) < 0) {
     return ErrnoStatus(absl::StrCat("reattach socket ", reattach_path));
@@ -741,15 +737,16 @@ void VmManager::Reattach(VmEntry* entry) {
   UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
   UniqueFd socket(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
   std::string path = record.run_dir() + "/control.sock";
-  sockaddr_un address = {};
-  address.sun_family = AF_UNIX;
-  std::strncpy(address.sun_path, path.c_str(), sizeof(address.sun_path) - 1);
+  absl::StatusOr<sockaddr_un> address = UnixSocketAddress(path, "reattach socket");
   std::string unreachable;
   if (!pidfd.valid()) {
     unreachable = absl::StrCat("cannot supervise the VMM (pid ", pid, "): pidfd_open: ",
                                std::strerror(errno));
-  } else if (!socket.valid() || ::connect(socket.get(), reinterpret_cast<sockaddr*>(&address),
-                                          sizeof(address)) < 0) {
+  } else if (!address.ok()) {
+    unreachable = absl::StrCat("cannot re-attach to the VMM (pid ", pid, "): ",
+                               address.status().message());
+  } else if (!socket.valid() || ::connect(socket.get(), reinterpret_cast<sockaddr*>(&*address),
+                                          sizeof(*address)) < 0) {
     unreachable = absl::StrCat("cannot re-attach to the VMM (pid ", pid, ") at ", path, ": ",
                                std::strerror(errno));
   }
@@ -942,11 +939,11 @@ void VmManager::ConnectVsock(VmEntry* entry, uint64_t request_id, uint32_t port)
     reply.mutable_vsock_connected()->set_error(std::string(parent.status().message()));
   } else {
     UniqueFd socket(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_un address = {};
-    address.sun_family = AF_UNIX;
-    std::string path = parent->ProcPath();
-    std::strncpy(address.sun_path, path.c_str(), sizeof(address.sun_path) - 1);
-    if (::connect(socket.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)) < 0) {
+    absl::StatusOr<sockaddr_un> address = UnixSocketAddress(parent->ProcPath(), "vsock.uds_path");
+    if (!address.ok()) {
+      reply.mutable_vsock_connected()->set_error(std::string(address.status().message()));
+    } else if (::connect(socket.get(), reinterpret_cast<sockaddr*>(&*address),
+                         sizeof(*address)) < 0) {
       reply.mutable_vsock_connected()->set_error(
           absl::StrCat("connect ", entry->vm()->spec().vsock().uds_path(), "_", port, ": ",
                        std::strerror(errno)));
@@ -1150,9 +1147,7 @@ absl::Status VmManager::OpenBootResources(VmEntry* entry, control::FdMap* map,
     struct stat st;
     if (::lstat(proc_path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(proc_path.c_str());
     UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_un address = {};
-    address.sun_family = AF_UNIX;
-    std::strncpy(address.sun_path, proc_path.c_str(), sizeof(address.sun_path) - 1);
+    ASSIGN_OR_RETURN(sockaddr_un address, UnixSocketAddress(proc_path, "vsock.uds_path"));
     if (::bind(listener.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)) < 0 ||
         ::listen(listener.get(), 64) < 0) {
       return ErrnoStatus(absl::StrCat("vsock.uds_path: listening on ", spec.vsock().uds_path()));

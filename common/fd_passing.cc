@@ -106,4 +106,16 @@ absl::StatusOr<ReceivedMessage> ReceiveWithFds(int socket, size_t max_bytes,
   return received;
 }
 
+absl::StatusOr<sockaddr_un> UnixSocketAddress(const std::string& path, absl::string_view what) {
+  sockaddr_un address = {};
+  address.sun_family = AF_UNIX;
+  if (path.empty() || path.size() >= sizeof(address.sun_path)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, ": \"", path, "\" does not fit a unix socket address (", path.size(),
+        " bytes; at most ", sizeof(address.sun_path) - 1, ")"));
+  }
+  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+  return address;
+}
+
 }  // namespace hearth

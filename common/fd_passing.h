@@ -1,8 +1,10 @@
 // Sending and receiving one message with file descriptors attached
 // (SCM_RIGHTS ancillary data) over a unix socket. On SOCK_SEQPACKET, one call
-// is exactly one datagram.
+// is exactly one datagram. And a unix socket's address.
 #ifndef HEARTH_COMMON_FD_PASSING_H_
 #define HEARTH_COMMON_FD_PASSING_H_
+
+#include <sys/un.h>
 
 #include <cstddef>
 #include <string>
@@ -36,6 +38,11 @@ struct ReceivedMessage {
 // non-blocking one fails with UNAVAILABLE ("would block").
 absl::StatusOr<ReceivedMessage> ReceiveWithFds(int socket, size_t max_bytes,
                                                size_t max_fds);
+
+// The address of the unix socket at `path`, for bind or connect. A path
+// that does not fit sun_path (107 bytes and the NUL) is INVALID_ARGUMENT
+// naming `what`, never a truncated name.
+absl::StatusOr<sockaddr_un> UnixSocketAddress(const std::string& path, absl::string_view what);
 
 }  // namespace hearth
 

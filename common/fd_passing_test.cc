@@ -6,6 +6,7 @@
 
 #include <string>
 
+#include "absl/strings/match.h"
 #include "gtest/gtest.h"
 
 namespace hearth {
@@ -94,6 +95,20 @@ TEST(FdPassing, NonBlockingEmptySocketIsUnavailable) {
   ASSERT_EQ(::fcntl(p.b.get(), F_SETFL, O_NONBLOCK), 0);
   EXPECT_EQ(ReceiveWithFds(p.b.get(), 10, 1).status().code(),
             absl::StatusCode::kUnavailable);
+}
+
+TEST(UnixSocketAddress, FitsOrSaysWhyNot) {
+  absl::StatusOr<sockaddr_un> address = UnixSocketAddress("/run/hearth/vm1/control.sock", "x");
+  ASSERT_TRUE(address.ok()) << address.status();
+  EXPECT_EQ(address->sun_family, AF_UNIX);
+  EXPECT_STREQ(address->sun_path, "/run/hearth/vm1/control.sock");
+  EXPECT_TRUE(UnixSocketAddress(std::string(107, 'a'), "x").ok());
+  for (const std::string& bad : {std::string(108, 'a'), std::string()}) {
+    absl::StatusOr<sockaddr_un> refused = UnixSocketAddress(bad, "vsock.uds_path");
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_TRUE(absl::StrContains(refused.status().message(), "vsock.uds_path"))
+        << refused.status();
+  }
 }
 
 }  // namespace

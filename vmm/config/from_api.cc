@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "api/validate.h"
 #include "common/errno_status.h"
+#include "common/fd_passing.h"
 #include "common/status_macros.h"
 
 namespace hearth::vmm {
@@ -72,12 +73,7 @@ absl::StatusOr<UniqueFd> PathOpener::OpenTap(const hearth::v1::NetworkInterface&
 
 absl::StatusOr<UniqueFd> PathOpener::OpenVsockListener(const hearth::v1::Vsock& vsock) {
   const std::string& path = vsock.uds_path();
-  sockaddr_un address = {};
-  address.sun_family = AF_UNIX;
-  if (path.size() >= sizeof(address.sun_path)) {
-    return absl::InvalidArgumentError("vsock.uds_path: too long for a unix socket");
-  }
-  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+  ASSIGN_OR_RETURN(sockaddr_un address, UnixSocketAddress(path, "vsock.uds_path"));
   struct stat st;
   if (::lstat(path.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode)) {

@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "common/errno_status.h"
+#include "common/fd_passing.h"
 #include "glog/logging.h"
 #include "vmm/devices/virtio/chain_io.h"
 
@@ -43,20 +44,18 @@ std::optional<uint32_t> ParseConnectLine(absl::string_view line) {
 void PathVsockConnector::Connect(uint32_t port,
                                  std::function<void(absl::StatusOr<UniqueFd>)> done) {
   std::string path = absl::StrCat(uds_path_, "_", port);
-  sockaddr_un address = {};
-  address.sun_family = AF_UNIX;
-  if (path.size() >= sizeof(address.sun_path)) {
-    done(absl::InvalidArgumentError(absl::StrCat(path, " is too long for a unix socket")));
+  absl::StatusOr<sockaddr_un> address = UnixSocketAddress(path, "vsock");
+  if (!address.ok()) {
+    done(address.status());
     return;
   }
-  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd.valid()) {
     done(ErrnoStatus("vsock: socket"));
     return;
   }
   if (RetryOnEintr([&] {
-        return ::connect(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address));
+        return ::connect(fd.get(), reinterpret_cast<sockaddr*>(&*address), sizeof(*address));
       }) < 0) {
     done(ErrnoStatus(absl::StrCat("vsock: connect ", path)));
     return;
