@@ -143,6 +143,24 @@ TEST_F(VmmControlTest, BootWithoutItsFdsFailsCleanly) {
   EXPECT_TRUE(absl::StrContains(r.message(), "no fd for the kernel")) << r.message();
 }
 
+// Info's times count from the VMM's start (control.proto), not from Boot:
+// a Boot sent 200 ms after the start shows both times beyond that.
+TEST_F(VmmControlTest, InfoTimesCountFromTheVmmStart) {
+  absl::SleepFor(absl::Milliseconds(200));
+  control::Response booted = Boot("hearth.test=cpu_loop hearth.iterations=4000000000");
+  ASSERT_EQ(booted.code(), 0) << booted.message();
+  control::Request info;
+  info.mutable_get_info();
+  control::Response r = Call(info);
+  absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (r.info().first_output_us() < 0 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+    r = Call(info);
+  }
+  EXPECT_GE(r.info().boot_us(), 200000);
+  EXPECT_GE(r.info().first_output_us(), 200000);
+}
+
 TEST_F(VmmControlTest, BootedVmPausesResumesReportsAndShutsDown) {
   control::Response booted = Boot("hearth.test=cpu_loop hearth.iterations=4000000000");
   ASSERT_EQ(booted.code(), 0) << booted.message();

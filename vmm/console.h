@@ -25,6 +25,7 @@ class BootTimer {
   void MarkExit() { exit_us_ = Since(); }
   void SetGuestResident(uint64_t bytes) { guest_resident_bytes_ = bytes; }
   int64_t first_output_us() const { return first_output_us_; }
+  int64_t ElapsedUs() const { return Since(); }
   // One line: "hearth-vmm boot-timer: vm_ready_us=.. first_output_us=..
   // exit_us=.. guest_resident_kib=..".
   void Print(FILE* out) const;

@@ -235,9 +235,10 @@ int Report(const absl::StatusOr<VmOutcome>& outcome) {
 }
 
 [[noreturn]] void RunAgentMode() {
+  BootTimer timer;  // from VMM start, like the standalone mode's
   absl::StatusOr<std::unique_ptr<EventLoop>> loop = EventLoop::Create();
   if (!loop.ok()) Exit(Report(loop.status()));
-  ControlServer server(MessageChannel(UniqueFd(FLAGS_control_fd)), loop->get());
+  ControlServer server(MessageChannel(UniqueFd(FLAGS_control_fd)), loop->get(), &timer);
   if (FLAGS_reattach_fd >= 0) {
     server.SetReattachListener(UniqueFd(FLAGS_reattach_fd), static_cast<uid_t>(FLAGS_agent_uid));
   }
@@ -250,7 +251,6 @@ int Report(const absl::StatusOr<VmOutcome>& outcome) {
     Exit(Report(plan.status()));
   }
   ApplyLogConfig(&plan->config.log);
-  BootTimer timer;
   UniqueFd console = server.TakeConsole();
   BuildOptions options;
   int console_fd = console.valid() ? console.get() : -1;
@@ -276,7 +276,6 @@ int Report(const absl::StatusOr<VmOutcome>& outcome) {
     Exit(Report(vmm.status()));
   }
   if (console_fd >= 0) (void)(*vmm)->AttachConsoleInput(console_fd);
-  server.set_first_output_us([&timer] { return timer.first_output_us(); });
   const bool paused = plan->snapshot.has_value() && !plan->resume;
   absl::Status started = StartSandboxed(vmm->get(), &filters, paused);
   // Answers the Boot or LoadSnapshot (after Start: Ready says whether the

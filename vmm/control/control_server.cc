@@ -15,12 +15,6 @@
 namespace hearth::vmm {
 namespace {
 
-int64_t MonotonicNs() {
-  struct timespec ts;
-  ::clock_gettime(CLOCK_MONOTONIC, &ts);
-  return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
-}
-
 // Resources by fd index (control.proto FdMap), taken from the message.
 class FdOpener : public ResourceOpener {
  public:
@@ -89,8 +83,8 @@ class ControlServer::AgentVsockConnector : public virtio::VsockConnector {
   ControlServer* server_;
 };
 
-ControlServer::ControlServer(MessageChannel channel, EventLoop* loop)
-    : channel_(std::move(channel)), loop_(loop), start_ns_(MonotonicNs()) {
+ControlServer::ControlServer(MessageChannel channel, EventLoop* loop, const BootTimer* timer)
+    : channel_(std::move(channel)), loop_(loop), timer_(timer) {
   // OnReadable drains the channel until it would block.
   int flags = ::fcntl(channel_.fd(), F_GETFL);
   if (flags < 0 || ::fcntl(channel_.fd(), F_SETFL, flags | O_NONBLOCK) < 0) {
@@ -197,7 +191,7 @@ absl::StatusOr<StartPlan> ControlServer::RunUntilBoot() {
 
 void ControlServer::Attach(Vmm* vmm) {
   vmm_ = vmm;
-  boot_us_ = (MonotonicNs() - start_ns_) / 1000;
+  boot_us_ = timer_->ElapsedUs();
   if (pending_boot_.has_value()) {
     v1::Response response;
     *response.mutable_info() = MakeInfo();
@@ -238,7 +232,7 @@ v1::Info ControlServer::MakeInfo() const {
   info.set_vmm_version(kVmmVersion);
   info.set_pid(::getpid());
   info.set_boot_us(boot_us_);
-  info.set_first_output_us(first_output_us_ ? first_output_us_() : -1);
+  info.set_first_output_us(timer_->first_output_us());
   return info;
 }
 

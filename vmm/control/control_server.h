@@ -31,6 +31,7 @@
 #include "vmm/config/vmm_config.h"
 #include "vmm/devices/legacy/serial.h"
 #include "vmm/devices/virtio/vsock/vsock.h"
+#include "vmm/console.h"
 #include "vmm/vmm.h"
 
 namespace hearth::vmm {
@@ -51,7 +52,8 @@ struct StartPlan {
 
 class ControlServer {
  public:
-  ControlServer(MessageChannel channel, EventLoop* loop);
+  // `timer` (from VMM start) times Boot and the first guest output for Info.
+  ControlServer(MessageChannel channel, EventLoop* loop, const BootTimer* timer);
   ~ControlServer();
 
   // Sends Ready and serves requests until a Boot or LoadSnapshot arrives
@@ -84,9 +86,6 @@ class ControlServer {
   // For the vsock device: asks the agent to connect to "<uds_path>_<port>".
   std::unique_ptr<virtio::VsockConnector> MakeVsockConnector();
 
-  int64_t boot_us() const { return boot_us_; }
-  void set_first_output_us(std::function<int64_t()> f) { first_output_us_ = std::move(f); }
-
  private:
   class AgentVsockConnector;
 
@@ -115,9 +114,8 @@ class ControlServer {
   UniqueFd reattach_listener_;
   uid_t agent_uid_ = 0;
   std::shared_ptr<SocketConsoleOutput> console_output_;
+  const BootTimer* timer_;
   int64_t boot_us_ = -1;
-  std::function<int64_t()> first_output_us_;
-  int64_t start_ns_;
   // Guest-initiated vsock connections waiting for the agent.
   uint64_t next_vsock_request_ = 1;
   std::map<uint64_t, std::function<void(absl::StatusOr<UniqueFd>)>> vsock_waiters_;
