@@ -651,14 +651,13 @@ absl::Status VmManager::SpawnVmm(VmEntry* entry) {
   for (const auto& [file, value] :
        jailed ? CgroupSettings(entry->vm()->spec(), cgroup_version_, options_.vmm_overhead_mib)
               : std::vector<std::pair<std::string, std::string>>{}) {
-    std::string controller = file.substr(0, file.find('.'));
-    const CgroupMount* mount = cgroup_version_ == 2 ? FindCgroupV2(cgroup_mounts_)
-                                                    : FindCgroupV1(cgroup_mounts_, controller);
-    if (mount == nullptr) continue;  // not on this host: no limit of that kind
+    absl::StatusOr<std::string> dir =
+        CgroupDirectory(cgroup_mounts_, cgroup_version_, file.substr(0, file.find('.')),
+                        options_.parent_cgroup, vm_id);
+    if (!dir.ok()) continue;  // not on this host: no limit of that kind
     argv.insert(argv.end(), {"--cgroup", absl::StrCat(file, "=", value)});
-    std::string dir = absl::StrCat(mount->path, "/", options_.parent_cgroup, "/", vm_id);
-    if (std::find(cgroup_dirs.begin(), cgroup_dirs.end(), dir) == cgroup_dirs.end()) {
-      cgroup_dirs.push_back(dir);
+    if (std::find(cgroup_dirs.begin(), cgroup_dirs.end(), *dir) == cgroup_dirs.end()) {
+      cgroup_dirs.push_back(*dir);
     }
   }
   if (jailed) argv.push_back("--");

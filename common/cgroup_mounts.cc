@@ -54,6 +54,19 @@ const CgroupMount* FindCgroupV2(const std::vector<CgroupMount>& mounts) {
   return nullptr;
 }
 
+absl::StatusOr<std::string> CgroupDirectory(const std::vector<CgroupMount>& mounts, int version,
+                                            const std::string& controller,
+                                            const std::string& parent, const std::string& id) {
+  const CgroupMount* mount = version == 2 ? FindCgroupV2(mounts) : FindCgroupV1(mounts, controller);
+  if (mount == nullptr) {
+    return absl::NotFoundError(
+        version == 2 ? std::string("cgroup v2: no cgroup2 file system is mounted")
+                     : absl::StrCat("cgroup v1: no hierarchy is mounted for the \"", controller,
+                                    "\" controller"));
+  }
+  return absl::StrCat(mount->path, "/", parent, "/", id);
+}
+
 absl::Status WriteControlFile(const std::string& path, const std::string& contents) {
   UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
   if (!fd.valid()) return ErrnoStatus(absl::StrCat("open ", path));

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 
 namespace hearth {
 
@@ -25,6 +26,14 @@ std::vector<CgroupMount> ParseCgroupMounts(const std::string& mounts);
 const CgroupMount* FindCgroupV1(const std::vector<CgroupMount>& mounts,
                                 const std::string& controller);
 const CgroupMount* FindCgroupV2(const std::vector<CgroupMount>& mounts);
+
+// The directory of cgroup `parent`/`id` for `controller`: in the v1
+// hierarchy that holds it, or (version 2) in the cgroup2 mount. NOT_FOUND
+// says which is not mounted. The jailer creates these; the agent limits and
+// removes them.
+absl::StatusOr<std::string> CgroupDirectory(const std::vector<CgroupMount>& mounts, int version,
+                                            const std::string& controller,
+                                            const std::string& parent, const std::string& id);
 
 // Writes `contents` to an existing cgroup control file (a limit, tasks,
 // cgroup.procs) in one write(2), as the kernel wants it; the error names the

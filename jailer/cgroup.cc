@@ -42,14 +42,12 @@ absl::Status InheritCpuset(Filesystem* fs, const std::string& mount, const std::
 absl::Status SetUpV1(Filesystem* fs, const std::vector<CgroupMount>& mounts,
                      const JailerConfig& config, pid_t pid) {
   for (const std::string& controller : NamedControllers(config)) {
-    const CgroupMount* mount = FindCgroupV1(mounts, controller);
-    if (mount == nullptr) {
-      return absl::NotFoundError(absl::StrCat(
-          "cgroup v1: no hierarchy is mounted for the \"", controller, "\" controller"));
-    }
-    std::string dir = absl::StrCat(mount->path, "/", config.parent_cgroup, "/", config.id);
+    ASSIGN_OR_RETURN(std::string dir, CgroupDirectory(mounts, 1, controller, config.parent_cgroup,
+                                                      config.id));
     RETURN_IF_ERROR(MakeDirectories(fs, dir, 0755));
-    if (controller == "cpuset") RETURN_IF_ERROR(InheritCpuset(fs, mount->path, dir));
+    if (controller == "cpuset") {
+      RETURN_IF_ERROR(InheritCpuset(fs, FindCgroupV1(mounts, controller)->path, dir));
+    }
     for (const CgroupSetting& setting : config.cgroups) {
       if (setting.controller() != controller) continue;
       RETURN_IF_ERROR(fs->WriteFile(absl::StrCat(dir, "/", setting.file), setting.value));
@@ -61,13 +59,12 @@ absl::Status SetUpV1(Filesystem* fs, const std::vector<CgroupMount>& mounts,
 
 absl::Status SetUpV2(Filesystem* fs, const std::vector<CgroupMount>& mounts,
                      const JailerConfig& config, pid_t pid) {
-  const CgroupMount* mount = FindCgroupV2(mounts);
-  if (mount == nullptr) return absl::NotFoundError("cgroup v2: no cgroup2 file system is mounted");
-  std::string dir = absl::StrCat(mount->path, "/", config.parent_cgroup, "/", config.id);
+  ASSIGN_OR_RETURN(std::string dir,
+                   CgroupDirectory(mounts, 2, "", config.parent_cgroup, config.id));
   RETURN_IF_ERROR(MakeDirectories(fs, dir, 0755));
   // Enable each named controller in every ancestor's subtree_control.
   std::set<std::string> controllers = NamedControllers(config);
-  std::string current = mount->path;
+  std::string current = FindCgroupV2(mounts)->path;
   std::vector<std::string> parts = absl::StrSplit(
       absl::StrCat(config.parent_cgroup, "/", config.id), '/', absl::SkipEmpty());
   for (size_t i = 0; i < parts.size(); ++i) {
@@ -104,18 +101,15 @@ absl::StatusOr<std::vector<std::string>> CgroupDirectories(
     const std::vector<CgroupMount>& mounts, const JailerConfig& config) {
   std::vector<std::string> dirs;
   if (config.cgroup_version == 2) {
-    const CgroupMount* mount = FindCgroupV2(mounts);
-    if (mount == nullptr) return absl::NotFoundError("cgroup v2: no cgroup2 file system is mounted");
-    dirs.push_back(absl::StrCat(mount->path, "/", config.parent_cgroup, "/", config.id));
+    ASSIGN_OR_RETURN(std::string dir,
+                     CgroupDirectory(mounts, 2, "", config.parent_cgroup, config.id));
+    dirs.push_back(dir);
     return dirs;
   }
   for (const std::string& controller : NamedControllers(config)) {
-    const CgroupMount* mount = FindCgroupV1(mounts, controller);
-    if (mount == nullptr) {
-      return absl::NotFoundError(absl::StrCat(
-          "cgroup v1: no hierarchy is mounted for the \"", controller, "\" controller"));
-    }
-    dirs.push_back(absl::StrCat(mount->path, "/", config.parent_cgroup, "/", config.id));
+    ASSIGN_OR_RETURN(std::string dir, CgroupDirectory(mounts, 1, controller,
+                                                      config.parent_cgroup, config.id));
+    dirs.push_back(dir);
   }
   return dirs;
 }
