@@ -210,6 +210,7 @@ absl::StatusOr<Vmm::Parts> AssembleParts(kvm::Kvm kvm, memory::GuestMemory memor
   RETURN_IF_ERROR(RegisterMemory(vm, memory, track_dirty_pages));
   Vmm::Parts parts{std::move(kvm), std::make_unique<kvm::Vm>(std::move(vm)),
                    std::make_unique<memory::GuestMemory>(std::move(memory))};
+  if (track_dirty_pages) parts.memory->EnableDirtyTracking();
   if (options->event_loop) {
     parts.event_loop = std::move(options->event_loop);
   } else {

@@ -149,7 +149,7 @@ uint64_t GuestMemory::ResidentBytes() const {
 }
 
 void GuestMemory::MarkDirty(uint64_t address, uint64_t length) {
-  if (length == 0) return;
+  if (!dirty_tracking_ || length == 0) return;
   size_t index = 0;
   const Region* r = FindRegion(address, length, &index);
   if (r == nullptr) return;

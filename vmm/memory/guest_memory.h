@@ -90,7 +90,11 @@ class GuestMemory {
 
   // Pages that the VMM itself wrote (device DMA); KVM's dirty log does not
   // see those. Write() marks them; code that writes through HostAddress or
-  // Slice must call MarkDirty.
+  // Slice must call MarkDirty. Only once EnableDirtyTracking was called (a
+  // VM with track_dirty_pages, for Diff snapshots): otherwise nothing reads
+  // the bitmap and marking is skipped.
+  void EnableDirtyTracking() { dirty_tracking_ = true; }
+  bool dirty_tracking() const { return dirty_tracking_; }
   void MarkDirty(uint64_t address, uint64_t length);
   // One bit per 4 KiB page of region `index`, cleared by the read.
   std::vector<uint64_t> TakeDirtyBitmap(size_t index);
@@ -103,6 +107,7 @@ class GuestMemory {
   // Per region, one bit per page; unique_ptr so the atomics never move.
   std::vector<std::unique_ptr<std::atomic<uint64_t>[]>> dirty_;
   uint64_t total_size_ = 0;
+  bool dirty_tracking_ = false;
 };
 
 }  // namespace hearth::memory

@@ -70,9 +70,12 @@ TEST(GuestMemory, ResidentBytesCountsTouchedPages) {
   EXPECT_EQ(mem.ResidentBytes(), 2 * 4096u);
 }
 
-TEST(GuestMemory, WritesMarkPagesDirty) {
+TEST(GuestMemory, WritesMarkPagesDirtyOnlyWhenTracking) {
   GuestMemory mem = *GuestMemory::CreateAnonymous(1 * kMiB, {});
-  (void)mem.TakeDirtyBitmap(0);
+  ASSERT_TRUE(mem.WriteObject<uint32_t>(5 * 4096, 1).ok());
+  mem.MarkDirty(6 * 4096, 1);
+  EXPECT_EQ(mem.TakeDirtyBitmap(0)[0], 0u) << "not tracking: nothing marked";
+  mem.EnableDirtyTracking();
   ASSERT_TRUE(mem.WriteObject<uint32_t>(3 * 4096 + 4094, 0xffffffff).ok());
   std::vector<uint64_t> bitmap = mem.TakeDirtyBitmap(0);
   ASSERT_EQ(bitmap.size(), 4u);  // 256 pages

@@ -25,6 +25,7 @@ class MemoryFileTest : public ::testing::Test {
         memory::GuestMemory::CreateAnonymous(kRam, memory::GuestMemory::Options());
     ASSERT_TRUE(memory.ok()) << memory.status();
     memory_ = std::move(*memory);
+    memory_.EnableDirtyTracking();
   }
   int NewFile(const std::string& name) {
     int fd = ::open((dir_ + "/" + name).c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);

@@ -87,6 +87,7 @@ absl::StatusOr<std::vector<iovec>> WritableIovecs(
 
 void MarkWritableDirty(memory::GuestMemory* memory,
                        const DescriptorChain& chain, uint64_t length) {
+  if (!memory->dirty_tracking()) return;
   (void)ForEachPiece(chain, true, 0, std::min(length, chain.writable_bytes),
                      [&](uint64_t address, uint64_t piece, uint64_t) {
                        memory->MarkDirty(address, piece);

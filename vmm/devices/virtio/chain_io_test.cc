@@ -169,6 +169,7 @@ TEST_F(ChainIoTest, WriteToChainMarksThePagesItWroteDirty) {
   // Writable buffers on pages 40 (last 10 bytes, spilling into 41) and 50.
   Add(41 * kPage - 10, 20, true);
   Add(50 * kPage, 100, true);
+  guest.memory()->EnableDirtyTracking();  // a VM with track_dirty_pages
   guest.memory()->TakeDirtyBitmap(0);
   ASSERT_TRUE(Write(0, std::string(15, 'x')).ok());
   std::vector<uint64_t> bitmap = guest.memory()->TakeDirtyBitmap(0);
@@ -182,7 +183,9 @@ TEST_F(ChainIoTest, MarkWritableDirtyMarksOnlyTheFirstBytesOfTheWritableStream) 
   Add(20 * kPage + 4090, 10, true);  // pages 20 and 21
   Add(30 * kPage, 2 * kPage, true);  // pages 30 and 31
   Add(40 * kPage, 16, true);         // page 40
-  guest.memory()->TakeDirtyBitmap(0);
+  MarkWritableDirty(guest.memory(), chain, 1ull << 40);
+  EXPECT_FALSE(Dirty(guest.memory()->TakeDirtyBitmap(0), 20)) << "not tracking: nothing marked";
+  guest.memory()->EnableDirtyTracking();
   MarkWritableDirty(guest.memory(), chain, 10 + kPage + 1);
   std::vector<uint64_t> bitmap = guest.memory()->TakeDirtyBitmap(0);
   EXPECT_FALSE(Dirty(bitmap, 10));
