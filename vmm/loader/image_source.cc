@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/errno_status.h"
+#include "common/file_io.h"
 #include "common/status_macros.h"
 
 namespace hearth::loader {
@@ -38,19 +39,10 @@ absl::StatusOr<FdImageSource> FdImageSource::Create(UniqueFd fd,
 absl::Status FdImageSource::ReadAt(uint64_t offset,
                                    absl::Span<uint8_t> destination) const {
   RETURN_IF_ERROR(CheckImageRange(*this, offset, destination.size()));
-  size_t done = 0;
-  while (done < destination.size()) {
-    ssize_t n = RetryOnEintr([&] {
-      return ::pread(fd_.get(), destination.data() + done,
-                     destination.size() - done,
-                     static_cast<off_t>(offset + done));
-    });
-    if (n < 0) return ErrnoStatus(absl::StrCat("read ", name_));
-    if (n == 0) {
-      return absl::DataLossError(
-          absl::StrCat(name_, " shrank while being read"));
-    }
-    done += static_cast<size_t>(n);
+  ASSIGN_OR_RETURN(size_t got,
+                   PreadFull(fd_.get(), destination, offset, absl::StrCat("read ", name_)));
+  if (got < destination.size()) {
+    return absl::DataLossError(absl::StrCat(name_, " shrank while being read"));
   }
   return absl::OkStatus();
 }

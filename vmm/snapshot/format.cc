@@ -7,6 +7,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/errno_status.h"
+#include "common/file_io.h"
+#include "common/status_macros.h"
 
 namespace hearth::snapshot {
 namespace {
@@ -84,28 +86,19 @@ absl::StatusOr<hearth::vmm::v1::VmSnapshot> ReadStateFile(int fd) {
         absl::StrCat("snapshot state file is ", st.st_size, " bytes: too large to be one"));
   }
   std::string bytes(static_cast<size_t>(st.st_size), '\0');
-  size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t n = ::pread(fd, bytes.data() + done, bytes.size() - done, static_cast<off_t>(done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoStatus("read snapshot state");
-    if (n == 0) break;
-    done += static_cast<size_t>(n);
-  }
-  bytes.resize(done);
+  ASSIGN_OR_RETURN(size_t got,
+                   PreadFull(fd, absl::MakeSpan(reinterpret_cast<uint8_t*>(bytes.data()), bytes.size()),
+                             0, "read snapshot state"));
+  bytes.resize(got);
   return DecodeState(bytes);
 }
 
 absl::StatusOr<size_t> WriteStateFile(int fd, const hearth::vmm::v1::VmSnapshot& state) {
   std::string bytes = EncodeState(state);
   if (::ftruncate(fd, 0) < 0) return ErrnoStatus("truncate snapshot state");
-  size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t n = ::pwrite(fd, bytes.data() + done, bytes.size() - done, static_cast<off_t>(done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoStatus("write snapshot state");
-    done += static_cast<size_t>(n);
-  }
+  RETURN_IF_ERROR(PwriteAll(
+      fd, absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()), 0,
+      "write snapshot state"));
   return bytes.size();
 }
 

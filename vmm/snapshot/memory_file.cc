@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/errno_status.h"
+#include "common/file_io.h"
 #include "common/mmap_region.h"
 #include "common/status_macros.h"
 
@@ -30,18 +31,6 @@ bool IsZeroPage(const uint8_t* page) {
   return any == 0;
 }
 
-absl::Status WriteAll(int fd, const uint8_t* data, uint64_t length, uint64_t offset) {
-  while (length > 0) {
-    ssize_t n = ::pwrite(fd, data, length, static_cast<off_t>(offset));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoStatus(absl::StrCat("write memory file at ", offset));
-    data += n;
-    offset += static_cast<uint64_t>(n);
-    length -= static_cast<uint64_t>(n);
-  }
-  return absl::OkStatus();
-}
-
 // Writes the pages of region `index` for which `wanted(page)` holds, in
 // runs, at the region's offset in the file.
 template <typename Wanted>
@@ -61,7 +50,8 @@ absl::Status WritePages(const memory::GuestMemory::Region& region, uint64_t file
       ++page;
     }
     uint64_t bytes = (page - first) * kPage;
-    RETURN_IF_ERROR(WriteAll(fd, base + first * kPage, bytes, file_offset + first * kPage));
+    RETURN_IF_ERROR(PwriteAll(fd, absl::MakeConstSpan(base + first * kPage, bytes),
+                              file_offset + first * kPage, "write memory file"));
     stats->pages_written += page - first;
     stats->bytes_written += bytes;
   }
@@ -95,7 +85,8 @@ absl::Status CopyExtents(int from, int to) {
       ssize_t n = ::pread(from, buffer.data(), want, at);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) return ErrnoStatus("read while copying memory");
-      RETURN_IF_ERROR(WriteAll(to, buffer.data(), static_cast<uint64_t>(n), static_cast<uint64_t>(at)));
+      RETURN_IF_ERROR(PwriteAll(to, absl::MakeConstSpan(buffer.data(), static_cast<size_t>(n)),
+                                static_cast<uint64_t>(at), "write memory file"));
       at += n;
     }
     offset = hole;

@@ -1,0 +1,29 @@
+// Whole-buffer positional reads and writes: pread(2)/pwrite(2) retried on
+// EINTR and on short transfers, with errors that say what was being done.
+#ifndef HEARTH_COMMON_FILE_IO_H_
+#define HEARTH_COMMON_FILE_IO_H_
+
+#include <cstddef>
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+
+namespace hearth {
+
+// Writes all of `data` to `fd` at `offset`. An error reads "<what> at
+// <offset>: <strerror>".
+absl::Status PwriteAll(int fd, absl::Span<const uint8_t> data, uint64_t offset,
+                       absl::string_view what);
+
+// Reads from `fd` at `offset` until `into` is full or the file ends;
+// returns how many bytes were read (fewer than into.size() only at the end
+// of the file).
+absl::StatusOr<size_t> PreadFull(int fd, absl::Span<uint8_t> into, uint64_t offset,
+                                 absl::string_view what);
+
+}  // namespace hearth
+
+#endif  // HEARTH_COMMON_FILE_IO_H_
