@@ -227,8 +227,8 @@ int Report(const absl::StatusOr<VmOutcome>& outcome) {
   timer.MarkExit();
   if (vmm.ok()) {
     timer.SetGuestResident((*vmm)->memory()->ResidentBytes());
-    absl::Status flushed = (*vmm)->FlushMetrics();
-    if (!flushed.ok()) LOG(WARNING) << flushed.message();
+    absl::StatusOr<std::string> flushed = (*vmm)->FlushMetrics();
+    if (!flushed.ok()) LOG(WARNING) << flushed.status().message();
   }
   if (FLAGS_boot_timer) timer.Print(stderr);
   Exit(Report(outcome));

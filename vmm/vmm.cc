@@ -213,35 +213,11 @@ std::string Vmm::MetricsJson() const {
     AppendDevice(&json, "block_" + block->drive_id(), block->metrics().Snapshot());
   }
   for (const auto& net : parts_.nets) {
-    auto counters = net->metrics().Snapshot();
-    const virtio::NetMetrics& m = net->metrics();
-    counters.insert(counters.end(), {{"rx_frames", m.rx_frames.Get()},
-                                     {"tx_frames", m.tx_frames.Get()},
-                                     {"tx_dropped", m.tx_dropped.Get()},
-                                     {"rx_no_buffers", m.rx_no_buffers.Get()}});
-    AppendDevice(&json, "net_" + net->iface_id(), counters);
+    AppendDevice(&json, "net_" + net->iface_id(), net->metrics().Snapshot());
   }
   if (parts_.rng) AppendDevice(&json, "rng", parts_.rng->metrics().Snapshot());
-  if (parts_.balloon) {
-    auto counters = parts_.balloon->metrics().Snapshot();
-    const virtio::BalloonMetrics& m = parts_.balloon->metrics();
-    counters.insert(counters.end(), {{"inflated_pages", m.inflated_pages.Get()},
-                                     {"deflated_pages", m.deflated_pages.Get()},
-                                     {"stats_updates", m.stats_updates.Get()},
-                                     {"bad_pfns", m.bad_pfns.Get()}});
-    AppendDevice(&json, "balloon", counters);
-  }
-  if (parts_.vsock) {
-    auto counters = parts_.vsock->metrics().Snapshot();
-    const virtio::VsockMetrics& m = parts_.vsock->metrics();
-    counters.insert(counters.end(), {{"connections_opened", m.connections_opened.Get()},
-                                     {"connections_refused", m.connections_refused.Get()},
-                                     {"rx_packets", m.rx_packets.Get()},
-                                     {"tx_packets", m.tx_packets.Get()},
-                                     {"rst_sent", m.rst_sent.Get()},
-                                     {"dropped_packets", m.dropped_packets.Get()}});
-    AppendDevice(&json, "vsock", counters);
-  }
+  if (parts_.balloon) AppendDevice(&json, "balloon", parts_.balloon->metrics().Snapshot());
+  if (parts_.vsock) AppendDevice(&json, "vsock", parts_.vsock->metrics().Snapshot());
   for (size_t i = 0; i < parts_.virtio.size(); ++i) {
     AppendDevice(&json,
                  absl::StrCat("transport_", absl::StrReplaceAll(
@@ -253,14 +229,15 @@ std::string Vmm::MetricsJson() const {
   return json;
 }
 
-absl::Status Vmm::FlushMetrics() const {
-  if (!parts_.metrics_file.valid()) return absl::OkStatus();
-  std::string line = MetricsJson() + "\n";
+absl::StatusOr<std::string> Vmm::FlushMetrics() const {
+  std::string json = MetricsJson();
+  if (!parts_.metrics_file.valid()) return json;
+  std::string line = json + "\n";
   if (::write(parts_.metrics_file.get(), line.data(), line.size()) !=
       static_cast<ssize_t>(line.size())) {
     return ErrnoStatus("writing metrics");
   }
-  return absl::OkStatus();
+  return json;
 }
 
 absl::StatusOr<VmOutcome> Vmm::Run() {

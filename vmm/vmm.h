@@ -136,8 +136,9 @@ class Vmm {
 
   // Every device's counters as one JSON object (one line).
   std::string MetricsJson() const;
-  // Appends MetricsJson() to the metrics file, if one was configured.
-  absl::Status FlushMetrics() const;
+  // Appends MetricsJson() to the metrics file, if one was configured, and
+  // returns the line.
+  absl::StatusOr<std::string> FlushMetrics() const;
 
   const Parts& parts() const { return parts_; }
   const kvm::Vcpu& vcpu(size_t index) const { return runners_[index]->vcpu(); }

@@ -307,8 +307,9 @@ void ControlServer::Handle(const v1::Request& request, std::vector<UniqueFd> fds
     case v1::Request::kFlushMetrics:
       status = needs_vm();
       if (status.ok()) {
-        status = vmm_->FlushMetrics();
-        response.mutable_metrics()->set_json(vmm_->MetricsJson());
+        absl::StatusOr<std::string> json = vmm_->FlushMetrics();
+        status = json.status();
+        if (json.ok()) response.mutable_metrics()->set_json(*json);
       }
       break;
     case v1::Request::kGetInfo:

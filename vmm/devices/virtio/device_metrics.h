@@ -19,6 +19,8 @@ struct Counter {
 };
 
 struct DeviceMetrics {
+  virtual ~DeviceMetrics() = default;
+
   Counter activations;
   Counter notifications;    // queue kicks handled
   Counter requests;         // chains completed successfully
@@ -30,8 +32,9 @@ struct DeviceMetrics {
   Counter throttled;        // times the rate limiter made the device wait
   Counter interrupts;       // used-buffer interrupts raised
 
-  // (name, value) pairs in a stable order, for JSON output.
-  std::vector<std::pair<std::string, uint64_t>> Snapshot() const {
+  // (name, value) pairs in a stable order, for JSON output. A device with
+  // counters of its own appends them after these.
+  virtual std::vector<std::pair<std::string, uint64_t>> Snapshot() const {
     return {{"activations", activations.Get()},
             {"notifications", notifications.Get()},
             {"requests", requests.Get()},

@@ -32,6 +32,15 @@ struct BalloonMetrics : DeviceMetrics {
   Counter deflated_pages;
   Counter stats_updates;
   Counter bad_pfns;  // page frames outside guest RAM
+
+  std::vector<std::pair<std::string, uint64_t>> Snapshot() const override {
+    auto counters = DeviceMetrics::Snapshot();
+    counters.insert(counters.end(), {{"inflated_pages", inflated_pages.Get()},
+                                     {"deflated_pages", deflated_pages.Get()},
+                                     {"stats_updates", stats_updates.Get()},
+                                     {"bad_pfns", bad_pfns.Get()}});
+    return counters;
+  }
 };
 
 // The latest statistics the guest reported (tag -> value), plus the

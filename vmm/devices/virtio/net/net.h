@@ -47,6 +47,15 @@ struct NetMetrics : DeviceMetrics {
   Counter tx_frames;
   Counter tx_dropped;  // tap refused the frame
   Counter rx_no_buffers;  // times rx stalled waiting for guest buffers
+
+  std::vector<std::pair<std::string, uint64_t>> Snapshot() const override {
+    auto counters = DeviceMetrics::Snapshot();
+    counters.insert(counters.end(), {{"rx_frames", rx_frames.Get()},
+                                     {"tx_frames", tx_frames.Get()},
+                                     {"tx_dropped", tx_dropped.Get()},
+                                     {"rx_no_buffers", rx_no_buffers.Get()}});
+    return counters;
+  }
 };
 
 class Net : public VirtioDevice {

@@ -57,6 +57,17 @@ struct VsockMetrics : DeviceMetrics {
   Counter tx_packets;
   Counter rst_sent;
   Counter dropped_packets;  // malformed or for no connection
+
+  std::vector<std::pair<std::string, uint64_t>> Snapshot() const override {
+    auto counters = DeviceMetrics::Snapshot();
+    counters.insert(counters.end(), {{"connections_opened", connections_opened.Get()},
+                                     {"connections_refused", connections_refused.Get()},
+                                     {"rx_packets", rx_packets.Get()},
+                                     {"tx_packets", tx_packets.Get()},
+                                     {"rst_sent", rst_sent.Get()},
+                                     {"dropped_packets", dropped_packets.Get()}});
+    return counters;
+  }
 };
 
 class Vsock : public VirtioDevice {
