@@ -10,6 +10,10 @@ namespace hearth::agent {
 
 namespace api = ::hearth::v1;
 
+int DriveOpenFlags(const api::Drive& drive) {
+  return drive.has_is_read_only() && drive.is_read_only() ? O_RDONLY : O_RDWR;
+}
+
 absl::Status CheckPath(const ImageRoots& roots, const std::string& field, const std::string& path,
                        int flags) {
   if (path.empty()) return absl::OkStatus();
@@ -47,9 +51,8 @@ absl::Status CheckConfigResources(const ImageRoots& roots, const api::VmConfig& 
   }
   for (int i = 0; i < config.drives_size(); ++i) {
     const api::Drive& drive = config.drives(i);
-    bool read_only = drive.has_is_read_only() && drive.is_read_only();
     RETURN_IF_ERROR(CheckPath(roots, field(absl::StrCat("drives[", i, "].path_on_host")),
-                              drive.path_on_host(), read_only ? O_RDONLY : O_RDWR));
+                              drive.path_on_host(), DriveOpenFlags(drive)));
   }
   for (int i = 0; i < config.network_interfaces_size(); ++i) {
     RETURN_IF_ERROR(CheckTap(field(absl::StrCat("network_interfaces[", i, "].host_dev_name")),
@@ -58,18 +61,17 @@ absl::Status CheckConfigResources(const ImageRoots& roots, const api::VmConfig& 
   if (config.has_vsock()) {
     RETURN_IF_ERROR(CheckVsockPath(roots, field("vsock.uds_path"), config.vsock().uds_path()));
   }
-  const int append = O_WRONLY | O_APPEND | O_CREAT;
   if (config.has_serial()) {
     RETURN_IF_ERROR(CheckPath(roots, field("serial.serial_out_path"),
-                              config.serial().serial_out_path(), append));
+                              config.serial().serial_out_path(), kOutputFileFlags));
   }
   if (config.has_logger()) {
     RETURN_IF_ERROR(
-        CheckPath(roots, field("logger.log_path"), config.logger().log_path(), append));
+        CheckPath(roots, field("logger.log_path"), config.logger().log_path(), kOutputFileFlags));
   }
   if (config.has_metrics()) {
     RETURN_IF_ERROR(
-        CheckPath(roots, field("metrics.metrics_path"), config.metrics().metrics_path(), append));
+        CheckPath(roots, field("metrics.metrics_path"), config.metrics().metrics_path(), kOutputFileFlags));
   }
   return absl::OkStatus();
 }

@@ -5,6 +5,8 @@
 #ifndef HEARTH_AGENT_HOST_RESOURCES_H_
 #define HEARTH_AGENT_HOST_RESOURCES_H_
 
+#include <fcntl.h>
+
 #include <string>
 
 #include "absl/status/status.h"
@@ -12,6 +14,12 @@
 #include "hearth/v1/config.pb.h"
 
 namespace hearth::agent {
+
+// How the agent opens host files, here and at boot: output files (serial,
+// logger, metrics) are appended to and created if missing; a drive is
+// opened read-write unless it is read-only.
+inline constexpr int kOutputFileFlags = O_WRONLY | O_APPEND | O_CREAT;
+int DriveOpenFlags(const hearth::v1::Drive& drive);
 
 // Opens (and closes) `path` with `flags` beneath a root; empty is fine.
 absl::Status CheckPath(const ImageRoots& roots, const std::string& field, const std::string& path,

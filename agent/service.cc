@@ -272,9 +272,8 @@ grpc::ServerUnaryReactor* HearthService::PutDrive(Context* context,
   absl::Status checked = Required(request->has_drive(), "drive");
   if (checked.ok()) checked = validate::ValidateDrive(drive, "drive");
   if (checked.ok()) {
-    bool read_only = drive.has_is_read_only() && drive.is_read_only();
     checked = CheckPath(manager_->roots(), "drive.path_on_host", drive.path_on_host(),
-                        read_only ? O_RDONLY : O_RDWR);
+                        DriveOpenFlags(drive));
   }
   if (!checked.ok()) return Call(context, metrics_, "PutDrive").Finish(checked);
   return Configure<api::Drive>(
@@ -359,7 +358,7 @@ grpc::ServerUnaryReactor* HearthService::PutSerial(Context* context,
   absl::Status checked = validate::ValidateSerial(serial);
   if (checked.ok()) {
     checked = CheckPath(manager_->roots(), "serial.serial_out_path", serial.serial_out_path(),
-                        O_WRONLY | O_APPEND | O_CREAT);
+                        kOutputFileFlags);
   }
   return Replace(context, "PutSerial", request->vm_id(), checked, serial,
                  &api::VmConfig::mutable_serial, &api::VmConfig::serial, response);
@@ -439,7 +438,7 @@ grpc::ServerUnaryReactor* HearthService::PutLogger(Context* context,
   absl::Status checked = validate::ValidateLogger(logger);
   if (checked.ok()) {
     checked = CheckPath(manager_->roots(), "logger.log_path", logger.log_path(),
-                        O_WRONLY | O_APPEND | O_CREAT);
+                        kOutputFileFlags);
   }
   return Replace(context, "PutLogger", request->vm_id(), checked, logger,
                  &api::VmConfig::mutable_logger, &api::VmConfig::logger, response);
@@ -452,7 +451,7 @@ grpc::ServerUnaryReactor* HearthService::PutMetrics(Context* context,
   absl::Status checked = validate::ValidateMetrics(metrics);
   if (checked.ok()) {
     checked = CheckPath(manager_->roots(), "metrics.metrics_path", metrics.metrics_path(),
-                        O_WRONLY | O_APPEND | O_CREAT);
+                        kOutputFileFlags);
   }
   if (!checked.ok()) return Call(context, metrics_, "PutMetrics").Finish(checked);
   return Configure<api::Metrics>(

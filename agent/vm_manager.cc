@@ -1127,10 +1127,9 @@ absl::Status VmManager::OpenBootResources(VmEntry* entry, control::FdMap* map,
   }
   for (int i = 0; i < spec.drives_size(); ++i) {
     const api::Drive& drive = spec.drives(i);
-    bool read_only = drive.has_is_read_only() && drive.is_read_only();
     ASSIGN_OR_RETURN(UniqueFd file,
                      roots_.OpenFile(absl::StrCat("drives[", i, "].path_on_host"),
-                                     drive.path_on_host(), read_only ? O_RDONLY : O_RDWR));
+                                     drive.path_on_host(), DriveOpenFlags(drive)));
     (*map->mutable_drives())[drive.drive_id()] = add(std::move(file));
   }
   for (int i = 0; i < spec.network_interfaces_size(); ++i) {
@@ -1157,18 +1156,18 @@ absl::Status VmManager::OpenBootResources(VmEntry* entry, control::FdMap* map,
   if (spec.has_metrics()) {
     ASSIGN_OR_RETURN(UniqueFd metrics,
                      roots_.OpenFile("metrics.metrics_path", spec.metrics().metrics_path(),
-                                     O_WRONLY | O_APPEND | O_CREAT));
+                                     kOutputFileFlags));
     map->set_metrics(add(std::move(metrics)));
   }
   if (spec.has_logger() && !spec.logger().log_path().empty()) {
     ASSIGN_OR_RETURN(UniqueFd log, roots_.OpenFile("logger.log_path", spec.logger().log_path(),
-                                                   O_WRONLY | O_APPEND | O_CREAT));
+                                                   kOutputFileFlags));
     map->set_log(add(std::move(log)));
   }
   if (spec.has_serial() && !spec.serial().serial_out_path().empty()) {
     ASSIGN_OR_RETURN(entry->serial_out,
                      roots_.OpenFile("serial.serial_out_path", spec.serial().serial_out_path(),
-                                     O_WRONLY | O_APPEND | O_CREAT));
+                                     kOutputFileFlags));
   }
   int pair[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0) {
@@ -1388,9 +1387,8 @@ void VmManager::PatchDrive(const api::PartialDrive& patch, const std::string& vm
     }
     std::vector<UniqueFd> fds;
     if (patch.has_path_on_host()) {
-      bool read_only = drive.has_is_read_only() && drive.is_read_only();
       absl::StatusOr<UniqueFd> file = roots_.OpenFile("drive.path_on_host", patch.path_on_host(),
-                                                      read_only ? O_RDONLY : O_RDWR);
+                                                      DriveOpenFlags(drive));
       if (!file.ok()) return done(file.status());
       fds.push_back(std::move(*file));
     }
