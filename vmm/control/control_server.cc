@@ -60,6 +60,30 @@ class FdOpener : public ResourceOpener {
   std::vector<UniqueFd>* fds_;
 };
 
+// The guest's latest balloon report as the API message (tags from virtio
+// 1.2 §5.5.6.3).
+void FillBalloonStatistics(const virtio::BalloonStatistics& stats,
+                           hearth::v1::BalloonStatistics* out) {
+  out->set_target_pages(stats.target_pages);
+  out->set_actual_pages(stats.actual_pages);
+  out->set_target_mib(stats.target_pages / 256);
+  out->set_actual_mib(stats.actual_pages / 256);
+  auto set = [&](uint16_t tag, void (hearth::v1::BalloonStatistics::*setter)(uint64_t)) {
+    auto it = stats.values.find(tag);
+    if (it != stats.values.end()) (out->*setter)(it->second);
+  };
+  set(0, &hearth::v1::BalloonStatistics::set_swap_in);
+  set(1, &hearth::v1::BalloonStatistics::set_swap_out);
+  set(2, &hearth::v1::BalloonStatistics::set_major_faults);
+  set(3, &hearth::v1::BalloonStatistics::set_minor_faults);
+  set(4, &hearth::v1::BalloonStatistics::set_free_memory);
+  set(5, &hearth::v1::BalloonStatistics::set_total_memory);
+  set(6, &hearth::v1::BalloonStatistics::set_available_memory);
+  set(7, &hearth::v1::BalloonStatistics::set_disk_caches);
+  set(8, &hearth::v1::BalloonStatistics::set_hugetlb_allocations);
+  set(9, &hearth::v1::BalloonStatistics::set_hugetlb_failures);
+}
+
 }  // namespace
 
 // Guest-initiated vsock connections: the jailed VMM asks the agent.
@@ -270,14 +294,27 @@ void ControlServer::OnReadable() {
 
 void ControlServer::Handle(const v1::Request& request, std::vector<UniqueFd> fds) {
   const uint64_t id = request.id();
-  auto needs_vm = [&]() -> absl::Status {
-    if (vmm_ == nullptr) {
-      return absl::FailedPreconditionError("the VM has not booted yet");
-    }
-    return absl::OkStatus();
-  };
   v1::Response response;
   absl::Status status;
+  switch (request.op_case()) {
+    case v1::Request::kBoot:
+    case v1::Request::kLoadSnapshot:
+    case v1::Request::kGetInfo:
+    case v1::Request::kVsockConnected:
+    case v1::Request::OP_NOT_SET:
+      break;
+    default:  // the rest act on the running VM
+      if (vmm_ == nullptr) {
+        Reply(id, absl::FailedPreconditionError("the VM has not booted yet"));
+        return;
+      }
+  }
+  auto balloon = [&]() -> absl::StatusOr<virtio::Balloon*> {
+    if (vmm_->parts().balloon == nullptr) {
+      return absl::FailedPreconditionError("the VM has no balloon device");
+    }
+    return vmm_->parts().balloon.get();
+  };
   switch (request.op_case()) {
     case v1::Request::kBoot:
     case v1::Request::kLoadSnapshot:
@@ -293,85 +330,50 @@ void ControlServer::Handle(const v1::Request& request, std::vector<UniqueFd> fds
       }
       break;
     case v1::Request::kPause:
-      status = needs_vm();
-      if (status.ok()) status = vmm_->Pause();
+      status = vmm_->Pause();
       break;
     case v1::Request::kResume:
-      status = needs_vm();
-      if (status.ok()) status = vmm_->Resume();
+      status = vmm_->Resume();
       break;
     case v1::Request::kSendCtrlAltDel:
-      status = needs_vm();
-      if (status.ok()) status = vmm_->SendCtrlAltDel();
+      status = vmm_->SendCtrlAltDel();
       break;
-    case v1::Request::kFlushMetrics:
-      status = needs_vm();
-      if (status.ok()) {
-        absl::StatusOr<std::string> json = vmm_->FlushMetrics();
-        status = json.status();
-        if (json.ok()) response.mutable_metrics()->set_json(*json);
-      }
+    case v1::Request::kFlushMetrics: {
+      absl::StatusOr<std::string> json = vmm_->FlushMetrics();
+      status = json.status();
+      if (json.ok()) response.mutable_metrics()->set_json(*json);
       break;
+    }
     case v1::Request::kGetInfo:
       *response.mutable_info() = MakeInfo();
       break;
     case v1::Request::kPatchDrive:
-      status = needs_vm();
-      if (status.ok()) status = HandlePatchDrive(request.patch_drive(), std::move(fds));
+      status = HandlePatchDrive(request.patch_drive(), std::move(fds));
       break;
     case v1::Request::kPatchNetworkInterface:
-      status = needs_vm();
-      if (status.ok()) status = HandlePatchNet(request.patch_network_interface());
+      status = HandlePatchNet(request.patch_network_interface());
       break;
-    case v1::Request::kPatchBalloon:
-      status = needs_vm();
-      if (status.ok()) {
-        if (vmm_->parts().balloon == nullptr) {
-          status = absl::FailedPreconditionError("the VM has no balloon device");
-        } else {
-          vmm_->parts().balloon->SetTarget(request.patch_balloon().amount_mib());
-        }
+    case v1::Request::kPatchBalloon: {
+      absl::StatusOr<virtio::Balloon*> device = balloon();
+      status = device.status();
+      if (device.ok()) (*device)->SetTarget(request.patch_balloon().amount_mib());
+      break;
+    }
+    case v1::Request::kPatchBalloonStatistics: {
+      absl::StatusOr<virtio::Balloon*> device = balloon();
+      status = device.ok() ? (*device)->SetStatsInterval(
+                                 request.patch_balloon_statistics().stats_polling_interval_s())
+                           : device.status();
+      break;
+    }
+    case v1::Request::kGetBalloonStatistics: {
+      absl::StatusOr<virtio::Balloon*> device = balloon();
+      status = device.status();
+      if (device.ok()) {
+        FillBalloonStatistics((*device)->statistics(), response.mutable_balloon_statistics());
       }
       break;
-    case v1::Request::kPatchBalloonStatistics:
-      status = needs_vm();
-      if (status.ok()) {
-        status = vmm_->parts().balloon == nullptr
-                     ? absl::FailedPreconditionError("the VM has no balloon device")
-                     : vmm_->parts().balloon->SetStatsInterval(
-                           request.patch_balloon_statistics().stats_polling_interval_s());
-      }
-      break;
-    case v1::Request::kGetBalloonStatistics:
-      status = needs_vm();
-      if (status.ok()) {
-        if (vmm_->parts().balloon == nullptr) {
-          status = absl::FailedPreconditionError("the VM has no balloon device");
-        } else {
-          virtio::BalloonStatistics stats = vmm_->parts().balloon->statistics();
-          hearth::v1::BalloonStatistics* out = response.mutable_balloon_statistics();
-          out->set_target_pages(stats.target_pages);
-          out->set_actual_pages(stats.actual_pages);
-          out->set_target_mib(stats.target_pages / 256);
-          out->set_actual_mib(stats.actual_pages / 256);
-          auto set = [&](uint16_t tag, void (hearth::v1::BalloonStatistics::*setter)(uint64_t)) {
-            auto it = stats.values.find(tag);
-            if (it != stats.values.end()) (out->*setter)(it->second);
-          };
-          // Tags from virtio 1.2 §5.5.6.3.
-          set(0, &hearth::v1::BalloonStatistics::set_swap_in);
-          set(1, &hearth::v1::BalloonStatistics::set_swap_out);
-          set(2, &hearth::v1::BalloonStatistics::set_major_faults);
-          set(3, &hearth::v1::BalloonStatistics::set_minor_faults);
-          set(4, &hearth::v1::BalloonStatistics::set_free_memory);
-          set(5, &hearth::v1::BalloonStatistics::set_total_memory);
-          set(6, &hearth::v1::BalloonStatistics::set_available_memory);
-          set(7, &hearth::v1::BalloonStatistics::set_disk_caches);
-          set(8, &hearth::v1::BalloonStatistics::set_hugetlb_allocations);
-          set(9, &hearth::v1::BalloonStatistics::set_hugetlb_failures);
-        }
-      }
-      break;
+    }
     case v1::Request::kVsockConnected: {
       auto it = vsock_waiters_.find(request.vsock_connected().request_id());
       if (it == vsock_waiters_.end()) {
@@ -390,15 +392,14 @@ void ControlServer::Handle(const v1::Request& request, std::vector<UniqueFd> fds
       break;
     }
     case v1::Request::kShutdown:
-      status = needs_vm();
-      if (status.ok()) vmm_->Stop(VmOutcome{VmOutcome::Kind::kStopped, "shut down by the agent"});
+      vmm_->Stop(VmOutcome{VmOutcome::Kind::kStopped, "shut down by the agent"});
       break;
     case v1::Request::kAttachConsole:
-      status = needs_vm();
-      if (status.ok() && (fds.empty() || console_output_ == nullptr)) {
+      if (fds.empty() || console_output_ == nullptr) {
         status = absl::InvalidArgumentError("AttachConsole carries no console socket");
+        break;
       }
-      if (status.ok()) {
+      {
         int old_fd = console_output_->fd();
         int new_fd = fds[0].get();
         UniqueFd old = console_output_->Replace(std::move(fds[0]));
@@ -406,10 +407,7 @@ void ControlServer::Handle(const v1::Request& request, std::vector<UniqueFd> fds
       }
       break;
     case v1::Request::kCreateSnapshot:
-      status = needs_vm();
-      if (status.ok()) {
-        status = HandleCreateSnapshot(request.create_snapshot(), std::move(fds), &response);
-      }
+      status = HandleCreateSnapshot(request.create_snapshot(), std::move(fds), &response);
       break;
     case v1::Request::OP_NOT_SET:
       status = absl::InvalidArgumentError("request has no operation (unknown to this VMM?)");
