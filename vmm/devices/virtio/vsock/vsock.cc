@@ -512,17 +512,25 @@ void Vsock::ProcessRx() {
   if (!active_.has_value()) return;
   Queue& queue = *active_->queues[kRxQueue];
   bool used_any = false;
-  // Connections that cannot send more in this pass (no data, no credit).
-  std::vector<Key> exhausted;
+  // Connections are served in key order, each until it cannot send more in
+  // this pass (no data, no credit); the search resumes at the connection
+  // last found, or just after it once it is exhausted. Keys, not iterators:
+  // sending may close (erase) a connection.
+  std::optional<Key> at;
+  bool past_at = false;
   auto next_sender = [&]() -> std::map<Key, Connection>::iterator {
-    for (auto it = connections_.begin(); it != connections_.end(); ++it) {
+    auto it = !at.has_value() ? connections_.begin()
+              : past_at       ? connections_.upper_bound(*at)
+                              : connections_.lower_bound(*at);
+    for (; it != connections_.end(); ++it) {
       const Connection& c = it->second;
-      if (c.state == Connection::State::kEstablished && c.readable && !c.host_eof &&
-          std::find(exhausted.begin(), exhausted.end(), it->first) == exhausted.end()) {
+      if (c.state == Connection::State::kEstablished && c.readable && !c.host_eof) {
+        at = it->first;
+        past_at = false;
         return it;
       }
     }
-    return connections_.end();
+    return it;
   };
   while (!control_.empty() || next_sender() != connections_.end()) {
     std::optional<DescriptorChain> popped =
@@ -551,7 +559,7 @@ void Vsock::ProcessRx() {
     std::optional<uint32_t> sent = SendData(key, &sender->second, chain);
     if (!sent.has_value()) {
       queue.Undo();
-      exhausted.push_back(key);
+      past_at = true;  // `key` is done for this pass
       continue;
     }
     (void)queue.AddUsed(chain.head, sizeof(VsockHeader) + *sent);

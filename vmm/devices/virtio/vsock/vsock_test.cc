@@ -394,6 +394,31 @@ TEST_F(VsockTest, GuestShutdownComesAfterItsDataReachedTheHost) {
   }
 }
 
+// Host data of every connection reaches the guest, whichever connections
+// between them have nothing to send.
+TEST_F(VsockTest, EveryConnectionWithDataIsServed) {
+  Start();
+  std::vector<int> hosts;
+  for (uint32_t port : {kGuestPort, kGuestPort + 1, kGuestPort + 2, kGuestPort + 3}) {
+    Transmit(FromGuest(kVsockOpRequest, port));
+    ASSERT_EQ(TakeRx().size(), 1u);
+    hosts.push_back(connector->host_ends.back().get());
+  }
+  last_used_ = rx->used_idx();
+  Send(hosts[0], "zero");
+  Send(hosts[2], "two");
+  Send(hosts[3], "three");
+  std::map<uint32_t, std::string> got;
+  RunUntil([&] {
+    for (const RxPacket& p : TakeRx()) got[p.header.dst_port] += p.payload;
+    return got.size() == 3;
+  });
+  EXPECT_EQ(got[kGuestPort], "zero");
+  EXPECT_EQ(got[kGuestPort + 2], "two");
+  EXPECT_EQ(got[kGuestPort + 3], "three");
+  EXPECT_EQ(got.count(kGuestPort + 1), 0u);
+}
+
 TEST_F(VsockTest, GuestRstClosesTheHostSocketWithoutAReply) {
   Start();
   int host = Connect();
