@@ -118,30 +118,50 @@ void Balloon::ProcessPfns(size_t index) {
       used_any = true;
       continue;
     }
-    for (uint32_t pfn : pfns) {
-      uint64_t address = uint64_t{pfn} * kBalloonPageSize;
-      absl::StatusOr<uint8_t*> host = active_->memory->HostAddress(address, kBalloonPageSize);
-      if (!host.ok()) {
-        metrics_.bad_pfns.Add();
-        continue;
-      }
-      if (index == kInflateQueue) {
-        // Give the page back to the host; the guest promised not to touch
-        // it until it deflates.
-        if (::madvise(*host, kBalloonPageSize, MADV_DONTNEED) == 0) {
-          metrics_.inflated_pages.Add();
-        } else {
-          metrics_.errors.Add();
-        }
+    // Runs of consecutive frames take one madvise each (drivers hand over
+    // neighbouring pages); a run that is not all in one RAM region is
+    // taken page by page, so each bad frame is counted.
+    std::sort(pfns.begin(), pfns.end());
+    for (size_t first = 0; first < pfns.size();) {
+      size_t end = first + 1;
+      while (end < pfns.size() && pfns[end] == pfns[end - 1] + 1) ++end;
+      const uint64_t pages = end - first;
+      absl::StatusOr<uint8_t*> run = active_->memory->HostAddress(
+          uint64_t{pfns[first]} * kBalloonPageSize, pages * kBalloonPageSize);
+      if (run.ok()) {
+        ReleasePages(index, *run, pages);
       } else {
-        metrics_.deflated_pages.Add();
+        for (size_t i = first; i < end; ++i) {
+          absl::StatusOr<uint8_t*> host = active_->memory->HostAddress(
+              uint64_t{pfns[i]} * kBalloonPageSize, kBalloonPageSize);
+          if (host.ok()) {
+            ReleasePages(index, *host, 1);
+          } else {
+            metrics_.bad_pfns.Add();
+          }
+        }
       }
+      first = end;
     }
     metrics_.requests.Add();
     (void)queue.AddUsed(chain.head, 0);
     used_any = true;
   }
   if (used_any) SignalUsed(&*active_, &queue, &metrics_);
+}
+
+void Balloon::ReleasePages(size_t index, uint8_t* host, uint64_t pages) {
+  if (index == kDeflateQueue) {
+    metrics_.deflated_pages.Add(pages);
+    return;
+  }
+  // Give the pages back to the host; the guest promised not to touch them
+  // until it deflates.
+  if (::madvise(host, pages * kBalloonPageSize, MADV_DONTNEED) == 0) {
+    metrics_.inflated_pages.Add(pages);
+  } else {
+    metrics_.errors.Add(pages);
+  }
 }
 
 void Balloon::ProcessStats() {

@@ -90,6 +90,8 @@ class Balloon : public VirtioDevice {
  private:
   Balloon(uint32_t amount_mib, bool deflate_on_oom, uint32_t interval_s, TimerFd timer);
   void ProcessPfns(size_t index);
+  // Inflate: madvise `pages` pages at `host` away; deflate: count them.
+  void ReleasePages(size_t index, uint8_t* host, uint64_t pages);
   void ProcessStats();
   void OnStatsTimer();
 

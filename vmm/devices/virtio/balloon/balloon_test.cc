@@ -143,6 +143,26 @@ TEST_F(BalloonTest, BadPfnsAreCountedAndSkipped) {
   EXPECT_EQ(guest.Read(0xa00 * kPage, 4), std::string(4, '\0'));
 }
 
+// Frames in any order: consecutive ones are released together, a run that
+// crosses the end of RAM still releases its good pages and counts the bad.
+TEST_F(BalloonTest, RunsOfFramesAreReleasedAndBadOnesInThemCounted) {
+  Start();
+  const uint32_t last = FakeGuest::kDefaultMemorySize / kPage - 1;
+  for (uint32_t pfn : {0xc00u, 0xc01u, 0xc02u, 0xc10u, last}) {
+    guest.Write(uint64_t{pfn} * kPage, "data");
+  }
+  guest.Write(0xc03 * kPage, "keep");
+  inflate->AddChain(
+      {guest.Readable(Pfns({0xc02, 0xc10, 0xc00, last + 1, last, 0xc01, last + 2}))});
+  balloon->ProcessQueue(Balloon::kInflateQueue);
+  EXPECT_EQ(balloon->metrics().inflated_pages.Get(), 5u);
+  EXPECT_EQ(balloon->metrics().bad_pfns.Get(), 2u);
+  for (uint32_t pfn : {0xc00u, 0xc01u, 0xc02u, 0xc10u, last}) {
+    EXPECT_EQ(guest.Read(uint64_t{pfn} * kPage, 4), std::string(4, '\0')) << pfn;
+  }
+  EXPECT_EQ(guest.Read(0xc03 * kPage, 4), "keep");
+}
+
 TEST_F(BalloonTest, DeflateIsCountedAndTouchesNothing) {
   Start();
   guest.Write(0xb00 * kPage, "live");
