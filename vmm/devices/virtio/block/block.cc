@@ -214,7 +214,13 @@ void Block::Process() {
   bool used_any = false;
   const uint64_t capacity = this->capacity();
   std::vector<PendingIo> batch;
+  // Counts the request by its status and returns it to the driver.
   auto complete = [&](const DescriptorChain& chain, uint8_t status, uint32_t written) {
+    if (status == kBlkSOk) {
+      metrics_.requests.Add();
+    } else {
+      metrics_.errors.Add();
+    }
     // The status byte is the last writable byte.
     (void)WriteToChain(active_->memory, chain, chain.writable_bytes - 1,
                        absl::MakeConstSpan(&status, 1));
@@ -223,14 +229,7 @@ void Block::Process() {
   };
   auto flush = [&] {
     ExecuteBatch(&batch);
-    for (PendingIo& io : batch) {
-      if (io.status == kBlkSOk) {
-        metrics_.requests.Add();
-      } else {
-        metrics_.errors.Add();
-      }
-      complete(io.chain, io.status, io.written);
-    }
+    for (PendingIo& io : batch) complete(io.chain, io.status, io.written);
     batch.clear();
   };
   // No kicks while we are at it: each one is a VM exit.
@@ -258,8 +257,8 @@ void Block::Process() {
     absl::StatusOr<BlockRequest> request =
         ParseBlockRequest(*active_->memory, *popped, capacity, read_only_, &parse_error);
     if (!request.ok()) {
-      metrics_.errors.Add();
       if (!parse_error.status_writable) {
+        metrics_.errors.Add();
         metrics_.invalid_chains.Add();
         (void)queue.AddUsed(popped->head, 0);
         used_any = true;
@@ -279,11 +278,6 @@ void Block::Process() {
       flush();  // a flush covers the writes before it
       uint32_t written = 0;
       uint8_t status = Execute(*popped, *request, &written);
-      if (status == kBlkSOk) {
-        metrics_.requests.Add();
-      } else {
-        metrics_.errors.Add();
-      }
       complete(*popped, status, written);
       continue;
     }
