@@ -58,12 +58,6 @@ class BalloonTest : public ::testing::Test {
     driver->Initialize(kFeatures | (stats_on ? kBalloonFStatsVq : 0),
                        {inflate, deflate, stats_on ? stats : nullptr});
   }
-  VirtioState Save() {
-    VirtioState state;
-    absl::Status saved = driver->transport()->SaveState(&state);
-    EXPECT_TRUE(saved.ok()) << saved;
-    return state;
-  }
   // Drops the running device, as the snapshotted VMM exits, and builds a
   // fresh one from this configuration, not yet restored.
   void ReplaceDevice(uint32_t amount_mib, uint32_t stats_interval_s) {
@@ -258,7 +252,7 @@ TEST_F(BalloonTest, SnapshotKeepsTargetActualStatisticsAndInterval) {
   driver->Write(kMmioConfig + 4, 512);  // the driver's `actual`
   uint16_t head = stats->AddChain({guest.Readable(Stat(0, 11) + Stat(4, 4096))});
   driver->Kick(Balloon::kStatsQueue);
-  VirtioState state = Save();
+  VirtioState state = driver->SaveState();
   EXPECT_EQ(state.balloon().num_pages(), 6u * 256);
   EXPECT_EQ(state.balloon().actual(), 512u);
   EXPECT_EQ(state.balloon().stats_polling_interval_s(), 60u);
@@ -275,7 +269,7 @@ TEST_F(BalloonTest, SnapshotKeepsTargetActualStatisticsAndInterval) {
   EXPECT_EQ(statistics.actual_pages, 512u);
   EXPECT_EQ(statistics.values, (std::map<uint16_t, uint64_t>{{0, 11}, {4, 4096}}));
   // Saved again, it is the same state.
-  VirtioState again = Save();
+  VirtioState again = driver->SaveState();
   EXPECT_EQ(again.balloon().stats_polling_interval_s(), 60u);
   EXPECT_TRUE(again.balloon().has_stats_head());
   EXPECT_EQ(again.balloon().stats_head(), head);
@@ -284,7 +278,7 @@ TEST_F(BalloonTest, SnapshotKeepsTargetActualStatisticsAndInterval) {
 
 TEST_F(BalloonTest, RestoreRefusesStatisticsOnInTheSnapshotButOffHere) {
   StartBehindTransport(4, /*stats_interval_s=*/60, /*accept_stats=*/false);
-  VirtioState state = Save();
+  VirtioState state = driver->SaveState();
   ReplaceDevice(4, /*stats_interval_s=*/0);
   absl::Status restored = driver->transport()->RestoreState(state);
   EXPECT_EQ(restored.code(), absl::StatusCode::kInvalidArgument);
@@ -294,7 +288,7 @@ TEST_F(BalloonTest, RestoreRefusesStatisticsOnInTheSnapshotButOffHere) {
 
 TEST_F(BalloonTest, RestoreRefusesStatisticsOffInTheSnapshotButOnHere) {
   StartBehindTransport(4, /*stats_interval_s=*/0);
-  VirtioState state = Save();
+  VirtioState state = driver->SaveState();
   ReplaceDevice(4, /*stats_interval_s=*/60);
   absl::Status restored = driver->transport()->RestoreState(state);
   EXPECT_EQ(restored.code(), absl::StatusCode::kInvalidArgument);
@@ -306,7 +300,7 @@ TEST_F(BalloonTest, RestoredBalloonReturnsTheHeldStatsBufferAtTheNextPoll) {
   StartBehindTransport(4, /*stats_interval_s=*/1);
   uint16_t head = stats->AddChain({guest.Readable(Stat(4, 4096))});
   driver->Kick(Balloon::kStatsQueue);
-  VirtioState state = Save();
+  VirtioState state = driver->SaveState();
   ReplaceDevice(4, /*stats_interval_s=*/1);
   ASSERT_TRUE(driver->transport()->RestoreState(state).ok());
   EXPECT_EQ(stats->used_idx(), 0);  // held until the poll
@@ -322,7 +316,7 @@ TEST_F(BalloonTest, RestoredBalloonReturnsTheHeldStatsBufferAtTheNextPoll) {
 
 TEST_F(BalloonTest, RestoreRefusesAStatsBufferOutsideTheStatsQueue) {
   StartBehindTransport(4, /*stats_interval_s=*/60);
-  VirtioState state = Save();
+  VirtioState state = driver->SaveState();
   state.mutable_balloon()->set_has_stats_head(true);
   // The stats queue's size (16), the largest queue size, and beyond.
   for (uint32_t head : {16u, 256u, 0xffffffffu}) {

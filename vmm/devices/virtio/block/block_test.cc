@@ -77,12 +77,6 @@ class BlockTest : public ::testing::Test {
     driver = std::make_unique<FakeDriver>(block, &guest, loop.get());
     driver->Initialize(kFeatures, {queue});
   }
-  VirtioState Save() {
-    VirtioState state;
-    absl::Status saved = driver->transport()->SaveState(&state);
-    EXPECT_TRUE(saved.ok()) << saved;
-    return state;
-  }
   // Drops the running drive, as the snapshotted VMM exits, and builds a
   // fresh one over a disk of `disk_size` bytes (the same file if 0).
   void ReplaceDrive(uint64_t disk_size = 0) {
@@ -364,7 +358,7 @@ TEST_F(BlockTest, ResetStopsProcessing) {
 
 TEST_F(BlockTest, SnapshotRecordsTheCapacity) {
   StartBehindTransport();
-  VirtioState state = Save();
+  VirtioState state = driver->SaveState();
   EXPECT_EQ(state.device_type(), kDeviceBlock);
   ASSERT_TRUE(state.has_block());
   EXPECT_EQ(state.block().capacity(), 128u);
@@ -372,7 +366,7 @@ TEST_F(BlockTest, SnapshotRecordsTheCapacity) {
 
 TEST_F(BlockTest, RestoreRefusesADriveOfAnotherSize) {
   StartBehindTransport();
-  VirtioState state = Save();
+  VirtioState state = driver->SaveState();
   ReplaceDrive(/*disk_size=*/128 * 1024);
   absl::Status restored = driver->transport()->RestoreState(state);
   EXPECT_EQ(restored.code(), absl::StatusCode::kInvalidArgument);
@@ -389,7 +383,7 @@ TEST_F(BlockTest, RestoredDriveServesARequestMadeAvailableBeforeTheSave) {
   // The guest publishes a request, but the VMM pauses before the kick.
   Buffer data = guest.Writable(512);
   Request second = Submit(kBlkTIn, 2, {data});
-  VirtioState state = Save();
+  VirtioState state = driver->SaveState();
   EXPECT_EQ(state.queues(0).next_avail(), 1u);
   ReplaceDrive();
 

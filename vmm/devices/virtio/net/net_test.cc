@@ -64,12 +64,6 @@ class NetTest : public ::testing::Test {
     driver = std::make_unique<FakeDriver>(net, &guest, loop.get());
     driver->Initialize(kFeatures, {rx, tx});
   }
-  VirtioState Save() {
-    VirtioState state;
-    absl::Status saved = driver->transport()->SaveState(&state);
-    EXPECT_TRUE(saved.ok()) << saved;
-    return state;
-  }
   // Drops the running device, as the snapshotted VMM exits, and builds a
   // fresh one on a new backend, not yet restored.
   void ReplaceDevice(std::unique_ptr<vmm::RateLimiter> rx_limiter = Unlimited()) {
@@ -279,7 +273,7 @@ TEST_F(NetTest, SnapshotKeepsAHeldBackRxFrameUntilTheLimiterAllowsIt) {
   PeerSend(kVnetHeader + "second");
   RunLoop();
   ASSERT_EQ(rx->used_idx(), 1);  // "second" is in its buffer, not published
-  VirtioState state = Save();
+  VirtioState state = driver->SaveState();
   ASSERT_TRUE(state.net().has_pending_rx());
   EXPECT_EQ(state.net().pending_rx_head(), second_head);
   EXPECT_EQ(state.net().pending_rx_length(), kVnetHeaderSize + 6);
@@ -305,7 +299,7 @@ TEST_F(NetTest, SnapshotKeepsAHeldBackRxFrameUntilTheLimiterAllowsIt) {
 
 TEST_F(NetTest, RestoreRefusesAPendingRxHeadOutsideTheRxQueue) {
   StartBehindTransport();
-  VirtioState state = Save();
+  VirtioState state = driver->SaveState();
   state.mutable_net()->set_has_pending_rx(true);
   state.mutable_net()->set_pending_rx_length(kVnetHeaderSize + 60);
   // The rx queue's size (16), the largest queue size, and beyond.

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/strings/string_view.h"
+#include "hearth/vmm/v1/snapshot.pb.h"
 #include "common/event_loop.h"
 #include "vmm/devices/interrupt.h"
 #include "vmm/devices/virtio/mmio_transport.h"
@@ -169,6 +170,9 @@ class FakeDriver {
   // DRIVER_OK; then runs the activation the transport posted to the event
   // loop. CHECK-fails if the device did not come up.
   void Initialize(uint64_t features, const std::vector<FakeQueue*>& queues);
+  // The transport's and device's snapshot state, as the VMM saves it.
+  // CHECK-fails if saving fails.
+  hearth::vmm::v1::VirtioState SaveState();
   // A kick of queue `index`, as its ioeventfd delivers it.
   void Kick(uint32_t index) { transport_->Notify(index); }
   // Interrupt line triggers so far.

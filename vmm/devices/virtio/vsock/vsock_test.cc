@@ -125,12 +125,6 @@ class VsockTest : public ::testing::Test {
     connector = owned.get();
     vsock = std::make_shared<Vsock>(kGuestCid, UniqueFd(), std::move(owned));
   }
-  VirtioState Save() {
-    VirtioState state;
-    absl::Status saved = driver->transport()->SaveState(&state);
-    EXPECT_TRUE(saved.ok()) << saved;
-    return state;
-  }
   // Drops the running device, as the snapshotted VMM exits, and restores a
   // fresh one from `state`.
   void RestoreFresh(const VirtioState& state) {
@@ -580,7 +574,7 @@ TEST_F(VsockTest, RestoredDeviceTellsTheDriverItsTransportWasReset) {
   uint16_t head = event->AddChain({buffer});
   Connect();
   driver->Write(kMmioInterruptAck, VirtioInterrupt::kUsedBuffer);
-  VirtioState state = Save();
+  VirtioState state = driver->SaveState();
   EXPECT_EQ(state.interrupt_status(), 0u);
 
   RestoreFresh(state);
@@ -597,7 +591,7 @@ TEST_F(VsockTest, RestoredDeviceTellsTheDriverItsTransportWasReset) {
 
 TEST_F(VsockTest, RestoreWithoutAnEventBufferStillServesTheDriver) {
   StartBehindTransport();
-  VirtioState state = Save();
+  VirtioState state = driver->SaveState();
   RestoreFresh(state);
   EXPECT_EQ(event->used_idx(), 0);
   EXPECT_EQ(driver->Read(kMmioInterruptStatus), 0u);
