@@ -125,11 +125,11 @@ void WriteMetrics(const std::string& path, const VmManager& manager, const ApiMe
   for (const auto& [id, json] : manager.LastMetrics()) {
     absl::StrAppend(&vms, vms.empty() ? "" : ",", "\"", id, "\":", json.empty() ? "{}" : json);
   }
-  hearth::v1::HostInfo host = manager.GetHostInfo();
+  hearth::v1::HostAllocation allocated = manager.Allocated();
   std::string text = absl::StrCat(
       "{\"utc_time_ms\":", absl::ToUnixMillis(absl::Now()), ",\"agent\":{\"vms\":",
-      host.allocated().vms(), ",\"vcpus\":", host.allocated().vcpus(),
-      ",\"memory_mib\":", host.allocated().memory_mib(), "},\"api\":", api.Json(),
+      allocated.vms(), ",\"vcpus\":", allocated.vcpus(),
+      ",\"memory_mib\":", allocated.memory_mib(), "},\"api\":", api.Json(),
       ",\"vms\":{", vms, "}}\n");
   std::string temporary = path + ".tmp";
   {

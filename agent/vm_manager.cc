@@ -349,17 +349,30 @@ absl::Status VmManager::RequireState(const VmEntry& entry,
       absl::StrJoin(allowed, ", "), ")"));
 }
 
-absl::Status VmManager::Admit(const api::VmConfig& config, const std::string& except_vm,
-                              uint32_t count) const {
-  uint32_t vcpus = validate::VcpuCount(config.machine_config()) * count;
-  uint64_t memory = uint64_t{validate::MemSizeMib(config.machine_config())} * count;
-  uint32_t vms = count;
+api::HostAllocation VmManager::AllocatedLocked(const std::string& except_vm) const {
+  api::HostAllocation allocated;
   for (const auto& [id, vm] : snapshot_) {
     if (id == except_vm || !Live(vm.state())) continue;
-    vcpus += validate::VcpuCount(vm.spec().machine_config());
-    memory += validate::MemSizeMib(vm.spec().machine_config());
-    ++vms;
+    allocated.set_vcpus(allocated.vcpus() + validate::VcpuCount(vm.spec().machine_config()));
+    allocated.set_memory_mib(allocated.memory_mib() +
+                             validate::MemSizeMib(vm.spec().machine_config()));
+    allocated.set_vms(allocated.vms() + 1);
   }
+  return allocated;
+}
+
+api::HostAllocation VmManager::Allocated() const {
+  absl::MutexLock lock(&snapshot_mutex_);
+  return AllocatedLocked("");
+}
+
+absl::Status VmManager::Admit(const api::VmConfig& config, const std::string& except_vm,
+                              uint32_t count) const {
+  api::HostAllocation allocated = AllocatedLocked(except_vm);
+  uint64_t vcpus = uint64_t{validate::VcpuCount(config.machine_config())} * count + allocated.vcpus();
+  uint64_t memory =
+      uint64_t{validate::MemSizeMib(config.machine_config())} * count + allocated.memory_mib();
+  uint64_t vms = uint64_t{count} + allocated.vms();
   if (vms > options_.max_vms) {
     return absl::ResourceExhaustedError(
         absl::StrCat("the host runs its maximum of ", options_.max_vms, " VMs"));
@@ -1948,16 +1961,7 @@ api::HostInfo VmManager::GetHostInfo() const {
   info.mutable_capacity()->set_vcpus(options_.max_vcpus);
   info.mutable_capacity()->set_memory_mib(options_.max_memory_mib);
   info.mutable_capacity()->set_max_vms(options_.max_vms);
-  {
-    absl::MutexLock lock(&snapshot_mutex_);
-    for (const auto& [id, vm] : snapshot_) {
-      if (!Live(vm.state())) continue;
-      api::HostAllocation* a = info.mutable_allocated();
-      a->set_vcpus(a->vcpus() + validate::VcpuCount(vm.spec().machine_config()));
-      a->set_memory_mib(a->memory_mib() + validate::MemSizeMib(vm.spec().machine_config()));
-      a->set_vms(a->vms() + 1);
-    }
-  }
+  *info.mutable_allocated() = Allocated();
   struct utsname uts;
   ::uname(&uts);
   info.mutable_versions()->set_agent(kAgentVersion);

@@ -94,6 +94,8 @@ class VmManager {
   absl::StatusOr<hearth::v1::ListVmsResponse> ListVms(
       const hearth::v1::ListVmsRequest& request) const;
   hearth::v1::HostInfo GetHostInfo() const;
+  // What the live VMs use (vCPUs, memory, count): GetHostInfo's allocated.
+  hearth::v1::HostAllocation Allocated() const;
 
   // Watching: `sink` receives every matching event after
   // request.resource_version (initial ADDED events and a BOOKMARK when that
@@ -164,6 +166,9 @@ class VmManager {
   // counting `except_vm`, which they replace).
   absl::Status Admit(const hearth::v1::VmConfig& config, const std::string& except_vm,
                      uint32_t count = 1) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(snapshot_mutex_);
+  // What the live VMs other than `except_vm` use.
+  hearth::v1::HostAllocation AllocatedLocked(const std::string& except_vm) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(snapshot_mutex_);
 
   // Records a change: next resource version, the record on disk, the
   // snapshot, the watch history and the watchers.
