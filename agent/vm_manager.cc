@@ -36,6 +36,7 @@
 #include "common/cgroup_mounts.h"
 #include "common/errno_status.h"
 #include "common/fd_passing.h"
+#include "common/jail_layout.h"
 #include "common/status_macros.h"
 #include "google/protobuf/text_format.h"
 #include "vmm/snapshot/format.h"
@@ -699,9 +700,7 @@ absl::Status VmManager::SpawnVmm(VmEntry* entry) {
   entry->record.set_uid(jailed ? uid : ::geteuid());
   entry->record.set_run_dir(run_dir);
   if (jailed) {
-    entry->record.set_jail_dir(absl::StrCat(
-        options_.chroot_base_dir, "/", options_.vmm_path.substr(options_.vmm_path.rfind('/') + 1),
-        "/", vm_id));
+    entry->record.set_jail_dir(JailDirectory(options_.chroot_base_dir, options_.vmm_path, vm_id));
   }
   entry->record.clear_cgroup_dirs();
   for (const std::string& dir : cgroup_dirs) entry->record.add_cgroup_dirs(dir);

@@ -8,6 +8,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/jail_layout.h"
 
 namespace hearth::jailer {
 namespace {
@@ -49,7 +50,7 @@ std::string JailerConfig::ExecName() const {
 }
 
 std::string JailerConfig::JailRoot() const {
-  return absl::StrCat(chroot_base_dir, "/", ExecName(), "/", id, "/root");
+  return JailDirectory(chroot_base_dir, exec_file, id) + "/root";
 }
 
 absl::StatusOr<JailerConfig> ParseFlags(const std::vector<std::string>& args) {
