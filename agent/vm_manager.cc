@@ -132,6 +132,17 @@ uint64_t ProcessStartTime(pid_t pid) {
 // between the caller's check and the signal), else by pid, then waits up to
 // 5 s for it to be gone so that its cgroups can be removed. A child of this
 // agent is reaped.
+// A console connection to a VMM: (the agent's end, the VMM's end). Both
+// non-blocking: the agent reads on its event loop, and so does the VMM (its
+// output goes with MSG_DONTWAIT either way).
+absl::StatusOr<std::pair<UniqueFd, UniqueFd>> ConsolePair() {
+  int pair[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, pair) < 0) {
+    return ErrnoStatus("console socketpair");
+  }
+  return std::make_pair(UniqueFd(pair[0]), UniqueFd(pair[1]));
+}
+
 void KillVmm(pid_t pid, int pidfd, bool child) {
   if (pidfd < 0 || ::syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0) < 0) {
     ::kill(pid, SIGKILL);
@@ -778,10 +789,13 @@ void VmManager::Reattach(VmEntry* entry) {
   WhenReady(entry, [this, id](absl::Status status) {
     VmEntry* e = Find(id);
     if (e == nullptr || !status.ok()) return;
-    int pair[2];
-    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, pair) < 0) return;
-    UniqueFd agent_end(pair[0]), vmm_end(pair[1]);
     if (e->state() == api::VM_STATE_CONFIGURING) return;  // no console before boot
+    absl::StatusOr<std::pair<UniqueFd, UniqueFd>> pair = ConsolePair();
+    if (!pair.ok()) {
+      LOG(WARNING) << "vm " << id << ": console not re-attached: " << pair.status().message();
+      return;
+    }
+    auto& [agent_end, vmm_end] = *pair;
     e->process->console = std::move(agent_end);
     (void)loop_->Add(e->process->console.get(), [this, id](uint32_t) { OnConsoleReadable(id); });
     control::Request attach;
@@ -1181,14 +1195,9 @@ absl::Status VmManager::OpenBootResources(VmEntry* entry, control::FdMap* map,
                      roots_.OpenFile("serial.serial_out_path", spec.serial().serial_out_path(),
                                      kOutputFileFlags));
   }
-  int pair[2];
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0) {
-    return ErrnoStatus("console socketpair");
-  }
-  console->Reset(pair[0]);
-  int flags = ::fcntl(pair[0], F_GETFL);
-  (void)::fcntl(pair[0], F_SETFL, flags | O_NONBLOCK);
-  map->set_console(add(UniqueFd(pair[1])));
+  ASSIGN_OR_RETURN(auto pair, ConsolePair());
+  *console = std::move(pair.first);
+  map->set_console(add(std::move(pair.second)));
   return absl::OkStatus();
 }
 
