@@ -197,6 +197,7 @@ std::vector<std::pair<std::string, uint64_t>> TransportCounters(
           {"notifications_before_ready", m.notifications_before_ready.load()},
           {"rejected_features", m.rejected_features.load()},
           {"activation_failures", m.activation_failures.load()},
+          {"interrupt_failures", transport.interrupt_failures()},
           {"status", transport.status()}};
 }
 

@@ -16,6 +16,8 @@ class Interrupt {
  public:
   virtual ~Interrupt() = default;
   virtual void Trigger() = 0;
+  // Triggers that could not be delivered (lost interrupts), for metrics.
+  virtual uint64_t failures() const { return 0; }
 };
 
 // Signals an eventfd registered with KVM_IRQFD.
@@ -25,8 +27,7 @@ class EventFdInterrupt : public Interrupt {
   void Trigger() override {
     if (!eventfd_.Write(1).ok()) failures_.fetch_add(1, std::memory_order_relaxed);
   }
-  const EventFd& eventfd() const { return eventfd_; }
-  uint64_t failures() const { return failures_.load(std::memory_order_relaxed); }
+  uint64_t failures() const override { return failures_.load(std::memory_order_relaxed); }
 
  private:
   EventFd eventfd_;

@@ -94,6 +94,8 @@ class MmioTransport : public bus::BusDevice {
   VirtioDevice* device() const { return device_.get(); }
   size_t queue_count() const { return queue_count_; }
   const TransportMetrics& metrics() const { return metrics_; }
+  // Interrupts the device raised that could not be delivered.
+  uint64_t interrupt_failures() const { return interrupt_.line_failures(); }
   uint32_t status() const;
 
  private:

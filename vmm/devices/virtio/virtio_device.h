@@ -56,6 +56,7 @@ class VirtioInterrupt {
   void SignalUsedBuffer() { Signal(kUsedBuffer); }
   void SignalConfigChange() { Signal(kConfigChange); }
   uint32_t status() const { return status_.load(); }
+  uint64_t line_failures() const { return line_->failures(); }
   void Acknowledge(uint32_t bits) { status_.fetch_and(~bits); }
   void Clear() { status_ = 0; }
   // Snapshot restore: the status as saved, and the line raised again if
