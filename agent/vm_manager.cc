@@ -403,9 +403,10 @@ absl::Status VmManager::Admit(const api::VmConfig& config, const std::string& ex
 }
 
 void VmManager::Publish(VmEntry* entry, api::WatchEvent::Type type) {
+  uint64_t current;
   {
     absl::MutexLock lock(&snapshot_mutex_);
-    ++resource_version_;
+    current = ++resource_version_;
     entry->vm()->set_resource_version(resource_version_);
     if (type == api::WatchEvent::DELETED) {
       snapshot_.erase(entry->id());
@@ -426,11 +427,6 @@ void VmManager::Publish(VmEntry* entry, api::WatchEvent::Type type) {
     }
   }
   // Versions never go back across restarts: persist a reservation ahead.
-  uint64_t current;
-  {
-    absl::MutexLock lock(&snapshot_mutex_);
-    current = resource_version_;
-  }
   if (current > reserved_version_) {
     reserved_version_ = current + 1000;
     state::AgentState agent;
