@@ -137,6 +137,27 @@ absl::Status GuestMemory::Write(uint64_t address, const void* source,
   return absl::OkStatus();
 }
 
+absl::StatusOr<uint16_t> GuestMemory::LoadU16(uint64_t address) const {
+  ASSIGN_OR_RETURN(uint8_t * host, HostAddress(address, sizeof(uint16_t)));
+  if (reinterpret_cast<uintptr_t>(host) % alignof(uint16_t) != 0) {
+    uint16_t value;
+    std::memcpy(&value, host, sizeof(value));
+    return value;
+  }
+  return __atomic_load_n(reinterpret_cast<const uint16_t*>(host), __ATOMIC_RELAXED);
+}
+
+absl::Status GuestMemory::StoreU16(uint64_t address, uint16_t value) {
+  ASSIGN_OR_RETURN(uint8_t * host, HostAddress(address, sizeof(uint16_t)));
+  if (reinterpret_cast<uintptr_t>(host) % alignof(uint16_t) != 0) {
+    std::memcpy(host, &value, sizeof(value));
+  } else {
+    __atomic_store_n(reinterpret_cast<uint16_t*>(host), value, __ATOMIC_RELAXED);
+  }
+  MarkDirty(address, sizeof(uint16_t));
+  return absl::OkStatus();
+}
+
 uint64_t GuestMemory::ResidentBytes() const {
   uint64_t resident = 0;
   std::vector<unsigned char> pages;

@@ -70,6 +70,14 @@ class GuestMemory {
   absl::Status Read(uint64_t address, void* destination, size_t length) const;
   absl::Status Write(uint64_t address, const void* source, size_t length);
 
+  // A 16-bit field the guest changes while the VMM reads it, or reads while
+  // the VMM changes it (virtqueue ring indices, flags, event fields): one
+  // aligned access, so that neither side sees half of the other's update
+  // (a memcpy of two bytes may copy them one at a time). A misaligned
+  // address, which breaks virtio's ring alignment, is copied bytewise.
+  absl::StatusOr<uint16_t> LoadU16(uint64_t address) const;
+  absl::Status StoreU16(uint64_t address, uint16_t value);
+
   template <typename T>
   absl::StatusOr<T> ReadObject(uint64_t address) const {
     static_assert(std::is_trivially_copyable_v<T>);

@@ -71,7 +71,7 @@ Queue::Queue(memory::GuestMemory* memory, const QueueConfig& config,
       indirect_(indirect) {}
 
 std::optional<uint16_t> Queue::ReadAvailIndex() const {
-  absl::StatusOr<uint16_t> idx = memory_->ReadObject<uint16_t>(avail_ring_ + 2);
+  absl::StatusOr<uint16_t> idx = memory_->LoadU16(avail_ring_ + 2);
   // See the descriptors only after the index that published them.
   std::atomic_thread_fence(std::memory_order_acquire);
   if (!idx.ok()) return std::nullopt;  // checked in Create; cannot happen
@@ -104,8 +104,7 @@ Queue::PopResult Queue::Pop() {
   ++next_avail_;
   if (event_idx_ && notifications_) {
     // avail_event: kick us when the driver publishes past this index.
-    (void)memory_->WriteObject<uint16_t>(
-        used_ring_ + kRingHeader + kUsedElementSize * size_, next_avail_);
+    (void)memory_->StoreU16(used_ring_ + kRingHeader + kUsedElementSize * size_, next_avail_);
   }
   DescriptorChain chain;
   chain.head = head.ok() ? *head : 0;
@@ -126,12 +125,11 @@ void Queue::SetNotifications(bool enabled) {
     // Enabled: kick us for anything past what we have taken. Disabled: the
     // index stays behind the driver's, which then does not kick.
     if (enabled) {
-      (void)memory_->WriteObject<uint16_t>(
-          used_ring_ + kRingHeader + kUsedElementSize * size_, next_avail_);
+      (void)memory_->StoreU16(used_ring_ + kRingHeader + kUsedElementSize * size_, next_avail_);
     }
     return;
   }
-  (void)memory_->WriteObject<uint16_t>(used_ring_, enabled ? 0 : kVirtqUsedFNoNotify);
+  (void)memory_->StoreU16(used_ring_, enabled ? 0 : kVirtqUsedFNoNotify);
 }
 
 absl::Status Queue::AppendDescriptor(uint64_t address, uint32_t length,
@@ -205,15 +203,15 @@ absl::Status Queue::AddUsed(uint16_t head, uint32_t length) {
   ++next_used_;
   // The element must be visible before the index that publishes it.
   std::atomic_thread_fence(std::memory_order_release);
-  return memory_->WriteObject<uint16_t>(used_ring_ + 2, next_used_);
+  return memory_->StoreU16(used_ring_ + 2, next_used_);
 }
 
 bool Queue::NeedsInterrupt() {
   // Order our used-index store before reading the driver's suppression state.
   std::atomic_thread_fence(std::memory_order_seq_cst);
   if (event_idx_) {
-    absl::StatusOr<uint16_t> used_event = memory_->ReadObject<uint16_t>(
-        avail_ring_ + kRingHeader + 2ull * size_);
+    absl::StatusOr<uint16_t> used_event =
+        memory_->LoadU16(avail_ring_ + kRingHeader + 2ull * size_);
     uint16_t old = signalled_used_;
     signalled_used_ = next_used_;
     if (!used_event.ok()) return true;
@@ -221,7 +219,7 @@ bool Queue::NeedsInterrupt() {
     return static_cast<uint16_t>(next_used_ - *used_event - 1) <
            static_cast<uint16_t>(next_used_ - old);
   }
-  absl::StatusOr<uint16_t> flags = memory_->ReadObject<uint16_t>(avail_ring_);
+  absl::StatusOr<uint16_t> flags = memory_->LoadU16(avail_ring_);
   return !flags.ok() || !(*flags & kVirtqAvailFNoInterrupt);
 }
 
