@@ -3,13 +3,13 @@
 
 Block: the test guest's `blk_bench` scenario reads or writes 64 MiB
 sequentially at CPL3 (native on PVM hosts), 4 KiB and 64 KiB requests, 16 in
-flight, polling. Throughput is taken between the guest's HEARTH-BENCH-START
-and HEARTH-BENCH-END lines, timestamped here as they arrive. Baseline: this
-host reading/writing the same file with the same request size (buffered
-pread/pwrite, warm page cache, like the VMMs).
+flight, polling. Throughput is the guest's own timing of the run (guest_us,
+from its START line to the last completion), the same guest under both
+VMMs. Baseline: this host reading/writing the same file with the same
+request size (buffered pread/pwrite, warm page cache, like the VMMs).
 
 Net (root only): the guest's `net_bench` sends frames as fast as it can;
-frames per second between the same markers, the tap in a private network
+frames per second by the guest's timing, the tap in a private network
 namespace (nothing reads it; the kernel drops the frames).
 
 Each number is the median of --runs runs; the VMMs are interleaved.
@@ -18,6 +18,7 @@ Usage: bench/io [--runs N] [--mib N] [--frames N]
 import argparse
 import json
 import os
+import re
 import select
 import statistics
 import subprocess
@@ -36,32 +37,34 @@ QEMU = ["qemu-system-x86_64", "-M", "microvm,x-option-roms=off,isa-serial=on,rtc
 
 
 def timed_markers(argv, end_marker, timeout=300):
-    """Runs argv; returns (seconds between START and END lines, END line)."""
+    """Runs argv to its end; returns (seconds of the guest's run, END line).
+
+    The seconds are the guest's own measurement (guest_us= on its
+    blk_bench/net_bench line: TSC calibrated against the in-kernel LAPIC
+    timer, the same under both VMMs), from its START to its last
+    completion. Timestamping the START and END lines as they arrive here
+    is too coarse for runs of a few milliseconds: both can arrive in one
+    read."""
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             stdin=subprocess.DEVNULL)
     buffer = b""
-    start = end = None
-    end_line = ""
     deadline = time.monotonic() + timeout
-    while end is None:
+    while True:
         ready, _, _ = select.select([proc.stdout], [], [], max(0, deadline - time.monotonic()))
         if not ready:
             proc.kill()
             sys.exit(f"timed out: {' '.join(argv)}\n{buffer.decode(errors='replace')}")
         chunk = os.read(proc.stdout.fileno(), 65536)
-        now = time.monotonic()
         if not chunk:
             break
         buffer += chunk
-        if start is None and b"HEARTH-BENCH-START" in buffer:
-            start = now
-        if start is not None and end_marker.encode() in buffer:
-            end = now
-            end_line = buffer[buffer.index(end_marker.encode()):].split(b"\n")[0].decode()
     proc.wait()
-    if start is None or end is None:
-        sys.exit(f"no benchmark markers from {' '.join(argv)}:\n{buffer.decode(errors='replace')}")
-    return end - start, end_line
+    text = buffer.decode(errors="replace")
+    match = re.search(r"_bench: .* guest_us=(\d+)", text)
+    if end_marker not in text or match is None or int(match.group(1)) == 0:
+        sys.exit(f"no benchmark result from {' '.join(argv)}:\n{text}")
+    end_line = text[text.index(end_marker):].split("\n")[0]
+    return int(match.group(1)) / 1e6, end_line
 
 
 def hearth_blk(disk, args):
