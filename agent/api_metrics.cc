@@ -52,11 +52,11 @@ std::string ApiMetrics::Json() const {
   for (const auto& [name, stats] : methods_) {
     std::vector<std::string> errors;
     for (const auto& [code, n] : stats.errors) errors.push_back(absl::StrCat("\"", code, "\":", n));
-    parts.push_back(absl::StrCat(
-        "\"", name, "\":{\"calls\":", stats.calls, ",\"errors\":{", absl::StrJoin(errors, ","),
-        "},\"p50_us\":", stats.QuantileUs(0.5), ",\"p99_us\":", stats.QuantileUs(0.99),
-        ",\"max_us\":", stats.max_us, ",\"mean_us\":", stats.total_us / std::max<uint64_t>(1, stats.calls),
-        "}"));
+    parts.push_back(
+        absl::StrCat("\"", name, "\":{\"calls\":", stats.calls, ",\"errors\":{",
+                     absl::StrJoin(errors, ","), "},\"p50_us\":", stats.QuantileUs(0.5),
+                     ",\"p99_us\":", stats.QuantileUs(0.99), ",\"max_us\":", stats.max_us,
+                     ",\"mean_us\":", stats.total_us / std::max<uint64_t>(1, stats.calls), "}"));
   }
   return absl::StrCat("{", absl::StrJoin(parts, ","), "}");
 }

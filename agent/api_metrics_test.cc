@@ -97,8 +97,8 @@ TEST(ApiMetrics, ErrorsAreCountedByCodeName) {
   metrics.Record("GetVm", StatusCode::kInvalidArgument, absl::Microseconds(1));
   ApiMetrics::MethodStats stats = metrics.Get("GetVm");
   EXPECT_EQ(stats.calls, 4u);
-  EXPECT_EQ(stats.errors, (std::map<std::string, uint64_t>{{"INVALID_ARGUMENT", 1},
-                                                           {"NOT_FOUND", 2}}));
+  EXPECT_EQ(stats.errors,
+            (std::map<std::string, uint64_t>{{"INVALID_ARGUMENT", 1}, {"NOT_FOUND", 2}}));
 }
 
 TEST(ApiMetrics, LatencyGoesToTheBucketBelowItsBound) {

@@ -70,8 +70,8 @@ absl::Status CheckConfigResources(const ImageRoots& roots, const api::VmConfig& 
         CheckPath(roots, field("logger.log_path"), config.logger().log_path(), kOutputFileFlags));
   }
   if (config.has_metrics()) {
-    RETURN_IF_ERROR(
-        CheckPath(roots, field("metrics.metrics_path"), config.metrics().metrics_path(), kOutputFileFlags));
+    RETURN_IF_ERROR(CheckPath(roots, field("metrics.metrics_path"), config.metrics().metrics_path(),
+                              kOutputFileFlags));
   }
   return absl::OkStatus();
 }

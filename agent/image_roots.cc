@@ -24,8 +24,8 @@ absl::Status Denied(const std::string& field, const std::string& path, absl::str
 // A failed open of a client's path: PERMISSION_DENIED when the path leaves
 // its root or the agent may not open it, INVALID_ARGUMENT otherwise (the
 // client named something that does not exist or is not usable).
-absl::Status OpenFailed(const std::string& field, const std::string& what,
-                        const std::string& path, int error) {
+absl::Status OpenFailed(const std::string& field, const std::string& what, const std::string& path,
+                        int error) {
   // RESOLVE_BENEATH also refuses absolute symlinks, even to a file inside
   // the root.
   if (error == EXDEV) {
@@ -96,8 +96,8 @@ absl::StatusOr<UniqueFd> ImageRoots::OpenFile(const std::string& field, const st
   how.flags = static_cast<uint64_t>(flags | extra);
   if (flags & O_CREAT) how.mode = 0644;
   how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
-  int fd = static_cast<int>(::syscall(SYS_openat2, located->first->fd.get(),
-                                      located->second.c_str(), &how, sizeof(how)));
+  int fd = static_cast<int>(
+      ::syscall(SYS_openat2, located->first->fd.get(), located->second.c_str(), &how, sizeof(how)));
   if (fd < 0) return OpenFailed(field, "cannot open", path, errno);
   UniqueFd file(fd);
   if (regular) {
@@ -140,8 +140,8 @@ absl::StatusOr<ImageRoots::Parent> ImageRoots::OpenParent(const std::string& fie
   struct open_how how = {};
   how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
   how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
-  int fd = static_cast<int>(::syscall(SYS_openat2, located->first->fd.get(), parent.c_str(),
-                                      &how, sizeof(how)));
+  int fd = static_cast<int>(
+      ::syscall(SYS_openat2, located->first->fd.get(), parent.c_str(), &how, sizeof(how)));
   if (fd < 0) return OpenFailed(field, "cannot open the directory of", path, errno);
   return Parent{UniqueFd(fd), name};
 }

@@ -23,8 +23,8 @@ class ImageRoots {
   // resolving symlinks, stays there; PERMISSION_DENIED naming `field` and
   // the path otherwise. With `regular` the result must be a regular file
   // (or a block device, for drives).
-  absl::StatusOr<UniqueFd> OpenFile(const std::string& field, const std::string& path,
-                                    int flags, bool regular = true) const;
+  absl::StatusOr<UniqueFd> OpenFile(const std::string& field, const std::string& path, int flags,
+                                    bool regular = true) const;
   // For a path the agent creates itself (vsock's uds_path) or connects to:
   // its directory, opened beneath a root (so it cannot lead outside), and
   // its final name. Use "/proc/self/fd/<dir>/<name>" to bind or connect.
@@ -45,7 +45,7 @@ class ImageRoots {
   };
   // The root `path` is under and the rest of the path, or PERMISSION_DENIED.
   absl::StatusOr<std::pair<const Root*, std::string>> Locate(const std::string& field,
-                                                            const std::string& path) const;
+                                                             const std::string& path) const;
   std::vector<Root> roots_;
   std::vector<std::string> paths_;
 };

@@ -228,8 +228,7 @@ TEST_F(ImageRootsTest, CreatesAFileWithOCreat) {
 }
 
 TEST_F(ImageRootsTest, RootWithTrailingSlashWorks) {
-  absl::StatusOr<UniqueFd> fd =
-      Roots({root_ + "/"}).OpenFile("f", root_ + "/kernel", O_RDONLY);
+  absl::StatusOr<UniqueFd> fd = Roots({root_ + "/"}).OpenFile("f", root_ + "/kernel", O_RDONLY);
   EXPECT_TRUE(fd.ok()) << fd.status();
 }
 

@@ -34,8 +34,8 @@ absl::Status ValidateVmId(absl::string_view vm_id) {
   }
   for (char c : vm_id) {
     if (!absl::ascii_isalnum(c) && c != '-') {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "vm_id: \"", absl::CHexEscape(vm_id), "\" may only hold [A-Za-z0-9-]"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("vm_id: \"", absl::CHexEscape(vm_id), "\" may only hold [A-Za-z0-9-]"));
     }
   }
   return absl::OkStatus();
@@ -53,9 +53,9 @@ absl::Status ValidateLabels(const Labels& labels) {
           "\" must be 1-63 characters of [A-Za-z0-9._/-] starting with a letter or digit"));
     }
     if (!ValidValue(value)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "labels[", key, "]: value \"", absl::CHexEscape(value),
-          "\" must be 0-63 characters of [A-Za-z0-9._-]"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("labels[", key, "]: value \"", absl::CHexEscape(value),
+                       "\" must be 0-63 characters of [A-Za-z0-9._-]"));
     }
   }
   return absl::OkStatus();
@@ -69,13 +69,14 @@ absl::StatusOr<LabelSelector> LabelSelector::Parse(absl::string_view text) {
   for (absl::string_view raw : absl::StrSplit(text, ',')) {
     absl::string_view part = absl::StripAsciiWhitespace(raw);
     if (part.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "label_selector: \"", absl::CHexEscape(text), "\" has an empty term"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("label_selector: \"", absl::CHexEscape(text), "\" has an empty term"));
     }
     Requirement r;
     size_t pos;
     if ((pos = part.find("!=")) != absl::string_view::npos) {
-      r = {std::string(absl::StripAsciiWhitespace(part.substr(0, pos))), Requirement::Op::kNotEquals,
+      r = {std::string(absl::StripAsciiWhitespace(part.substr(0, pos))),
+           Requirement::Op::kNotEquals,
            std::string(absl::StripAsciiWhitespace(part.substr(pos + 2)))};
     } else if ((pos = part.find("==")) != absl::string_view::npos) {
       r = {std::string(absl::StripAsciiWhitespace(part.substr(0, pos))), Requirement::Op::kEquals,
@@ -89,9 +90,9 @@ absl::StatusOr<LabelSelector> LabelSelector::Parse(absl::string_view text) {
       r = {std::string(part), Requirement::Op::kExists, ""};
     }
     if (!ValidKey(r.key) || !ValidValue(r.value)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "label_selector: \"", absl::CHexEscape(raw),
-          "\" is not key=value, key==value, key!=value, key or !key"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("label_selector: \"", absl::CHexEscape(raw),
+                       "\" is not key=value, key==value, key!=value, key or !key"));
     }
     selector.requirements_.push_back(std::move(r));
   }

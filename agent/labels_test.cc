@@ -45,10 +45,9 @@ TEST(ValidateVmId, SixtyFourCharactersIsTheMaximum) {
 }
 
 TEST(ValidateVmId, RefusesCharactersOutsideTheAlphabet) {
-  for (const std::string& id :
-       {std::string("a_b"), std::string("a/b"), std::string(".."), std::string("a b"),
-        std::string("a.b"), std::string("a\0b", 3), std::string("caf\xc3\xa9"),
-        std::string("a\n")}) {
+  for (const std::string& id : {std::string("a_b"), std::string("a/b"), std::string(".."),
+                                std::string("a b"), std::string("a.b"), std::string("a\0b", 3),
+                                std::string("caf\xc3\xa9"), std::string("a\n")}) {
     absl::Status status = ValidateVmId(id);
     EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << id;
     EXPECT_TRUE(absl::StartsWith(status.message(), "vm_id: ")) << status;
@@ -66,10 +65,10 @@ TEST(ValidateVmId, EscapesUnprintableBytesInTheMessage) {
 // ---------------------------------------------------------------------------
 
 TEST(ValidateLabels, AcceptsTypicalLabels) {
-  EXPECT_TRUE(ValidateLabels(MakeLabels({{"env", "prod"},
-                                         {"app.kubernetes.io/name", "web_1.2-3"},
-                                         {"0k", ""}}))
-                  .ok());
+  EXPECT_TRUE(
+      ValidateLabels(
+          MakeLabels({{"env", "prod"}, {"app.kubernetes.io/name", "web_1.2-3"}, {"0k", ""}}))
+          .ok());
 }
 
 TEST(ValidateLabels, NoLabelsIsValid) { EXPECT_TRUE(ValidateLabels(Labels()).ok()); }
@@ -96,8 +95,7 @@ TEST(ValidateLabels, KeyIsAtMostSixtyThreeCharacters) {
 
 TEST(ValidateLabels, KeyRefusesOtherCharacters) {
   for (const char* key : {"a b", "a=b", "a,b", "a!", "k\xc3\xa9"}) {
-    EXPECT_EQ(ValidateLabels(MakeLabels({{key, "v"}})).code(),
-              absl::StatusCode::kInvalidArgument)
+    EXPECT_EQ(ValidateLabels(MakeLabels({{key, "v"}})).code(), absl::StatusCode::kInvalidArgument)
         << key;
   }
 }
@@ -220,20 +218,15 @@ TEST(LabelSelector, MalformedSelectorsAreInvalidArgumentNamingTheField) {
            "!",           // no key
            "k in (a,b)",  // set-based selectors are not supported
            "k notin (a)",
-           "k=v=w",       // '=' is not a value character
-           "k===v",
-           "k!==v",
-           "!k=v",        // negation takes a bare key
-           "k=v w",
-           "k k=v",
-           "-k=v",        // key must start with a letter or digit
-           "k=a/b",       // '/' is not a value character
+           "k=v=w",  // '=' is not a value character
+           "k===v",       "k!==v",
+           "!k=v",  // negation takes a bare key
+           "k=v w",       "k k=v",
+           "-k=v",   // key must start with a letter or digit
+           "k=a/b",  // '/' is not a value character
            "k>1",
-           "k=v,",        // empty terms: a trailing, leading or doubled comma
-           ",k=v",
-           "k=v,,j=w",
-           "k=v, ,j=w",
-           ",",
+           "k=v,",  // empty terms: a trailing, leading or doubled comma
+           ",k=v",        "k=v,,j=w", "k=v, ,j=w", ",",
        }) {
     absl::StatusOr<LabelSelector> selector = LabelSelector::Parse(text);
     ASSERT_FALSE(selector.ok()) << '"' << text << "\" parsed";

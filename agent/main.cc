@@ -127,10 +127,9 @@ void WriteMetrics(const std::string& path, const VmManager& manager, const ApiMe
   }
   hearth::v1::HostAllocation allocated = manager.Allocated();
   std::string text = absl::StrCat(
-      "{\"utc_time_ms\":", absl::ToUnixMillis(absl::Now()), ",\"agent\":{\"vms\":",
-      allocated.vms(), ",\"vcpus\":", allocated.vcpus(),
-      ",\"memory_mib\":", allocated.memory_mib(), "},\"api\":", api.Json(),
-      ",\"vms\":{", vms, "}}\n");
+      "{\"utc_time_ms\":", absl::ToUnixMillis(absl::Now()), ",\"agent\":{\"vms\":", allocated.vms(),
+      ",\"vcpus\":", allocated.vcpus(), ",\"memory_mib\":", allocated.memory_mib(),
+      "},\"api\":", api.Json(), ",\"vms\":{", vms, "}}\n");
   std::string temporary = path + ".tmp";
   {
     std::ofstream out(temporary, std::ios::trunc);
@@ -235,7 +234,8 @@ int Main() {
   }
   for (const std::string& path : unix_paths) {
     if (::chmod(path.c_str(), mode) < 0) PLOG(WARNING) << "chmod " << path;
-    if (group != static_cast<gid_t>(-1) && ::chown(path.c_str(), static_cast<uid_t>(-1), group) < 0) {
+    if (group != static_cast<gid_t>(-1) &&
+        ::chown(path.c_str(), static_cast<uid_t>(-1), group) < 0) {
       PLOG(WARNING) << "chown " << path;
     }
   }
@@ -249,8 +249,8 @@ int Main() {
   absl::Notification stopping;
   std::thread housekeeping([&] {
     absl::Time next_metrics = absl::Now() + absl::Seconds(FLAGS_metrics_interval_s);
-    absl::Duration tick = absl::Seconds(std::max(1, std::min(FLAGS_bookmark_interval_s,
-                                                             FLAGS_metrics_interval_s)));
+    absl::Duration tick =
+        absl::Seconds(std::max(1, std::min(FLAGS_bookmark_interval_s, FLAGS_metrics_interval_s)));
     while (!stopping.WaitForNotificationWithTimeout(tick)) {
       (*manager)->SendBookmarks();
       if (absl::Now() >= next_metrics) {

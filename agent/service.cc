@@ -22,8 +22,7 @@ namespace validate = ::hearth::api;
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
-                      std::string(status.message()));
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
 }
 
 namespace {
@@ -33,7 +32,9 @@ namespace {
 class Call {
  public:
   Call(grpc::CallbackServerContext* context, ApiMetrics* metrics, const char* method)
-      : reactor_(context->DefaultReactor()), metrics_(metrics), method_(method),
+      : reactor_(context->DefaultReactor()),
+        metrics_(metrics),
+        method_(method),
         start_(absl::Now()) {}
 
   grpc::ServerUnaryReactor* Finish(const absl::Status& status) const {
@@ -88,9 +89,12 @@ void Upsert(google::protobuf::RepeatedPtrField<T>* list, const T& item,
 
 const char* FirecrackerState(api::VmState state) {
   switch (state) {
-    case api::VM_STATE_RUNNING: return "Running";
-    case api::VM_STATE_PAUSED: return "Paused";
-    default: return "Not started";
+    case api::VM_STATE_RUNNING:
+      return "Running";
+    case api::VM_STATE_PAUSED:
+      return "Paused";
+    default:
+      return "Not started";
   }
 }
 
@@ -128,7 +132,7 @@ grpc::ServerUnaryReactor* HearthService::Replace(Context* context, const char* m
 }
 
 absl::StatusOr<api::VmConfig> HearthService::ConfigWithBalloon(const std::string& vm_id,
-                                                              bool needs_statistics) const {
+                                                               bool needs_statistics) const {
   ASSIGN_OR_RETURN(api::VmConfig config, manager_->GetConfig(vm_id));
   if (!config.has_balloon()) {
     return absl::NotFoundError(absl::StrCat("vm \"", vm_id, "\" has no balloon device"));
@@ -175,9 +179,8 @@ grpc::ServerUnaryReactor* HearthService::PutAction(Context* context,
   Call call(context, metrics_, "PutAction");
   const std::string& type = request->action().action_type();
   if (type == "InstanceStart") {
-    manager_->InstanceStart(request->vm_id(), [call](absl::StatusOr<api::Vm> vm) {
-      call.Finish(vm.status());
-    });
+    manager_->InstanceStart(request->vm_id(),
+                            [call](absl::StatusOr<api::Vm> vm) { call.Finish(vm.status()); });
   } else if (type == "SendCtrlAltDel") {
     manager_->SendCtrlAltDel(request->vm_id(),
                              [call](absl::StatusOr<bool> r) { call.Finish(r.status()); });
@@ -185,9 +188,9 @@ grpc::ServerUnaryReactor* HearthService::PutAction(Context* context,
     manager_->FlushMetrics(request->vm_id(),
                            [call](absl::StatusOr<std::string> r) { call.Finish(r.status()); });
   } else {
-    return call.Finish(absl::InvalidArgumentError(absl::StrCat(
-        "action.action_type: \"", absl::CHexEscape(type),
-        "\" is not one of InstanceStart, SendCtrlAltDel, FlushMetrics")));
+    return call.Finish(absl::InvalidArgumentError(
+        absl::StrCat("action.action_type: \"", absl::CHexEscape(type),
+                     "\" is not one of InstanceStart, SendCtrlAltDel, FlushMetrics")));
   }
   return call.reactor();
 }
@@ -382,8 +385,8 @@ grpc::ServerUnaryReactor* HearthService::PutBalloon(Context* context,
   return Configure<api::Balloon>(
       context, "PutBalloon", request->vm_id(),
       [balloon](api::VmConfig* config) {
-        RETURN_IF_ERROR(validate::ValidateBalloon(
-            balloon, validate::MemSizeMib(config->machine_config())));
+        RETURN_IF_ERROR(
+            validate::ValidateBalloon(balloon, validate::MemSizeMib(config->machine_config())));
         *config->mutable_balloon() = balloon;
         return absl::OkStatus();
       },
@@ -437,8 +440,7 @@ grpc::ServerUnaryReactor* HearthService::PutLogger(Context* context,
   const api::Logger& logger = request->logger();
   absl::Status checked = validate::ValidateLogger(logger);
   if (checked.ok()) {
-    checked = CheckPath(manager_->roots(), "logger.log_path", logger.log_path(),
-                        kOutputFileFlags);
+    checked = CheckPath(manager_->roots(), "logger.log_path", logger.log_path(), kOutputFileFlags);
   }
   return Replace(context, "PutLogger", request->vm_id(), checked, logger,
                  &api::VmConfig::mutable_logger, &api::VmConfig::logger, response);
@@ -475,8 +477,9 @@ grpc::ServerUnaryReactor* HearthService::MmdsUnimplemented(Context* context, con
   absl::StatusOr<api::Vm> vm = manager_->GetVm(vm_id);
   if (!vm.ok()) return call.Finish(vm.status());
   return call.Finish(Unimplemented(
-      "MMDS", "hearth-vmm has no guest-facing MMDS network stack; pass metadata on the kernel "
-              "command line or over vsock"));
+      "MMDS",
+      "hearth-vmm has no guest-facing MMDS network stack; pass metadata on the kernel "
+      "command line or over vsock"));
 }
 
 grpc::ServerUnaryReactor* HearthService::PutMmds(Context* context,
@@ -654,9 +657,9 @@ class WatchReactor : public grpc::ServerWriteReactor<api::WatchEvent> {
     absl::MutexLock lock(&mutex_);
     if (finished_ || finish_after_write_.has_value()) return;
     if (queue_.size() >= kMaxQueued) {
-      absl::Status behind = absl::ResourceExhaustedError(absl::StrCat(
-          "the watcher fell more than ", kMaxQueued, " events behind; watch again from resource_version ",
-          last_sent_));
+      absl::Status behind = absl::ResourceExhaustedError(
+          absl::StrCat("the watcher fell more than ", kMaxQueued,
+                       " events behind; watch again from resource_version ", last_sent_));
       if (writing_) {
         finish_after_write_ = behind;
       } else {
@@ -704,8 +707,7 @@ class ConsoleReactor : public grpc::ServerBidiReactor<api::ConsoleRequest, api::
   static constexpr size_t kChunkBytes = 32 * 1024;
 
   ConsoleReactor(VmManager* manager, ApiMetrics* metrics)
-      : manager_(manager), metrics_(metrics), start_(absl::Now()),
-        link_(std::make_shared<Link>()) {
+      : manager_(manager), metrics_(metrics), start_(absl::Now()), link_(std::make_shared<Link>()) {
     link_->reactor = this;
     StartRead(&request_);
   }
@@ -774,8 +776,8 @@ class ConsoleReactor : public grpc::ServerBidiReactor<api::ConsoleRequest, api::
     vm_id_ = request_.open().vm_id();
     ASSIGN_OR_RETURN(buffer_, manager_->Console(vm_id_));
     if (buffer_->subscribers() >= kMaxSubscribers) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "vm \"", vm_id_, "\" already has ", kMaxSubscribers, " console subscribers"));
+      return absl::ResourceExhaustedError(absl::StrCat("vm \"", vm_id_, "\" already has ",
+                                                       kMaxSubscribers, " console subscribers"));
     }
     {
       absl::MutexLock lock(&mutex_);
@@ -821,7 +823,7 @@ class ConsoleReactor : public grpc::ServerBidiReactor<api::ConsoleRequest, api::
   const absl::Time start_;
   std::shared_ptr<Link> link_;
   api::ConsoleRequest request_;  // the read in flight
-  bool opened_ = false;         // reactions that read run one at a time
+  bool opened_ = false;          // reactions that read run one at a time
   std::string vm_id_;
   std::shared_ptr<ConsoleBuffer> buffer_;
   int subscription_ = 0;

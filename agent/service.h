@@ -49,13 +49,10 @@ class HearthService final : public hearth::v1::Hearth::CallbackService {
   Unary* PatchNetworkInterface(Context*, const hearth::v1::PatchNetworkInterfaceRequest*,
                                hearth::v1::NetworkInterface*) override;
   Unary* PutVsock(Context*, const hearth::v1::PutVsockRequest*, hearth::v1::Vsock*) override;
-  Unary* PutEntropy(Context*, const hearth::v1::PutEntropyRequest*,
-                    hearth::v1::Entropy*) override;
+  Unary* PutEntropy(Context*, const hearth::v1::PutEntropyRequest*, hearth::v1::Entropy*) override;
   Unary* PutSerial(Context*, const hearth::v1::PutSerialRequest*, hearth::v1::Serial*) override;
-  Unary* GetBalloon(Context*, const hearth::v1::GetBalloonRequest*,
-                    hearth::v1::Balloon*) override;
-  Unary* PutBalloon(Context*, const hearth::v1::PutBalloonRequest*,
-                    hearth::v1::Balloon*) override;
+  Unary* GetBalloon(Context*, const hearth::v1::GetBalloonRequest*, hearth::v1::Balloon*) override;
+  Unary* PutBalloon(Context*, const hearth::v1::PutBalloonRequest*, hearth::v1::Balloon*) override;
   Unary* PatchBalloon(Context*, const hearth::v1::PatchBalloonRequest*,
                       hearth::v1::Balloon*) override;
   Unary* GetBalloonStatistics(Context*, const hearth::v1::GetBalloonStatisticsRequest*,
@@ -63,10 +60,8 @@ class HearthService final : public hearth::v1::Hearth::CallbackService {
   Unary* PatchBalloonStatistics(Context*, const hearth::v1::PatchBalloonStatisticsRequest*,
                                 hearth::v1::Balloon*) override;
   Unary* PutLogger(Context*, const hearth::v1::PutLoggerRequest*, hearth::v1::Logger*) override;
-  Unary* PutMetrics(Context*, const hearth::v1::PutMetricsRequest*,
-                    hearth::v1::Metrics*) override;
-  Unary* PutMmds(Context*, const hearth::v1::PutMmdsRequest*,
-                 google::protobuf::Struct*) override;
+  Unary* PutMetrics(Context*, const hearth::v1::PutMetricsRequest*, hearth::v1::Metrics*) override;
+  Unary* PutMmds(Context*, const hearth::v1::PutMmdsRequest*, google::protobuf::Struct*) override;
   Unary* PatchMmds(Context*, const hearth::v1::PatchMmdsRequest*,
                    google::protobuf::Struct*) override;
   Unary* GetMmds(Context*, const hearth::v1::GetMmdsRequest*, google::protobuf::Struct*) override;

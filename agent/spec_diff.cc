@@ -29,8 +29,7 @@ class PathReporter : public MessageDifferencer::Reporter {
     // reports each enclosing message as modified ("config.machine_config",
     // "config"); those add nothing (protobuf's StreamReporter skips them too).
     const google::protobuf::FieldDescriptor* last = path.empty() ? nullptr : path.back().field;
-    if (last != nullptr &&
-        last->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE) {
+    if (last != nullptr && last->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE) {
       return;
     }
     Add(path, /*in_second=*/false);

@@ -108,8 +108,8 @@ TEST(DifferingFields, InterleavedAddedAndRemovedLabelsAreEachNamed) {
   CreateVmRequest a, b;
   for (const char* key : {"b", "d"}) (*a.mutable_labels())[key] = "1";
   for (const char* key : {"a", "c", "e"}) (*b.mutable_labels())[key] = "1";
-  EXPECT_THAT(Diff(a, b), UnorderedElementsAre("labels[a]", "labels[b]", "labels[c]",
-                                               "labels[d]", "labels[e]"));
+  EXPECT_THAT(Diff(a, b), UnorderedElementsAre("labels[a]", "labels[b]", "labels[c]", "labels[d]",
+                                               "labels[e]"));
 }
 
 TEST(DifferingFields, ChangedFieldOfARepeatedElementIsIndexed) {
@@ -179,11 +179,11 @@ TEST(DifferingFields, EveryDifferenceIsListedOnce) {
   b.mutable_config()->mutable_machine_config()->set_mem_size_mib(512);
   b.mutable_config()->mutable_drives(0)->set_path_on_host("/images/x");
   b.mutable_config()->mutable_drives(0)->set_is_root_device(true);
-  EXPECT_THAT(Diff(Request(), b),
-              UnorderedElementsAre("labels[env]", "config.machine_config.vcpu_count",
-                                   "config.machine_config.mem_size_mib",
-                                   "config.drives[0].path_on_host",
-                                   "config.drives[0].is_root_device"));
+  EXPECT_THAT(
+      Diff(Request(), b),
+      UnorderedElementsAre("labels[env]", "config.machine_config.vcpu_count",
+                           "config.machine_config.mem_size_mib", "config.drives[0].path_on_host",
+                           "config.drives[0].is_root_device"));
 }
 
 TEST(DifferingFields, AtMostLimitPathsAreReturned) {

@@ -66,8 +66,8 @@ absl::StatusOr<std::string> StateStore::Unframe(const std::string& file) {
   std::memcpy(&length, file.data() + 4, 4);
   std::memcpy(&hash, file.data() + 8, 8);
   if (file.size() - kHeader != length) {
-    return absl::DataLossError(absl::StrCat("record is torn: ", file.size() - kHeader,
-                                            " of ", length, " bytes"));
+    return absl::DataLossError(
+        absl::StrCat("record is torn: ", file.size() - kHeader, " of ", length, " bytes"));
   }
   std::string payload = file.substr(kHeader);
   if (Fnv1a(payload) != hash) return absl::DataLossError("record checksum mismatch");
@@ -88,7 +88,8 @@ absl::Status StateStore::WriteAtomically(const std::string& path,
   std::string framed = Frame(contents);
   size_t done = 0;
   while (done < framed.size()) {
-    ssize_t n = RetryOnEintr([&] { return ::write(fd.get(), framed.data() + done, framed.size() - done); });
+    ssize_t n =
+        RetryOnEintr([&] { return ::write(fd.get(), framed.data() + done, framed.size() - done); });
     if (n < 0) return ErrnoStatus(absl::StrCat("write ", temp));
     done += static_cast<size_t>(n);
   }
@@ -109,7 +110,8 @@ absl::Status StateStore::SaveVm(const hearth::agent::v1::VmRecord& record) const
 
 absl::Status StateStore::DeleteVm(const std::string& vm_id) const {
   std::string path = absl::StrCat(dir_, "/vms/", vm_id, kSuffix);
-  if (::unlink(path.c_str()) < 0 && errno != ENOENT) return ErrnoStatus(absl::StrCat("unlink ", path));
+  if (::unlink(path.c_str()) < 0 && errno != ENOENT)
+    return ErrnoStatus(absl::StrCat("unlink ", path));
   return absl::OkStatus();
 }
 
@@ -134,8 +136,8 @@ std::vector<hearth::agent::v1::VmRecord> StateStore::LoadVms(
     absl::StatusOr<std::string> payload = file.ok() ? Unframe(*file) : file.status();
     hearth::agent::v1::VmRecord record;
     if (!payload.ok() || !record.ParseFromString(*payload)) {
-      skipped->push_back(absl::StrCat(path, ": ", payload.ok() ? "does not parse"
-                                                                : payload.status().message()));
+      skipped->push_back(
+          absl::StrCat(path, ": ", payload.ok() ? "does not parse" : payload.status().message()));
       continue;
     }
     if (absl::StrCat(record.vm().vm_id(), kSuffix) != name) {

@@ -18,9 +18,9 @@
 namespace hearth::agent {
 namespace {
 
+using google::protobuf::util::MessageDifferencer;
 using hearth::agent::v1::AgentState;
 using hearth::agent::v1::VmRecord;
-using google::protobuf::util::MessageDifferencer;
 
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -80,9 +80,8 @@ class StateStoreTest : public ::testing::Test {
   std::vector<VmRecord> Load() {
     skipped_.clear();
     std::vector<VmRecord> records = store_->LoadVms(&skipped_);
-    std::sort(records.begin(), records.end(), [](const VmRecord& a, const VmRecord& b) {
-      return a.vm().vm_id() < b.vm().vm_id();
-    });
+    std::sort(records.begin(), records.end(),
+              [](const VmRecord& a, const VmRecord& b) { return a.vm().vm_id() < b.vm().vm_id(); });
     return records;
   }
 
@@ -136,7 +135,8 @@ TEST_F(StateStoreTest, SavedRecordsLoadBackEqual) {
   ASSERT_EQ(loaded.size(), saved.size());
   for (size_t i = 0; i < saved.size(); ++i) {
     EXPECT_TRUE(MessageDifferencer::Equals(loaded[i], saved[i]))
-        << loaded[i].DebugString() << "\nvs\n" << saved[i].DebugString();
+        << loaded[i].DebugString() << "\nvs\n"
+        << saved[i].DebugString();
   }
 }
 
@@ -287,9 +287,8 @@ TEST(StateStoreFrame, HeaderIsMagicLengthAndHash) {
 }
 
 TEST(StateStoreFrame, ShortOrForeignInputIsDataLoss) {
-  for (const std::string& file :
-       {std::string(), std::string("HSR1"), std::string(15, '\0'), std::string("HSR2") +
-                                                                     std::string(12, '\0')}) {
+  for (const std::string& file : {std::string(), std::string("HSR1"), std::string(15, '\0'),
+                                  std::string("HSR2") + std::string(12, '\0')}) {
     absl::StatusOr<std::string> unframed = StateStore::Unframe(file);
     EXPECT_EQ(unframed.status().code(), absl::StatusCode::kDataLoss) << file.size();
   }
@@ -310,8 +309,7 @@ TEST(StateStoreFrame, EveryFlippedBitIsDetected) {
 TEST(StateStoreFrame, EveryTruncationIsDetected) {
   std::string framed = StateStore::Frame("some payload");
   for (size_t n = 0; n < framed.size(); ++n) {
-    EXPECT_EQ(StateStore::Unframe(framed.substr(0, n)).status().code(),
-              absl::StatusCode::kDataLoss)
+    EXPECT_EQ(StateStore::Unframe(framed.substr(0, n)).status().code(), absl::StatusCode::kDataLoss)
         << n;
   }
 }

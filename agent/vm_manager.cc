@@ -38,10 +38,10 @@
 #include "common/fd_passing.h"
 #include "common/jail_layout.h"
 #include "common/status_macros.h"
-#include "google/protobuf/text_format.h"
-#include "vmm/snapshot/format.h"
 #include "glog/logging.h"
+#include "google/protobuf/text_format.h"
 #include "google/protobuf/util/time_util.h"
+#include "vmm/snapshot/format.h"
 
 extern char** environ;
 
@@ -90,19 +90,24 @@ namespace {
 // kCallTimeout.
 constexpr absl::Duration kSnapshotCallTimeout = absl::Minutes(10);
 
-google::protobuf::Timestamp Now() {
-  return google::protobuf::util::TimeUtil::GetCurrentTime();
-}
+google::protobuf::Timestamp Now() { return google::protobuf::util::TimeUtil::GetCurrentTime(); }
 
 const char* StateName(api::VmState state) {
   switch (state) {
-    case api::VM_STATE_CONFIGURING: return "CONFIGURING";
-    case api::VM_STATE_STARTING: return "STARTING";
-    case api::VM_STATE_RUNNING: return "RUNNING";
-    case api::VM_STATE_PAUSED: return "PAUSED";
-    case api::VM_STATE_STOPPED: return "STOPPED";
-    case api::VM_STATE_FAILED: return "FAILED";
-    default: return "UNSPECIFIED";
+    case api::VM_STATE_CONFIGURING:
+      return "CONFIGURING";
+    case api::VM_STATE_STARTING:
+      return "STARTING";
+    case api::VM_STATE_RUNNING:
+      return "RUNNING";
+    case api::VM_STATE_PAUSED:
+      return "PAUSED";
+    case api::VM_STATE_STOPPED:
+      return "STOPPED";
+    case api::VM_STATE_FAILED:
+      return "FAILED";
+    default:
+      return "UNSPECIFIED";
   }
 }
 
@@ -197,13 +202,20 @@ std::string SanitizeUtf8(const std::string& in) {
 
 const char* SignalName(int signal) {
   switch (signal) {
-    case SIGKILL: return "SIGKILL";
-    case SIGSEGV: return "SIGSEGV";
-    case SIGABRT: return "SIGABRT";
-    case SIGSYS: return "SIGSYS";
-    case SIGTERM: return "SIGTERM";
-    case SIGBUS: return "SIGBUS";
-    default: return "signal";
+    case SIGKILL:
+      return "SIGKILL";
+    case SIGSEGV:
+      return "SIGSEGV";
+    case SIGABRT:
+      return "SIGABRT";
+    case SIGSYS:
+      return "SIGSYS";
+    case SIGTERM:
+      return "SIGTERM";
+    case SIGBUS:
+      return "SIGBUS";
+    default:
+      return "signal";
   }
 }
 
@@ -262,7 +274,8 @@ absl::StatusOr<std::unique_ptr<VmManager>> VmManager::Create(ManagerOptions opti
       return ErrnoStatus(absl::StrCat("mkdir ", dir));
     }
   }
-  if (options.max_vcpus == 0) options.max_vcpus = 4 * static_cast<uint32_t>(::sysconf(_SC_NPROCESSORS_ONLN));
+  if (options.max_vcpus == 0)
+    options.max_vcpus = 4 * static_cast<uint32_t>(::sysconf(_SC_NPROCESSORS_ONLN));
   if (options.max_memory_mib == 0) {
     options.max_memory_mib = static_cast<uint64_t>(::sysconf(_SC_PHYS_PAGES)) *
                              static_cast<uint64_t>(::sysconf(_SC_PAGESIZE)) / (1024 * 1024);
@@ -348,17 +361,16 @@ absl::StatusOr<VmManager::VmEntry*> VmManager::FindOr(const std::string& vm_id) 
   return entry;
 }
 
-absl::Status VmManager::RequireState(const VmEntry& entry,
-                                     absl::Span<const api::VmState> states,
+absl::Status VmManager::RequireState(const VmEntry& entry, absl::Span<const api::VmState> states,
                                      absl::string_view what) const {
   for (api::VmState s : states) {
     if (entry.state() == s) return absl::OkStatus();
   }
   std::vector<std::string> allowed;
   for (api::VmState s : states) allowed.push_back(StateName(s));
-  return absl::FailedPreconditionError(absl::StrCat(
-      what, ": vm \"", entry.id(), "\" is ", StateName(entry.state()), " (allowed in ",
-      absl::StrJoin(allowed, ", "), ")"));
+  return absl::FailedPreconditionError(absl::StrCat(what, ": vm \"", entry.id(), "\" is ",
+                                                    StateName(entry.state()), " (allowed in ",
+                                                    absl::StrJoin(allowed, ", "), ")"));
 }
 
 api::HostAllocation VmManager::AllocatedLocked(const std::string& except_vm) const {
@@ -381,7 +393,8 @@ api::HostAllocation VmManager::Allocated() const {
 absl::Status VmManager::Admit(const api::VmConfig& config, const std::string& except_vm,
                               uint32_t count) const {
   api::HostAllocation allocated = AllocatedLocked(except_vm);
-  uint64_t vcpus = uint64_t{validate::VcpuCount(config.machine_config())} * count + allocated.vcpus();
+  uint64_t vcpus =
+      uint64_t{validate::VcpuCount(config.machine_config())} * count + allocated.vcpus();
   uint64_t memory =
       uint64_t{validate::MemSizeMib(config.machine_config())} * count + allocated.memory_mib();
   uint64_t vms = uint64_t{count} + allocated.vms();
@@ -390,14 +403,14 @@ absl::Status VmManager::Admit(const api::VmConfig& config, const std::string& ex
         absl::StrCat("the host runs its maximum of ", options_.max_vms, " VMs"));
   }
   if (vcpus > options_.max_vcpus) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "not enough vCPU capacity: ", vcpus, " needed in all, the host admits ",
-        options_.max_vcpus));
+    return absl::ResourceExhaustedError(absl::StrCat("not enough vCPU capacity: ", vcpus,
+                                                     " needed in all, the host admits ",
+                                                     options_.max_vcpus));
   }
   if (memory > options_.max_memory_mib) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "not enough memory capacity: ", memory, " MiB needed in all, the host admits ",
-        options_.max_memory_mib, " MiB"));
+    return absl::ResourceExhaustedError(absl::StrCat("not enough memory capacity: ", memory,
+                                                     " MiB needed in all, the host admits ",
+                                                     options_.max_memory_mib, " MiB"));
   }
   return absl::OkStatus();
 }
@@ -490,9 +503,9 @@ void VmManager::CreateVm(const api::CreateVmRequest& request, Done<api::Vm> done
           done(existing->record.vm());
         }
       } else {
-        done(absl::AlreadyExistsError(absl::StrCat(
-            "vm \"", request.vm_id(), "\" exists with different ",
-            absl::StrJoin(differences, ", "))));
+        done(absl::AlreadyExistsError(absl::StrCat("vm \"", request.vm_id(),
+                                                   "\" exists with different ",
+                                                   absl::StrJoin(differences, ", "))));
       }
       return;
     }
@@ -566,11 +579,11 @@ void VmManager::DeleteVm(const std::string& vm_id, bool force, Done<bool> done) 
       return;
     }
     api::VmState s = entry->state();
-    if (!force && (s == api::VM_STATE_STARTING || s == api::VM_STATE_RUNNING ||
-                   s == api::VM_STATE_PAUSED)) {
-      done(absl::FailedPreconditionError(absl::StrCat(
-          "DeleteVm: vm \"", vm_id, "\" is ", StateName(s),
-          "; stop the guest first (SendCtrlAltDel) or delete with force")));
+    if (!force &&
+        (s == api::VM_STATE_STARTING || s == api::VM_STATE_RUNNING || s == api::VM_STATE_PAUSED)) {
+      done(absl::FailedPreconditionError(
+          absl::StrCat("DeleteVm: vm \"", vm_id, "\" is ", StateName(s),
+                       "; stop the guest first (SendCtrlAltDel) or delete with force")));
       return;
     }
     entry->pending_deletes.push_back(done);
@@ -648,7 +661,8 @@ absl::Status VmManager::SpawnVmm(VmEntry* entry) {
   std::string reattach_path = run_dir + "/control.sock";
   UniqueFd listener(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
   ASSIGN_OR_RETURN(sockaddr_un address, UnixSocketAddress(reattach_path, "reattach socket"));
-  if (!listener.valid() || ::bind(listener.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)) < 0 ||
+  if (!listener.valid() ||
+      ::bind(listener.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)) < 0 ||
       ::chmod(reattach_path.c_str(), 0600) < 0 || ::listen(listener.get(), 4) < 0) {
     return ErrnoStatus(absl::StrCat("reattach socket ", reattach_path));
   }
@@ -661,10 +675,25 @@ absl::Status VmManager::SpawnVmm(VmEntry* entry) {
   const bool jailed = !options_.jailer_path.empty();
   std::vector<std::string> argv;
   if (jailed) {
-    argv = {options_.jailer_path, "--id", vm_id, "--exec-file", options_.vmm_path, "--uid",
-            absl::StrCat(uid), "--gid", absl::StrCat(uid), "--chroot-base-dir",
-            options_.chroot_base_dir, "--cgroup-version", absl::StrCat(cgroup_version_),
-            "--parent-cgroup", options_.parent_cgroup, "--keep-fd", "3", "--keep-fd", "4"};
+    argv = {options_.jailer_path,
+            "--id",
+            vm_id,
+            "--exec-file",
+            options_.vmm_path,
+            "--uid",
+            absl::StrCat(uid),
+            "--gid",
+            absl::StrCat(uid),
+            "--chroot-base-dir",
+            options_.chroot_base_dir,
+            "--cgroup-version",
+            absl::StrCat(cgroup_version_),
+            "--parent-cgroup",
+            options_.parent_cgroup,
+            "--keep-fd",
+            "3",
+            "--keep-fd",
+            "4"};
   } else {
     argv = {options_.vmm_path};
   }
@@ -682,8 +711,8 @@ absl::Status VmManager::SpawnVmm(VmEntry* entry) {
     }
   }
   if (jailed) argv.push_back("--");
-  argv.insert(argv.end(), {"--control_fd=3", "--reattach_fd=4",
-                           absl::StrCat("--agent_uid=", ::geteuid())});
+  argv.insert(argv.end(),
+              {"--control_fd=3", "--reattach_fd=4", absl::StrCat("--agent_uid=", ::geteuid())});
   std::vector<char*> args;
   for (std::string& a : argv) args.push_back(a.data());
   args.push_back(nullptr);
@@ -714,9 +743,11 @@ absl::Status VmManager::SpawnVmm(VmEntry* entry) {
   entry->vm()->mutable_status()->set_vmm_pid(pid);
   entry->process.emplace();
   entry->process->pid = pid;
-  entry->process->connection = std::make_unique<VmmConnection>(MessageChannel(std::move(agent_end)));
+  entry->process->connection =
+      std::make_unique<VmmConnection>(MessageChannel(std::move(agent_end)));
   std::string id = vm_id;
-  absl::Status watched = pidfd >= 0 ? absl::OkStatus() : ErrnoStatus(pidfd_errno, "pidfd_open of the VMM");
+  absl::Status watched =
+      pidfd >= 0 ? absl::OkStatus() : ErrnoStatus(pidfd_errno, "pidfd_open of the VMM");
   if (watched.ok()) {
     WatchProcess(entry, pidfd);
     watched = loop_->Add(entry->process->connection->fd(),
@@ -758,11 +789,11 @@ void VmManager::Reattach(VmEntry* entry) {
   absl::StatusOr<sockaddr_un> address = UnixSocketAddress(path, "reattach socket");
   std::string unreachable;
   if (!pidfd.valid()) {
-    unreachable = absl::StrCat("cannot supervise the VMM (pid ", pid, "): pidfd_open: ",
-                               std::strerror(errno));
+    unreachable = absl::StrCat("cannot supervise the VMM (pid ", pid,
+                               "): pidfd_open: ", std::strerror(errno));
   } else if (!address.ok()) {
-    unreachable = absl::StrCat("cannot re-attach to the VMM (pid ", pid, "): ",
-                               address.status().message());
+    unreachable =
+        absl::StrCat("cannot re-attach to the VMM (pid ", pid, "): ", address.status().message());
   } else if (!socket.valid() || ::connect(socket.get(), reinterpret_cast<sockaddr*>(&*address),
                                           sizeof(*address)) < 0) {
     unreachable = absl::StrCat("cannot re-attach to the VMM (pid ", pid, ") at ", path, ": ",
@@ -779,7 +810,8 @@ void VmManager::Reattach(VmEntry* entry) {
   entry->process->connection = std::make_unique<VmmConnection>(MessageChannel(std::move(socket)));
   WatchProcess(entry, pidfd.Release());
   std::string id = entry->id();
-  (void)loop_->Add(entry->process->connection->fd(), [this, id](uint32_t) { OnControlReadable(id); });
+  (void)loop_->Add(entry->process->connection->fd(),
+                   [this, id](uint32_t) { OnControlReadable(id); });
   LOG(INFO) << "vm " << id << ": re-attaching to the VMM, pid " << pid;
   // Ready arrives first; then the console is handed over again.
   WhenReady(entry, [this, id](absl::Status status) {
@@ -837,7 +869,8 @@ void VmManager::Call(VmEntry* entry, control::Request request, std::vector<Uniqu
 
 void VmManager::ExpireCalls() {
   const absl::Time now = absl::Now();
-  std::vector<std::pair<std::string, std::function<void(absl::StatusOr<control::Response>)>>> expired;
+  std::vector<std::pair<std::string, std::function<void(absl::StatusOr<control::Response>)>>>
+      expired;
   for (auto& [id, entry] : entries_) {
     if (!entry->process.has_value()) continue;
     auto& pending = entry->process->pending;
@@ -853,7 +886,8 @@ void VmManager::ExpireCalls() {
   for (auto& [id, done] : expired) {
     LOG(WARNING) << "vm " << id << ": the VMM did not answer a request in time";
     done(absl::DeadlineExceededError(
-        absl::StrCat("vm \"", id, "\": the VMM did not answer in time (it may be wedged; "
+        absl::StrCat("vm \"", id,
+                     "\": the VMM did not answer in time (it may be wedged; "
                      "DeleteVm with force stops it)")));
   }
 }
@@ -932,7 +966,8 @@ void VmManager::OnEvent(VmEntry* entry, const control::Event& event) {
       } else if (event.ready().state() == control::VM_STATE_PAUSED) {
         entry->vm()->set_state(api::VM_STATE_PAUSED);
       }
-      if (entry->state() == api::VM_STATE_CONFIGURING) status->set_reason("waiting for InstanceStart");
+      if (entry->state() == api::VM_STATE_CONFIGURING)
+        status->set_reason("waiting for InstanceStart");
       Publish(entry, api::WatchEvent::MODIFIED);
       std::vector<std::function<void(absl::Status)>> waiting = std::move(process.on_ready);
       for (auto& action : waiting) action(absl::OkStatus());
@@ -963,8 +998,8 @@ void VmManager::ConnectVsock(VmEntry* entry, uint64_t request_id, uint32_t port)
     absl::StatusOr<sockaddr_un> address = UnixSocketAddress(parent->ProcPath(), "vsock.uds_path");
     if (!address.ok()) {
       reply.mutable_vsock_connected()->set_error(std::string(address.status().message()));
-    } else if (::connect(socket.get(), reinterpret_cast<sockaddr*>(&*address),
-                         sizeof(*address)) < 0) {
+    } else if (::connect(socket.get(), reinterpret_cast<sockaddr*>(&*address), sizeof(*address)) <
+               0) {
       reply.mutable_vsock_connected()->set_error(
           absl::StrCat("connect ", entry->vm()->spec().vsock().uds_path(), "_", port, ": ",
                        std::strerror(errno)));
@@ -990,7 +1025,8 @@ void VmManager::OnConsoleReadable(const std::string& vm_id) {
       return;
     }
     entry->console->Append(absl::string_view(buf, static_cast<size_t>(n)));
-    if (entry->serial_out.valid()) (void)!::write(entry->serial_out.get(), buf, static_cast<size_t>(n));
+    if (entry->serial_out.valid())
+      (void)!::write(entry->serial_out.get(), buf, static_cast<size_t>(n));
     if (!entry->first_output_seen && entry->start_requested != absl::InfinitePast()) {
       entry->first_output_seen = true;
       entry->vm()->mutable_status()->mutable_boot_timing()->set_start_to_first_output_us(
@@ -1032,7 +1068,8 @@ void VmManager::OnProcessExit(const std::string& vm_id) {
   if (bad != std::string::npos) {
     int number = 0;
     std::string digits;
-    for (size_t i = bad + 12; i < log.size() && std::isdigit(static_cast<unsigned char>(log[i])); ++i) {
+    for (size_t i = bad + 12; i < log.size() && std::isdigit(static_cast<unsigned char>(log[i]));
+         ++i) {
       digits.push_back(log[i]);
     }
     if (absl::SimpleAtoi(digits, &number)) exit->set_bad_syscall(number);
@@ -1055,10 +1092,10 @@ void VmManager::OnProcessExit(const std::string& vm_id) {
   } else if (guest.has_value() && guest->kind() != control::GuestExit::KIND_STOPPED) {
     reason = guest->reason();
   } else if (exit->has_signal()) {
-    reason = exit->has_bad_syscall()
-                 ? absl::StrCat("bad syscall ", exit->bad_syscall(), ": the VMM's seccomp filter killed it")
-                 : absl::StrCat("the VMM was killed by signal ", exit->signal(), " (",
-                                SignalName(exit->signal()), ")");
+    reason = exit->has_bad_syscall() ? absl::StrCat("bad syscall ", exit->bad_syscall(),
+                                                    ": the VMM's seccomp filter killed it")
+                                     : absl::StrCat("the VMM was killed by signal ", exit->signal(),
+                                                    " (", SignalName(exit->signal()), ")");
   } else if (exit->has_exit_code()) {
     reason = absl::StrCat("the VMM exited with code ", exit->exit_code(),
                           LastLine(log).empty() ? "" : ": ", LastLine(log));
@@ -1100,7 +1137,8 @@ void VmManager::CleanUpProcess(VmEntry* entry) {
     ::rmdir((entry->record.jail_dir() + "/root").c_str());
     ::rmdir(entry->record.jail_dir().c_str());
   }
-  if (!entry->record.run_dir().empty()) ::unlink((entry->record.run_dir() + "/control.sock").c_str());
+  if (!entry->record.run_dir().empty())
+    ::unlink((entry->record.run_dir() + "/control.sock").c_str());
   entry->serial_out.Reset();
   entry->console->Close();
   entry->record.set_pid(0);
@@ -1137,9 +1175,9 @@ absl::Status VmManager::OpenBootResources(VmEntry* entry, control::FdMap* map,
     return static_cast<int32_t>(fds->size() - 1);
   };
   if (boot) {
-    ASSIGN_OR_RETURN(UniqueFd kernel, roots_.OpenFile("boot_source.kernel_image_path",
-                                                      spec.boot_source().kernel_image_path(),
-                                                      O_RDONLY));
+    ASSIGN_OR_RETURN(UniqueFd kernel,
+                     roots_.OpenFile("boot_source.kernel_image_path",
+                                     spec.boot_source().kernel_image_path(), O_RDONLY));
     map->set_kernel(add(std::move(kernel)));
   }
   if (boot && !spec.boot_source().initrd_path().empty()) {
@@ -1149,15 +1187,15 @@ absl::Status VmManager::OpenBootResources(VmEntry* entry, control::FdMap* map,
   }
   for (int i = 0; i < spec.drives_size(); ++i) {
     const api::Drive& drive = spec.drives(i);
-    ASSIGN_OR_RETURN(UniqueFd file,
-                     roots_.OpenFile(absl::StrCat("drives[", i, "].path_on_host"),
-                                     drive.path_on_host(), DriveOpenFlags(drive)));
+    ASSIGN_OR_RETURN(UniqueFd file, roots_.OpenFile(absl::StrCat("drives[", i, "].path_on_host"),
+                                                    drive.path_on_host(), DriveOpenFlags(drive)));
     (*map->mutable_drives())[drive.drive_id()] = add(std::move(file));
   }
   for (int i = 0; i < spec.network_interfaces_size(); ++i) {
     const api::NetworkInterface& iface = spec.network_interfaces(i);
-    ASSIGN_OR_RETURN(UniqueFd tap, OpenTap(iface.host_dev_name(),
-                                           absl::StrCat("network_interfaces[", i, "].host_dev_name")));
+    ASSIGN_OR_RETURN(
+        UniqueFd tap,
+        OpenTap(iface.host_dev_name(), absl::StrCat("network_interfaces[", i, "].host_dev_name")));
     (*map->mutable_taps())[iface.iface_id()] = add(std::move(tap));
   }
   if (spec.has_vsock()) {
@@ -1176,9 +1214,9 @@ absl::Status VmManager::OpenBootResources(VmEntry* entry, control::FdMap* map,
     map->set_vsock_listener(add(std::move(listener)));
   }
   if (spec.has_metrics()) {
-    ASSIGN_OR_RETURN(UniqueFd metrics,
-                     roots_.OpenFile("metrics.metrics_path", spec.metrics().metrics_path(),
-                                     kOutputFileFlags));
+    ASSIGN_OR_RETURN(
+        UniqueFd metrics,
+        roots_.OpenFile("metrics.metrics_path", spec.metrics().metrics_path(), kOutputFileFlags));
     map->set_metrics(add(std::move(metrics)));
   }
   if (spec.has_logger() && !spec.logger().log_path().empty()) {
@@ -1211,8 +1249,8 @@ void VmManager::InstanceStart(const std::string& vm_id, Done<api::Vm> done) {
     if (!allowed.ok()) return done(allowed);
     const api::VmConfig& spec = entry->vm()->spec();
     if (!spec.has_boot_source()) {
-      return done(absl::FailedPreconditionError(
-          absl::StrCat("InstanceStart: vm \"", vm_id, "\" has no boot_source (PutBootSource first)")));
+      return done(absl::FailedPreconditionError(absl::StrCat(
+          "InstanceStart: vm \"", vm_id, "\" has no boot_source (PutBootSource first)")));
     }
     absl::Status complete = validate::ValidateVmConfig(spec, /*require_boot_source=*/true);
     if (!complete.ok()) return done(complete);
@@ -1232,37 +1270,40 @@ void VmManager::InstanceStart(const std::string& vm_id, Done<api::Vm> done) {
     entry->start_requested = absl::Now();
     entry->process->console = std::move(console);
     std::string id = vm_id;
-    (void)loop_->Add(entry->process->console.get(), [this, id](uint32_t) { OnConsoleReadable(id); });
+    (void)loop_->Add(entry->process->console.get(),
+                     [this, id](uint32_t) { OnConsoleReadable(id); });
     SetState(entry, api::VM_STATE_STARTING, "booting");
     auto shared_fds = std::make_shared<std::vector<UniqueFd>>(std::move(fds));
     WhenReady(entry, [this, id, request, shared_fds, done](absl::Status ready) {
       VmEntry* e = Find(id);
       if (e == nullptr) return done(NotFound(id));
       if (!ready.ok()) return done(ready);
-      Call(e, request, std::move(*shared_fds),
-           [this, id, done](absl::StatusOr<control::Response> response) {
-             VmEntry* e = Find(id);
-             if (e == nullptr) return done(NotFound(id));
-             absl::Status status = response.ok() ? VmmConnection::StatusOf(*response) : response.status();
-             if (absl::IsUnavailable(status)) {
-               // The VMM died while building the VM: it is FAILED, and
-               // retrying the call would not help.
-               status = absl::InternalError(status.message());
-             }
-             if (!status.ok()) {
-               if (e->state() == api::VM_STATE_STARTING) {
-                 SetState(e, api::VM_STATE_FAILED, absl::StrCat("boot failed: ", status.message()));
-                 if (e->process.has_value() && e->process->pidfd.valid()) {
-                   ::syscall(SYS_pidfd_send_signal, e->process->pidfd.get(), SIGKILL, nullptr, 0);
-                 }
-               }
-               return done(status);
-             }
-             e->vm()->mutable_status()->mutable_boot_timing()->set_start_to_running_us(
-                 static_cast<uint64_t>(absl::ToInt64Microseconds(absl::Now() - e->start_requested)));
-             SetState(e, api::VM_STATE_RUNNING, "");
-             done(e->record.vm());
-           });
+      Call(
+          e, request, std::move(*shared_fds),
+          [this, id, done](absl::StatusOr<control::Response> response) {
+            VmEntry* e = Find(id);
+            if (e == nullptr) return done(NotFound(id));
+            absl::Status status =
+                response.ok() ? VmmConnection::StatusOf(*response) : response.status();
+            if (absl::IsUnavailable(status)) {
+              // The VMM died while building the VM: it is FAILED, and
+              // retrying the call would not help.
+              status = absl::InternalError(status.message());
+            }
+            if (!status.ok()) {
+              if (e->state() == api::VM_STATE_STARTING) {
+                SetState(e, api::VM_STATE_FAILED, absl::StrCat("boot failed: ", status.message()));
+                if (e->process.has_value() && e->process->pidfd.valid()) {
+                  ::syscall(SYS_pidfd_send_signal, e->process->pidfd.get(), SIGKILL, nullptr, 0);
+                }
+              }
+              return done(status);
+            }
+            e->vm()->mutable_status()->mutable_boot_timing()->set_start_to_running_us(
+                static_cast<uint64_t>(absl::ToInt64Microseconds(absl::Now() - e->start_requested)));
+            SetState(e, api::VM_STATE_RUNNING, "");
+            done(e->record.vm());
+          });
     });
   });
 }
@@ -1276,7 +1317,8 @@ void VmManager::Configure(const std::string& vm_id,
     absl::StatusOr<VmEntry*> found = FindOr(vm_id);
     if (!found.ok()) return done(found.status());
     VmEntry* entry = *found;
-    absl::Status allowed = RequireState(*entry, {api::VM_STATE_CONFIGURING}, "pre-boot configuration");
+    absl::Status allowed =
+        RequireState(*entry, {api::VM_STATE_CONFIGURING}, "pre-boot configuration");
     if (!allowed.ok()) return done(allowed);
     api::VmConfig config = entry->vm()->spec();
     absl::Status changed = mutate(&config);
@@ -1338,8 +1380,7 @@ void VmManager::FlushMetrics(const std::string& vm_id, Done<std::string> done) {
           });
 }
 
-void VmManager::SetVmState(const std::string& vm_id, const std::string& state,
-                           Done<api::Vm> done) {
+void VmManager::SetVmState(const std::string& vm_id, const std::string& state, Done<api::Vm> done) {
   if (state != "Paused" && state != "Resumed") {
     return done(absl::InvalidArgumentError(absl::StrCat(
         "vm_state.state: \"", absl::CHexEscape(state), "\" is not one of Paused, Resumed")));
@@ -1394,7 +1435,8 @@ void VmManager::PatchDrive(const api::PartialDrive& patch, const std::string& vm
     }
     const api::Drive& drive = entry->vm()->spec().drives(index);
     if (patch.has_rate_limiter()) {
-      absl::Status limiter = validate::ValidateRateLimiter(patch.rate_limiter(), "drive.rate_limiter");
+      absl::Status limiter =
+          validate::ValidateRateLimiter(patch.rate_limiter(), "drive.rate_limiter");
       if (!limiter.ok()) return done(limiter);
     }
     control::Request request;
@@ -1404,8 +1446,8 @@ void VmManager::PatchDrive(const api::PartialDrive& patch, const std::string& vm
     }
     std::vector<UniqueFd> fds;
     if (patch.has_path_on_host()) {
-      absl::StatusOr<UniqueFd> file = roots_.OpenFile("drive.path_on_host", patch.path_on_host(),
-                                                      DriveOpenFlags(drive));
+      absl::StatusOr<UniqueFd> file =
+          roots_.OpenFile("drive.path_on_host", patch.path_on_host(), DriveOpenFlags(drive));
       if (!file.ok()) return done(file.status());
       fds.push_back(std::move(*file));
     }
@@ -1425,8 +1467,7 @@ void VmManager::PatchDrive(const api::PartialDrive& patch, const std::string& vm
 }
 
 void VmManager::PatchNetworkInterface(const api::PartialNetworkInterface& patch,
-                                      const std::string& vm_id,
-                                      Done<api::NetworkInterface> done) {
+                                      const std::string& vm_id, Done<api::NetworkInterface> done) {
   Post([this, patch, vm_id, done] {
     absl::StatusOr<VmEntry*> found = FindOr(vm_id);
     if (!found.ok()) return done(found.status());
@@ -1445,16 +1486,19 @@ void VmManager::PatchNetworkInterface(const api::PartialNetworkInterface& patch,
     for (const auto& [limiter, name] :
          {std::make_pair(&patch.rx_rate_limiter(), "rx_rate_limiter"),
           std::make_pair(&patch.tx_rate_limiter(), "tx_rate_limiter")}) {
-      absl::Status s = validate::ValidateRateLimiter(*limiter, absl::StrCat("network_interface.", name));
+      absl::Status s =
+          validate::ValidateRateLimiter(*limiter, absl::StrCat("network_interface.", name));
       if (!s.ok()) return done(s);
     }
     control::Request request;
     request.mutable_patch_network_interface()->set_iface_id(patch.iface_id());
     if (patch.has_rx_rate_limiter()) {
-      *request.mutable_patch_network_interface()->mutable_rx_rate_limiter() = patch.rx_rate_limiter();
+      *request.mutable_patch_network_interface()->mutable_rx_rate_limiter() =
+          patch.rx_rate_limiter();
     }
     if (patch.has_tx_rate_limiter()) {
-      *request.mutable_patch_network_interface()->mutable_tx_rate_limiter() = patch.tx_rate_limiter();
+      *request.mutable_patch_network_interface()->mutable_tx_rate_limiter() =
+          patch.tx_rate_limiter();
     }
     std::string id = vm_id;
     Call(entry, request, {}, [this, id, index, patch, done](absl::StatusOr<control::Response> r) {
@@ -1486,23 +1530,21 @@ void VmManager::PatchBalloonStatistics(const std::string& vm_id, uint32_t interv
                                        Done<api::Balloon> done) {
   control::Request request;
   request.mutable_patch_balloon_statistics()->set_stats_polling_interval_s(interval_s);
-  Forward(vm_id, {api::VM_STATE_RUNNING, api::VM_STATE_PAUSED}, "PatchBalloonStatistics",
-          request, done, [this, interval_s, done](VmEntry* entry, const control::Response&) {
-            entry->vm()->mutable_spec()->mutable_balloon()->set_stats_polling_interval_s(
-                interval_s);
-            Publish(entry, api::WatchEvent::MODIFIED);
-            done(entry->vm()->spec().balloon());
-          });
+  Forward(
+      vm_id, {api::VM_STATE_RUNNING, api::VM_STATE_PAUSED}, "PatchBalloonStatistics", request, done,
+      [this, interval_s, done](VmEntry* entry, const control::Response&) {
+        entry->vm()->mutable_spec()->mutable_balloon()->set_stats_polling_interval_s(interval_s);
+        Publish(entry, api::WatchEvent::MODIFIED);
+        done(entry->vm()->spec().balloon());
+      });
 }
 
-void VmManager::GetBalloonStatistics(const std::string& vm_id,
-                                     Done<api::BalloonStatistics> done) {
+void VmManager::GetBalloonStatistics(const std::string& vm_id, Done<api::BalloonStatistics> done) {
   control::Request request;
   request.mutable_get_balloon_statistics();
-  Forward(vm_id, {api::VM_STATE_RUNNING, api::VM_STATE_PAUSED}, "GetBalloonStatistics", request,
-          done, [done](VmEntry*, const control::Response& response) {
-            done(response.balloon_statistics());
-          });
+  Forward(
+      vm_id, {api::VM_STATE_RUNNING, api::VM_STATE_PAUSED}, "GetBalloonStatistics", request, done,
+      [done](VmEntry*, const control::Response& response) { done(response.balloon_statistics()); });
 }
 
 // ----------------------------------------------------------------------------
@@ -1513,8 +1555,7 @@ namespace {
 // The memory file a SnapshotLoadParams / CloneVmRequest names: exactly one
 // of mem_backend (type "File") and mem_file_path.
 absl::StatusOr<std::string> MemoryPath(const api::MemoryBackend* backend, bool has_backend,
-                                       const std::string& mem_file_path,
-                                       const std::string& field) {
+                                       const std::string& mem_file_path, const std::string& field) {
   if (has_backend && !mem_file_path.empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat(field, ": set mem_backend or mem_file_path, not both"));
@@ -1530,9 +1571,9 @@ absl::StatusOr<std::string> MemoryPath(const api::MemoryBackend* backend, bool h
         field, ".mem_backend.backend_type: \"Uffd\" is not implemented by Hearth; use \"File\""));
   }
   if (backend->backend_type() != "File") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, ".mem_backend.backend_type: \"", absl::CHexEscape(backend->backend_type()),
-        "\" is not one of File, Uffd"));
+    return absl::InvalidArgumentError(absl::StrCat(field, ".mem_backend.backend_type: \"",
+                                                   absl::CHexEscape(backend->backend_type()),
+                                                   "\" is not one of File, Uffd"));
   }
   if (backend->backend_path().empty()) {
     return absl::InvalidArgumentError(absl::StrCat(field, ".mem_backend.backend_path: required"));
@@ -1582,7 +1623,8 @@ void VmManager::CreateSnapshot(const std::string& vm_id, const api::SnapshotCrea
           "track_dirty_pages on LoadSnapshot)"));
     }
     const int flags = O_RDWR | O_CREAT | O_TRUNC;
-    absl::StatusOr<UniqueFd> state = roots_.OpenFile("params.snapshot_path", params.snapshot_path(), flags);
+    absl::StatusOr<UniqueFd> state =
+        roots_.OpenFile("params.snapshot_path", params.snapshot_path(), flags);
     if (!state.ok()) return done(state.status());
     absl::StatusOr<UniqueFd> memory =
         roots_.OpenFile("params.mem_file_path", params.mem_file_path(), flags);
@@ -1633,27 +1675,28 @@ void VmManager::RestoreInto(const std::string& vm_id, const api::SnapshotLoadPar
         "\" is already configured; only logger and metrics may be set before a snapshot load")));
   }
   if (!entry->process.has_value()) {
-    return done(absl::FailedPreconditionError(absl::StrCat("LoadSnapshot: vm \"", vm_id, "\" has no VMM")));
+    return done(
+        absl::FailedPreconditionError(absl::StrCat("LoadSnapshot: vm \"", vm_id, "\" has no VMM")));
   }
   if (params.snapshot_path().empty()) {
     return done(absl::InvalidArgumentError("params.snapshot_path: required"));
   }
-  absl::StatusOr<std::string> memory_path = MemoryPath(
-      &params.mem_backend(), params.has_mem_backend(), params.mem_file_path(), "params");
+  absl::StatusOr<std::string> memory_path =
+      MemoryPath(&params.mem_backend(), params.has_mem_backend(), params.mem_file_path(), "params");
   if (!memory_path.ok()) return done(memory_path.status());
   if (!params.huge_pages().empty() && params.huge_pages() != "Snapshot" &&
       params.huge_pages() != "None") {
-    return done(absl::UnimplementedError(absl::StrCat(
-        "params.huge_pages: \"", absl::CHexEscape(params.huge_pages()),
-        "\" is not implemented by Hearth (restored memory is mapped from the file)")));
+    return done(absl::UnimplementedError(
+        absl::StrCat("params.huge_pages: \"", absl::CHexEscape(params.huge_pages()),
+                     "\" is not implemented by Hearth (restored memory is mapped from the file)")));
   }
   absl::StatusOr<UniqueFd> state_file =
       roots_.OpenFile("params.snapshot_path", params.snapshot_path(), O_RDONLY);
   if (!state_file.ok()) return done(state_file.status());
   absl::StatusOr<vmm::v1::VmSnapshot> snapshot = snapshot::ReadStateFile(state_file->get());
   if (!snapshot.ok()) {
-    return done(absl::InvalidArgumentError(
-        absl::StrCat("params.snapshot_path: ", params.snapshot_path(), ": ", snapshot.status().message())));
+    return done(absl::InvalidArgumentError(absl::StrCat(
+        "params.snapshot_path: ", params.snapshot_path(), ": ", snapshot.status().message())));
   }
   absl::StatusOr<UniqueFd> memory_file =
       roots_.OpenFile("params.mem_backend.backend_path", *memory_path, O_RDONLY);
@@ -1677,8 +1720,8 @@ void VmManager::RestoreInto(const std::string& vm_id, const api::SnapshotLoadPar
   }
   if (params.has_vsock_override()) {
     if (!spec.has_vsock()) {
-      return done(absl::InvalidArgumentError(
-          "params.vsock_override: the snapshot has no vsock device"));
+      return done(
+          absl::InvalidArgumentError("params.vsock_override: the snapshot has no vsock device"));
     }
     spec.mutable_vsock()->set_uds_path(params.vsock_override().uds_path());
   }
@@ -1691,9 +1734,9 @@ void VmManager::RestoreInto(const std::string& vm_id, const api::SnapshotLoadPar
       matched = true;
     }
     if (!matched) {
-      return done(absl::InvalidArgumentError(absl::StrCat(
-          "drive_overrides[", i, "].drive_id: the snapshot has no drive \"",
-          absl::CHexEscape(o.drive_id()), "\"")));
+      return done(absl::InvalidArgumentError(
+          absl::StrCat("drive_overrides[", i, "].drive_id: the snapshot has no drive \"",
+                       absl::CHexEscape(o.drive_id()), "\"")));
     }
   }
   if (previous.has_logger()) *spec.mutable_logger() = previous.logger();
@@ -1706,9 +1749,9 @@ void VmManager::RestoreInto(const std::string& vm_id, const api::SnapshotLoadPar
     for (const auto& [other_id, other] : entries_) {
       if (other_id != vm_id && Live(other->state()) && other->vm()->spec().has_vsock() &&
           other->vm()->spec().vsock().uds_path() == spec.vsock().uds_path()) {
-        usable = absl::InvalidArgumentError(absl::StrCat(
-            "vsock.uds_path: ", spec.vsock().uds_path(), " is used by vm \"", other_id,
-            "\" (give each restored VM its own with vsock_override)"));
+        usable = absl::InvalidArgumentError(
+            absl::StrCat("vsock.uds_path: ", spec.vsock().uds_path(), " is used by vm \"", other_id,
+                         "\" (give each restored VM its own with vsock_override)"));
       }
     }
   }
@@ -1750,42 +1793,44 @@ void VmManager::RestoreInto(const std::string& vm_id, const api::SnapshotLoadPar
     VmEntry* e = Find(id);
     if (e == nullptr) return done(NotFound(id));
     if (!ready.ok()) return done(absl::InternalError(ready.message()));
-    Call(e, request, std::move(*shared_fds),
-         [this, id, previous, resume, done](absl::StatusOr<control::Response> response) {
-           VmEntry* e = Find(id);
-           if (e == nullptr) return done(NotFound(id));
-           absl::Status status =
-               response.ok() ? VmmConnection::StatusOf(*response) : response.status();
-           if (!status.ok()) {
-             if (e->state() == api::VM_STATE_STARTING && e->process.has_value() &&
-                 absl::IsInvalidArgument(status)) {
-               // Refused before anything was built: the VMM still waits,
-               // and the VM is as it was.
-               if (loop_->Watching(e->process->console.get())) {
-                 (void)loop_->Remove(e->process->console.get());
-               }
-               e->process->console.Reset();
-               *e->vm()->mutable_spec() = previous;
-               SetState(e, api::VM_STATE_CONFIGURING,
-                        absl::StrCat("snapshot load refused: ", status.message()));
-             } else if (absl::IsUnavailable(status)) {
-               status = absl::InternalError(status.message());
-             }
-             return done(status);
-           }
-           e->vm()->mutable_status()->mutable_boot_timing()->set_start_to_running_us(
-               static_cast<uint64_t>(absl::ToInt64Microseconds(absl::Now() - e->start_requested)));
-           SetState(e, resume ? api::VM_STATE_RUNNING : api::VM_STATE_PAUSED,
-                    resume ? "" : "restored from a snapshot, paused");
-           done(e->record.vm());
-         },
-         kSnapshotCallTimeout);
+    Call(
+        e, request, std::move(*shared_fds),
+        [this, id, previous, resume, done](absl::StatusOr<control::Response> response) {
+          VmEntry* e = Find(id);
+          if (e == nullptr) return done(NotFound(id));
+          absl::Status status =
+              response.ok() ? VmmConnection::StatusOf(*response) : response.status();
+          if (!status.ok()) {
+            if (e->state() == api::VM_STATE_STARTING && e->process.has_value() &&
+                absl::IsInvalidArgument(status)) {
+              // Refused before anything was built: the VMM still waits,
+              // and the VM is as it was.
+              if (loop_->Watching(e->process->console.get())) {
+                (void)loop_->Remove(e->process->console.get());
+              }
+              e->process->console.Reset();
+              *e->vm()->mutable_spec() = previous;
+              SetState(e, api::VM_STATE_CONFIGURING,
+                       absl::StrCat("snapshot load refused: ", status.message()));
+            } else if (absl::IsUnavailable(status)) {
+              status = absl::InternalError(status.message());
+            }
+            return done(status);
+          }
+          e->vm()->mutable_status()->mutable_boot_timing()->set_start_to_running_us(
+              static_cast<uint64_t>(absl::ToInt64Microseconds(absl::Now() - e->start_requested)));
+          SetState(e, resume ? api::VM_STATE_RUNNING : api::VM_STATE_PAUSED,
+                   resume ? "" : "restored from a snapshot, paused");
+          done(e->record.vm());
+        },
+        kSnapshotCallTimeout);
   });
 }
 
 void VmManager::CloneVm(const api::CloneVmRequest& request, Done<api::CloneVmResponse> done) {
   absl::Status valid;
-  if (request.snapshot_path().empty()) valid = absl::InvalidArgumentError("snapshot_path: required");
+  if (request.snapshot_path().empty())
+    valid = absl::InvalidArgumentError("snapshot_path: required");
   if (valid.ok() && (request.clones().empty() || request.clones_size() > 64)) {
     valid = absl::InvalidArgumentError(
         absl::StrCat("clones: 1 to 64 clones per request, got ", request.clones_size()));
@@ -1794,7 +1839,8 @@ void VmManager::CloneVm(const api::CloneVmRequest& request, Done<api::CloneVmRes
   for (int i = 0; valid.ok() && i < request.clones_size(); ++i) {
     const api::CloneSpec& clone = request.clones(i);
     valid = ValidateVmId(clone.vm_id());
-    if (!valid.ok()) valid = absl::InvalidArgumentError(absl::StrCat("clones[", i, "].", valid.message()));
+    if (!valid.ok())
+      valid = absl::InvalidArgumentError(absl::StrCat("clones[", i, "].", valid.message()));
     if (valid.ok() && !ids.insert(clone.vm_id()).second) {
       valid = absl::InvalidArgumentError(
           absl::StrCat("clones[", i, "].vm_id: \"", clone.vm_id(), "\" appears twice"));
@@ -1832,8 +1878,8 @@ void VmManager::CloneVm(const api::CloneVmRequest& request, Done<api::CloneVmRes
       absl::MutexLock lock(&snapshot_mutex_);
       absl::Status admitted = Admit(sized, "", fresh);
       if (!admitted.ok()) {
-        return done(absl::Status(admitted.code(),
-                                 absl::StrCat(fresh, " clones: ", admitted.message())));
+        return done(
+            absl::Status(admitted.code(), absl::StrCat(fresh, " clones: ", admitted.message())));
       }
     }
     // Which clones exist already (from this same request: kept), which are new.
@@ -1849,9 +1895,9 @@ void VmManager::CloneVm(const api::CloneVmRequest& request, Done<api::CloneVmRes
       if (VmEntry* existing = Find(clone.vm_id())) {
         if (existing->record.clone_key() != key) {
           for (const std::string& id : created) DeleteVm(id, true, [](absl::StatusOr<bool>) {});
-          return done(absl::AlreadyExistsError(absl::StrCat(
-              "clones[", i, "].vm_id: vm \"", clone.vm_id(),
-              "\" exists and was not made by this clone request")));
+          return done(absl::AlreadyExistsError(
+              absl::StrCat("clones[", i, "].vm_id: vm \"", clone.vm_id(),
+                           "\" exists and was not made by this clone request")));
         }
         continue;
       }
@@ -1900,15 +1946,15 @@ void VmManager::CloneVm(const api::CloneVmRequest& request, Done<api::CloneVmRes
       std::vector<api::DriveOverride> drives(clone.drive_overrides().begin(),
                                              clone.drive_overrides().end());
       std::string id = clone.vm_id();
-      RestoreInto(id, params, std::move(drives),
-                  [progress, finish, i, id](absl::StatusOr<api::Vm> vm) {
-                    if (!vm.ok() && progress->first_error.ok()) {
-                      progress->first_error = absl::Status(
-                          vm.status().code(),
-                          absl::StrCat("clones[", i, "] (vm \"", id, "\"): ", vm.status().message()));
-                    }
-                    if (--progress->remaining == 0) finish();
-                  });
+      RestoreInto(
+          id, params, std::move(drives), [progress, finish, i, id](absl::StatusOr<api::Vm> vm) {
+            if (!vm.ok() && progress->first_error.ok()) {
+              progress->first_error = absl::Status(
+                  vm.status().code(),
+                  absl::StrCat("clones[", i, "] (vm \"", id, "\"): ", vm.status().message()));
+            }
+            if (--progress->remaining == 0) finish();
+          });
     }
   });
 }
@@ -2005,14 +2051,15 @@ absl::StatusOr<int> VmManager::Watch(const api::WatchVmsRequest& request,
     sink(bookmark);
   } else {
     if (from > resource_version_) {
-      return absl::OutOfRangeError(absl::StrCat("resource_version ", from,
-                                                " is in the future (current ", resource_version_, ")"));
-    }
-    uint64_t oldest = history_.empty() ? resource_version_ + 1 : history_.front().resource_version();
-    if (from + 1 < oldest) {
       return absl::OutOfRangeError(absl::StrCat(
-          "resource_version ", from, " is older than the retained history (oldest ", oldest,
-          "): list again and watch from the list's resource_version"));
+          "resource_version ", from, " is in the future (current ", resource_version_, ")"));
+    }
+    uint64_t oldest =
+        history_.empty() ? resource_version_ + 1 : history_.front().resource_version();
+    if (from + 1 < oldest) {
+      return absl::OutOfRangeError(
+          absl::StrCat("resource_version ", from, " is older than the retained history (oldest ",
+                       oldest, "): list again and watch from the list's resource_version"));
     }
     for (const api::WatchEvent& event : history_) {
       if (event.resource_version() > from && matches(event.vm())) sink(event);

@@ -70,8 +70,9 @@ struct ManagerOptions {
 
 // The cgroup files and values a VM's spec implies: memory = guest RAM +
 // `overhead_mib`, CPU quota = one CPU per vCPU, pids for the VMM's threads.
-std::vector<std::pair<std::string, std::string>> CgroupSettings(
-    const hearth::v1::VmConfig& spec, int cgroup_version, uint64_t overhead_mib);
+std::vector<std::pair<std::string, std::string>> CgroupSettings(const hearth::v1::VmConfig& spec,
+                                                                int cgroup_version,
+                                                                uint64_t overhead_mib);
 
 class VmManager {
  public:
@@ -112,7 +113,8 @@ class VmManager {
   // --- Firecracker's resources ---
   // Pre-boot change to the stored configuration: `mutate` edits a copy,
   // which is validated and stored; the result is the whole new config.
-  void Configure(const std::string& vm_id, std::function<absl::Status(hearth::v1::VmConfig*)> mutate,
+  void Configure(const std::string& vm_id,
+                 std::function<absl::Status(hearth::v1::VmConfig*)> mutate,
                  Done<hearth::v1::VmConfig> done);
   absl::StatusOr<hearth::v1::VmConfig> GetConfig(const std::string& vm_id) const;
   void InstanceStart(const std::string& vm_id, Done<hearth::v1::Vm> done);
@@ -159,8 +161,7 @@ class VmManager {
   void Post(std::function<void()> task) { loop_->Post(std::move(task)); }
   VmEntry* Find(const std::string& vm_id);
   absl::StatusOr<VmEntry*> FindOr(const std::string& vm_id);
-  absl::Status RequireState(const VmEntry& entry,
-                            absl::Span<const hearth::v1::VmState> states,
+  absl::Status RequireState(const VmEntry& entry, absl::Span<const hearth::v1::VmState> states,
                             absl::string_view what) const;
   // Whether `count` more VMs like `config` fit the host's capacity (not
   // counting `except_vm`, which they replace).
@@ -193,9 +194,8 @@ class VmManager {
   // Sends `request` to the VMM of a VM in one of `states` and hands the
   // response to `then`; `fail` gets every error (wrong state, no VMM, the
   // VMM's answer).
-  void Forward(const std::string& vm_id, std::vector<hearth::v1::VmState> states,
-               std::string what, hearth::vmm::v1::Request request,
-               std::function<void(absl::Status)> fail,
+  void Forward(const std::string& vm_id, std::vector<hearth::v1::VmState> states, std::string what,
+               hearth::vmm::v1::Request request, std::function<void(absl::Status)> fail,
                std::function<void(VmEntry*, const hearth::vmm::v1::Response&)> then);
   // How long a VMM may take to answer a request.
   static constexpr absl::Duration kCallTimeout = absl::Seconds(30);
@@ -236,8 +236,7 @@ class VmManager {
   // Shared with gRPC threads.
   mutable absl::Mutex snapshot_mutex_;
   std::map<std::string, hearth::v1::Vm> snapshot_ ABSL_GUARDED_BY(snapshot_mutex_);
-  std::map<std::string, std::shared_ptr<ConsoleBuffer>> consoles_
-      ABSL_GUARDED_BY(snapshot_mutex_);
+  std::map<std::string, std::shared_ptr<ConsoleBuffer>> consoles_ ABSL_GUARDED_BY(snapshot_mutex_);
   std::map<std::string, std::string> metrics_ ABSL_GUARDED_BY(snapshot_mutex_);
   uint64_t resource_version_ ABSL_GUARDED_BY(snapshot_mutex_) = 0;
   std::deque<hearth::v1::WatchEvent> history_ ABSL_GUARDED_BY(snapshot_mutex_);

@@ -8,8 +8,7 @@
 
 namespace hearth::agent {
 
-absl::StatusOr<uint64_t> VmmConnection::Send(control::Request request,
-                                             absl::Span<const int> fds) {
+absl::StatusOr<uint64_t> VmmConnection::Send(control::Request request, absl::Span<const int> fds) {
   if (closed_) return absl::UnavailableError("the VMM closed its control channel");
   const uint64_t id = next_id_++;
   request.set_id(id);
@@ -58,8 +57,7 @@ absl::Status VmmConnection::ReadAvailable() {
       drop(absl::StrCat("message kind ", (*message)->kind));
     }
   }
-  return closed_ ? absl::UnavailableError("the VMM closed its control channel")
-                 : absl::OkStatus();
+  return closed_ ? absl::UnavailableError("the VMM closed its control channel") : absl::OkStatus();
 }
 
 std::optional<control::Response> VmmConnection::TakeResponse(uint64_t id) {

@@ -42,8 +42,8 @@ class VmmConnection {
 
   // Blocking helpers (tests, and the agent's start-up path): wait up to
   // `timeout` for the answer to `request` / for the next event.
-  absl::StatusOr<control::Response> Call(control::Request request,
-                                         absl::Span<const int> fds, absl::Duration timeout);
+  absl::StatusOr<control::Response> Call(control::Request request, absl::Span<const int> fds,
+                                         absl::Duration timeout);
   absl::StatusOr<control::Event> WaitForEvent(absl::Duration timeout);
 
   // A Response's code and message as a Status.

@@ -46,34 +46,25 @@ absl::Status ValidateMachineConfig(const v1::MachineConfig& machine,
                                    absl::string_view field = "machine_config");
 absl::Status ValidateBootSource(const v1::BootSource& boot,
                                 absl::string_view field = "boot_source");
-absl::Status ValidateRateLimiter(const v1::RateLimiter& limiter,
-                                 absl::string_view field);
+absl::Status ValidateRateLimiter(const v1::RateLimiter& limiter, absl::string_view field);
 absl::Status ValidateDrive(const v1::Drive& drive, absl::string_view field);
-absl::Status ValidateNetworkInterface(const v1::NetworkInterface& iface,
-                                      absl::string_view field);
-absl::Status ValidateVsock(const v1::Vsock& vsock,
-                           absl::string_view field = "vsock");
-absl::Status ValidateEntropy(const v1::Entropy& entropy,
-                             absl::string_view field = "entropy");
-absl::Status ValidateSerial(const v1::Serial& serial,
-                            absl::string_view field = "serial");
+absl::Status ValidateNetworkInterface(const v1::NetworkInterface& iface, absl::string_view field);
+absl::Status ValidateVsock(const v1::Vsock& vsock, absl::string_view field = "vsock");
+absl::Status ValidateEntropy(const v1::Entropy& entropy, absl::string_view field = "entropy");
+absl::Status ValidateSerial(const v1::Serial& serial, absl::string_view field = "serial");
 absl::Status ValidateBalloon(const v1::Balloon& balloon, uint32_t mem_size_mib,
                              absl::string_view field = "balloon");
-absl::Status ValidateLogger(const v1::Logger& logger,
-                            absl::string_view field = "logger");
-absl::Status ValidateMetrics(const v1::Metrics& metrics,
-                             absl::string_view field = "metrics");
+absl::Status ValidateLogger(const v1::Logger& logger, absl::string_view field = "logger");
+absl::Status ValidateMetrics(const v1::Metrics& metrics, absl::string_view field = "metrics");
 absl::Status ValidateMmdsConfig(const v1::MmdsConfig& mmds,
                                 absl::string_view field = "mmds_config");
-absl::Status ValidateCpuConfig(const v1::CpuConfig& cpu,
-                               absl::string_view field = "cpu_config");
+absl::Status ValidateCpuConfig(const v1::CpuConfig& cpu, absl::string_view field = "cpu_config");
 
 // The whole configuration, including cross-field rules (unique ids, one
 // root device, balloon within memory, MMDS interfaces that exist). A
 // missing boot source is allowed when `require_boot_source` is false (a VM
 // still being configured).
-absl::Status ValidateVmConfig(const v1::VmConfig& config,
-                              bool require_boot_source);
+absl::Status ValidateVmConfig(const v1::VmConfig& config, bool require_boot_source);
 
 // Parses a Firecracker `--config-file` document (JSON) into a VmConfig.
 // Syntax errors and unknown keys name the offending field; the result is

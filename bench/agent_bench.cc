@@ -66,7 +66,8 @@ api::VmConfig IdleConfig(const Agent& agent) {
   }
   api::VmConfig config;
   config.mutable_boot_source()->set_kernel_image_path(kernel);
-  config.mutable_boot_source()->set_boot_args("console=ttyS0 hearth.test=idle hearth.tick_ms=60000");
+  config.mutable_boot_source()->set_boot_args(
+      "console=ttyS0 hearth.test=idle hearth.tick_ms=60000");
   config.mutable_machine_config()->set_vcpu_count(1);
   config.mutable_machine_config()->set_mem_size_mib(32);
   return config;
@@ -83,7 +84,8 @@ absl::StatusOr<double> CreateToFirstOutput(api::Hearth::Stub* stub, const std::s
     *request.mutable_config() = config;
     api::Vm vm;
     grpc::Status status = stub->CreateVm(&context, request, &vm);
-    if (!status.ok()) return absl::InternalError(absl::StrCat("CreateVm: ", status.error_message()));
+    if (!status.ok())
+      return absl::InternalError(absl::StrCat("CreateVm: ", status.error_message()));
   }
   grpc::ClientContext console_context;
   auto console = stub->StreamConsole(&console_context);
@@ -129,10 +131,11 @@ void DeleteAll(api::Hearth::Stub* stub) {
 void Report(const char* what, int vms, absl::Duration wall, const std::vector<double>& ms) {
   long cores = ::sysconf(_SC_NPROCESSORS_ONLN);
   double per_s = vms / absl::ToDoubleSeconds(wall);
-  std::printf("%-28s %3d VMs in %6.2f s: %6.1f VMs/s = %5.1f VMs/s/core; "
-              "create->first output p50 %6.1f ms, p99 %6.1f ms\n",
-              what, vms, absl::ToDoubleSeconds(wall), per_s, per_s / static_cast<double>(cores),
-              Percentile(ms, 0.5), Percentile(ms, 0.99));
+  std::printf(
+      "%-28s %3d VMs in %6.2f s: %6.1f VMs/s = %5.1f VMs/s/core; "
+      "create->first output p50 %6.1f ms, p99 %6.1f ms\n",
+      what, vms, absl::ToDoubleSeconds(wall), per_s, per_s / static_cast<double>(cores),
+      Percentile(ms, 0.5), Percentile(ms, 0.99));
 }
 
 int Main(int argc, char** argv) {
@@ -223,11 +226,12 @@ int Main(int argc, char** argv) {
   }
   std::printf("VMM SIGKILL -> FAILED event (%zu VMs): p50 %.2f ms, max %.2f ms\n", kill_ms.size(),
               Percentile(kill_ms, 0.5), Percentile(kill_ms, 1.0));
-  std::printf("hearthd RSS: %llu KiB empty, %llu KiB with %d VMs: %.1f KiB per VM; "
-              "VMM RSS %.0f KiB per VM\n",
-              static_cast<unsigned long long>(rss_empty), static_cast<unsigned long long>(rss_full),
-              vms, (static_cast<double>(rss_full) - static_cast<double>(rss_empty)) / vms,
-              static_cast<double>(vmm_rss) / vms);
+  std::printf(
+      "hearthd RSS: %llu KiB empty, %llu KiB with %d VMs: %.1f KiB per VM; "
+      "VMM RSS %.0f KiB per VM\n",
+      static_cast<unsigned long long>(rss_empty), static_cast<unsigned long long>(rss_full), vms,
+      (static_cast<double>(rss_full) - static_cast<double>(rss_empty)) / vms,
+      static_cast<double>(vmm_rss) / vms);
   absl::Time d0 = absl::Now();
   DeleteAll(stub);
   std::printf("DeleteVm (force) of %d VMs: %.1f ms each\n", vms,

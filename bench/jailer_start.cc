@@ -62,11 +62,27 @@ int main(int argc, char** argv) {
     std::string id = absl::StrCat("bench-", ::getpid(), "-", i);
     int sockets[2];
     ::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sockets);
-    std::vector<std::string> args = {
-        dir + "/jailer/hearth-jailer", "--id", id, "--exec-file", dir + "/vmm/hearth-vmm",
-        "--uid", "61000", "--gid", "61000", "--chroot-base-dir", base,
-        "--parent-cgroup", parent, "--cgroup", "memory.limit_in_bytes=268435456", "--cgroup", "pids.max=64",
-        "--keep-fd", "3", "--", "--control_fd=3"};
+    std::vector<std::string> args = {dir + "/jailer/hearth-jailer",
+                                     "--id",
+                                     id,
+                                     "--exec-file",
+                                     dir + "/vmm/hearth-vmm",
+                                     "--uid",
+                                     "61000",
+                                     "--gid",
+                                     "61000",
+                                     "--chroot-base-dir",
+                                     base,
+                                     "--parent-cgroup",
+                                     parent,
+                                     "--cgroup",
+                                     "memory.limit_in_bytes=268435456",
+                                     "--cgroup",
+                                     "pids.max=64",
+                                     "--keep-fd",
+                                     "3",
+                                     "--",
+                                     "--control_fd=3"};
     std::vector<char*> argp;
     for (std::string& a : args) argp.push_back(a.data());
     argp.push_back(nullptr);
@@ -105,8 +121,10 @@ int main(int argc, char** argv) {
   }
   remove_parents();
   std::printf("bench/jailer: fork of hearth-jailer -> hearth-vmm answers GetInfo, %d runs\n", runs);
-  std::printf("  wall ms: median %.2f  p90 %.2f\n", Percentile(wall_ms, 0.5), Percentile(wall_ms, 0.9));
-  std::printf("  CPU ms (jailer + VMM): median %.2f  p90 %.2f   (Firecracker: <= 8 CPU ms to API ready)\n",
-              Percentile(cpu_ms, 0.5), Percentile(cpu_ms, 0.9));
+  std::printf("  wall ms: median %.2f  p90 %.2f\n", Percentile(wall_ms, 0.5),
+              Percentile(wall_ms, 0.9));
+  std::printf(
+      "  CPU ms (jailer + VMM): median %.2f  p90 %.2f   (Firecracker: <= 8 CPU ms to API ready)\n",
+      Percentile(cpu_ms, 0.5), Percentile(cpu_ms, 0.9));
   return 0;
 }

@@ -34,13 +34,30 @@ int MillisecondsLeft(absl::Time deadline) {
 absl::StatusOr<std::unique_ptr<QemuMicrovm>> QemuMicrovm::Start(const QemuOptions& options) {
   std::unique_ptr<QemuMicrovm> vm(new QemuMicrovm(options));
   std::vector<std::string> argv = {
-      "qemu-system-x86_64", "-M", "microvm,x-option-roms=off,isa-serial=on,rtc=off,acpi=off",
-      "-enable-kvm", "-cpu", "host,-arch-capabilities", "-m", absl::StrCat(options.mem_mib),
-      "-nodefaults", "-no-user-config", "-nographic", "-no-reboot", "-serial", "stdio",
-      "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
-      "-global", "virtio-mmio.force-legacy=false", "-kernel", options.guest,
-      "-append", options.append,
-      "-qmp", absl::StrCat("unix:", options.qmp_socket, ",server=on,wait=off")};
+      "qemu-system-x86_64",
+      "-M",
+      "microvm,x-option-roms=off,isa-serial=on,rtc=off,acpi=off",
+      "-enable-kvm",
+      "-cpu",
+      "host,-arch-capabilities",
+      "-m",
+      absl::StrCat(options.mem_mib),
+      "-nodefaults",
+      "-no-user-config",
+      "-nographic",
+      "-no-reboot",
+      "-serial",
+      "stdio",
+      "-device",
+      "isa-debug-exit,iobase=0xf4,iosize=0x04",
+      "-global",
+      "virtio-mmio.force-legacy=false",
+      "-kernel",
+      options.guest,
+      "-append",
+      options.append,
+      "-qmp",
+      absl::StrCat("unix:", options.qmp_socket, ",server=on,wait=off")};
   argv.insert(argv.end(), options.extra.begin(), options.extra.end());
   ::unlink(options.qmp_socket.c_str());
 
@@ -106,7 +123,8 @@ absl::StatusOr<absl::Time> QemuMicrovm::WaitOutput(const std::string& text, size
       return absl::DeadlineExceededError(absl::StrCat("QEMU: no \"", text, "\" on the console"));
     }
     if (!ReadConsole(absl::Milliseconds(std::min(MillisecondsLeft(deadline), 100)))) {
-      return absl::InternalError(absl::StrCat("QEMU exited before \"", text, "\": ", LastLogLine()));
+      return absl::InternalError(
+          absl::StrCat("QEMU exited before \"", text, "\": ", LastLogLine()));
     }
   }
   return absl::Now();
@@ -117,7 +135,8 @@ absl::Status QemuMicrovm::ConnectQmp(absl::Duration timeout) {
   struct sockaddr_un address = {};
   address.sun_family = AF_UNIX;
   if (options_.qmp_socket.size() >= sizeof(address.sun_path)) {
-    return absl::InvalidArgumentError(absl::StrCat("QMP socket path too long: ", options_.qmp_socket));
+    return absl::InvalidArgumentError(
+        absl::StrCat("QMP socket path too long: ", options_.qmp_socket));
   }
   std::strcpy(address.sun_path, options_.qmp_socket.c_str());
   // QEMU creates the socket during start-up: retry until it listens.

@@ -20,11 +20,11 @@
 namespace hearth::bench {
 
 struct QemuOptions {
-  std::string guest;       // the test guest ELF (entered through its PVH note)
+  std::string guest;  // the test guest ELF (entered through its PVH note)
   uint32_t mem_mib = 128;
-  std::string append;      // kernel command line
-  std::string qmp_socket;  // path of the QMP unix socket QEMU listens on
-  std::string log;         // QEMU's stderr is appended here
+  std::string append;              // kernel command line
+  std::string qmp_socket;          // path of the QMP unix socket QEMU listens on
+  std::string log;                 // QEMU's stderr is appended here
   std::vector<std::string> extra;  // e.g. {"-incoming", "exec:cat state"}
 };
 

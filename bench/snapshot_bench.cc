@@ -123,8 +123,8 @@ absl::Status Rpc(const std::string& what,
   context.set_deadline(absl::ToChronoTime(absl::Now() + kTimeout));
   grpc::Status status = (stub->*method)(&context, request, response);
   if (status.ok()) return absl::OkStatus();
-  return absl::InternalError(absl::StrCat(what, ": gRPC code ", status.error_code(), ": ",
-                                          status.error_message()));
+  return absl::InternalError(
+      absl::StrCat(what, ": gRPC code ", status.error_code(), ": ", status.error_message()));
 }
 
 absl::Status SetRunState(api::Hearth::Stub* stub, const std::string& id, const std::string& state) {
@@ -224,9 +224,9 @@ class VmWatch {
     if (when) return *when;
     if (!s.ended.empty()) return absl::InternalError(absl::StrCat("vm ", id, " ended: ", s.ended));
     if (ended_) return absl::InternalError("the WatchVms stream ended");
-    return absl::DeadlineExceededError(
-        absl::StrCat("vm ", id, ": no ", output ? "console output" : "RUNNING", " within ",
-                     absl::FormatDuration(kTimeout)));
+    return absl::DeadlineExceededError(absl::StrCat("vm ", id, ": no ",
+                                                    output ? "console output" : "RUNNING",
+                                                    " within ", absl::FormatDuration(kTimeout)));
   }
 
   grpc::ClientContext context_;
@@ -288,7 +288,7 @@ struct SnapshotStats {
 struct SizeResults {
   uint32_t mem_mib = 0;
   uint32_t touch_mib = 0;
-  std::string state_path;   // the Full snapshot, restored and cloned
+  std::string state_path;  // the Full snapshot, restored and cloned
   std::string memory_path;
   std::vector<SnapshotStats> full;  // kSaves of them
   SnapshotStats diff;
@@ -297,8 +297,8 @@ struct SizeResults {
   // Hearth cold boot (ms from the CreateVm call).
   std::vector<double> boot_running, boot_output, boot_touched;
   // QEMU (ms from process start, save from the migrate command).
-  std::string qemu_skipped;       // why there are no QEMU save/restore numbers
-  std::string qemu_boot_skipped;  // why there are no QEMU cold boot numbers
+  std::string qemu_skipped;          // why there are no QEMU save/restore numbers
+  std::string qemu_boot_skipped;     // why there are no QEMU cold boot numbers
   std::vector<double> qemu_save_ms;  // kSaves of them
   FileSize qemu_file;
   std::vector<double> qemu_paused, qemu_running, qemu_output, qemu_boot_output;
@@ -306,7 +306,7 @@ struct SizeResults {
 
 struct CloneResults {
   int clones = 0;
-  double call_ms = 0;  // the CloneVm RPC, all clones running
+  double call_ms = 0;           // the CloneVm RPC, all clones running
   std::vector<double> running;  // per clone, ms from the CloneVm call
   std::vector<double> output;
 };
@@ -366,7 +366,8 @@ absl::StatusOr<std::string> HearthOrigin(const Bench& b, SizeResults& r) {
   *create.mutable_config() = CounterConfig(b, r, /*track_dirty_pages=*/true);
   create.set_start(true);
   api::Vm vm;
-  RETURN_IF_ERROR(Rpc(absl::StrCat("CreateVm ", id), &api::Hearth::Stub::CreateVm, b.stub, create, &vm));
+  RETURN_IF_ERROR(
+      Rpc(absl::StrCat("CreateVm ", id), &api::Hearth::Stub::CreateVm, b.stub, create, &vm));
   RETURN_IF_ERROR(ConsoleUntil(b.stub, id, "counter: n=5\n").status());
   RETURN_IF_ERROR(SetRunState(b.stub, id, "Paused"));
   r.state_path = absl::StrCat(b.agent->images(), "/full-", r.mem_mib, ".state");
@@ -394,7 +395,8 @@ absl::Status HearthRestoreOnce(const Bench& b, SizeResults& r, int run) {
   create.set_vm_id(id);
   api::Vm vm;
   absl::Time t0 = absl::Now();
-  RETURN_IF_ERROR(Rpc(absl::StrCat("CreateVm ", id), &api::Hearth::Stub::CreateVm, b.stub, create, &vm));
+  RETURN_IF_ERROR(
+      Rpc(absl::StrCat("CreateVm ", id), &api::Hearth::Stub::CreateVm, b.stub, create, &vm));
   absl::Time created = absl::Now();
   api::LoadSnapshotRequest load;
   load.set_vm_id(id);
@@ -413,7 +415,8 @@ absl::Status HearthRestoreOnce(const Bench& b, SizeResults& r, int run) {
   ASSIGN_OR_RETURN(absl::Time first, b.watch->FirstOutput(id));
   ASSIGN_OR_RETURN(ConsoleText console, ConsoleUntil(b.stub, id, "counter: n="));
   if (absl::StrContains(console.text, "counter: boot")) {
-    return absl::InternalError(absl::StrCat(id, ": the restored guest booted again:\n", console.text));
+    return absl::InternalError(
+        absl::StrCat(id, ": the restored guest booted again:\n", console.text));
   }
   r.create_empty.push_back(Ms(created - t0));
   r.load_rpc.push_back(Ms(running - created));
@@ -431,7 +434,8 @@ absl::Status HearthColdBootOnce(const Bench& b, SizeResults& r, int run) {
   create.set_start(true);
   api::Vm vm;
   absl::Time t0 = absl::Now();
-  RETURN_IF_ERROR(Rpc(absl::StrCat("CreateVm ", id), &api::Hearth::Stub::CreateVm, b.stub, create, &vm));
+  RETURN_IF_ERROR(
+      Rpc(absl::StrCat("CreateVm ", id), &api::Hearth::Stub::CreateVm, b.stub, create, &vm));
   absl::Time running = absl::Now();
   ASSIGN_OR_RETURN(absl::Time first, b.watch->FirstOutput(id));
   ASSIGN_OR_RETURN(ConsoleText touched, ConsoleUntil(b.stub, id, "counter: touched"));
@@ -501,7 +505,8 @@ absl::StatusOr<std::unique_ptr<QemuMicrovm>> QemuOrigin(const Bench& b, const Si
   RETURN_IF_ERROR(vm->WaitOutput("counter: n=5\n", 0, kTimeout).status());
   RETURN_IF_ERROR(vm->Qmp(R"({"execute": "stop"})").status());
   RETURN_IF_ERROR(
-      vm->Qmp(R"({"execute": "migrate-set-parameters", "arguments": {"max-bandwidth": 107374182400}})")
+      vm->Qmp(
+            R"({"execute": "migrate-set-parameters", "arguments": {"max-bandwidth": 107374182400}})")
           .status());
   return vm;
 }
@@ -517,10 +522,9 @@ absl::Status QemuSaveOnce(const Bench& b, SizeResults& r, QemuMicrovm& vm) {
     RETURN_IF_ERROR(vm.Qmp(R"({"execute": "stop"})").status());
   }
   absl::Time start = absl::Now();
-  RETURN_IF_ERROR(
-      vm.Qmp(absl::StrCat(R"({"execute": "migrate", "arguments": {"uri": "exec:cat > )", path,
-                          R"("}})"))
-          .status());
+  RETURN_IF_ERROR(vm.Qmp(absl::StrCat(R"({"execute": "migrate", "arguments": {"uri": "exec:cat > )",
+                                      path, R"("}})"))
+                      .status());
   while (true) {
     ASSIGN_OR_RETURN(std::string status, vm.Qmp(R"({"execute": "query-migrate"})"));
     if (absl::StrContains(status, R"("status": "completed")")) break;
@@ -555,7 +559,8 @@ absl::Status QemuRestoreOnce(const Bench& b, SizeResults& r) {
   ASSIGN_OR_RETURN(absl::Time first, vm->WaitFirstOutput(kTimeout));
   RETURN_IF_ERROR(vm->WaitOutput("counter: n=", 0, kTimeout).status());
   if (absl::StrContains(vm->output(), "counter: boot")) {
-    return absl::InternalError(absl::StrCat("QEMU: the restored guest booted again:\n", vm->output()));
+    return absl::InternalError(
+        absl::StrCat("QEMU: the restored guest booted again:\n", vm->output()));
   }
   r.qemu_paused.push_back(Ms(paused - vm->started()));
   r.qemu_running.push_back(Ms(running - vm->started()));
@@ -579,10 +584,11 @@ std::string P50P90(const std::vector<double>& ms) {
 }
 
 void PrintSnapshotTable(const std::vector<SizeResults>& sizes) {
-  std::printf("\n1. Snapshot create, ms: %d saves of the same paused state, Hearth and QEMU "
-              "alternating (a 1st save may pay for host memory, see kSaves); files: state KiB, "
-              "memory MiB apparent / allocated\n",
-              kSaves);
+  std::printf(
+      "\n1. Snapshot create, ms: %d saves of the same paused state, Hearth and QEMU "
+      "alternating (a 1st save may pay for host memory, see kSaves); files: state KiB, "
+      "memory MiB apparent / allocated\n",
+      kSaves);
   std::printf("%-9s %-44s %9s %9s %10s %19s\n", "guest", "what", "1st save", "2nd save",
               "state KiB", "memory MiB");
   auto line = [](const std::string& guest, const std::string& what, const std::vector<double>& ms,
@@ -599,7 +605,8 @@ void PrintSnapshotTable(const std::vector<SizeResults>& sizes) {
     for (const SnapshotStats& f : r.full) full_ms.push_back(f.ms);
     line(guest, absl::StrCat("hearth Full (", r.touch_mib, " MiB touched, paused)"), full_ms,
          absl::StrFormat("%.1f", r.full.back().state.apparent / 1024.0), r.full.back().memory);
-    line(guest, absl::StrCat("hearth Diff (", absl::FormatDuration(kDiffInterval), " after the Full)"),
+    line(guest,
+         absl::StrCat("hearth Diff (", absl::FormatDuration(kDiffInterval), " after the Full)"),
          {r.diff.ms}, absl::StrFormat("%.1f", r.diff.state.apparent / 1024.0), r.diff.memory);
     if (r.qemu_save_ms.empty()) continue;
     line(guest, "qemu stop + migrate to \"exec:cat > file\"", r.qemu_save_ms, "-", r.qemu_file);
@@ -641,18 +648,20 @@ void PrintRestoreTable(const std::vector<SizeResults>& sizes, int runs) {
       if (hearth.empty() || qemu.empty()) return std::string("-");
       return absl::StrFormat("%.2f", Percentile(hearth, 0.5) / Percentile(qemu, 0.5));
     };
-    std::printf("%4u MiB, p50 hearth/qemu: restore to running %s, restore to first output %s, "
-                "cold boot to first output %s\n",
-                r.mem_mib, ratio(r.restore_running, r.qemu_running).c_str(),
-                ratio(r.restore_output, r.qemu_output).c_str(),
-                ratio(r.boot_output, r.qemu_boot_output).c_str());
+    std::printf(
+        "%4u MiB, p50 hearth/qemu: restore to running %s, restore to first output %s, "
+        "cold boot to first output %s\n",
+        r.mem_mib, ratio(r.restore_running, r.qemu_running).c_str(),
+        ratio(r.restore_output, r.qemu_output).c_str(),
+        ratio(r.boot_output, r.qemu_boot_output).c_str());
   }
 }
 
 void PrintCloneTable(const std::vector<CloneResults>& clones, uint32_t mem_mib) {
-  std::printf("\n3. CloneVm (resume_vm) from the %u MiB Full snapshot; per clone ms from the "
-              "CloneVm call: p50 p90 max\n",
-              mem_mib);
+  std::printf(
+      "\n3. CloneVm (resume_vm) from the %u MiB Full snapshot; per clone ms from the "
+      "CloneVm call: p50 p90 max\n",
+      mem_mib);
   std::printf("%6s %12s %8s %26s %26s\n", "clones", "CloneVm ms", "VMs/s", "-> running",
               "-> first output");
   for (const CloneResults& c : clones) {
@@ -692,9 +701,10 @@ absl::StatusOr<Options> ParseOptions(int argc, char** argv) {
       ok = false;
     }
     if (!ok) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "bad argument \"", argv[i],
-          "\"; usage: snapshot_bench [--runs=N] [--sizes=128,1024] [--clones=10,20] [--no_qemu] [--no_jail]"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("bad argument \"", argv[i],
+                       "\"; usage: snapshot_bench [--runs=N] [--sizes=128,1024] [--clones=10,20] "
+                       "[--no_qemu] [--no_jail]"));
     }
   }
   return options;
@@ -805,8 +815,10 @@ int Main(int argc, char** argv) {
               testing::KvmKindName(testing::DetectKvm()), ::sysconf(_SC_NPROCESSORS_ONLN),
               b.agent->jailed() ? "jailed" : "unjailed (--no_jail)", QemuVersion().c_str(),
               b.options.qemu ? "" : " (skipped: --no_qemu)");
-  std::printf("guest: test guest `counter`, 1 vCPU, tick %d ms, half of RAM touched at start, "
-              "%d KiB rewritten per tick; sizes", kTickMs, kRetouchKib);
+  std::printf(
+      "guest: test guest `counter`, 1 vCPU, tick %d ms, half of RAM touched at start, "
+      "%d KiB rewritten per tick; sizes",
+      kTickMs, kRetouchKib);
   for (uint32_t mib : b.options.sizes_mib) std::printf(" %u MiB", mib);
   std::printf("\n");
   std::fflush(stdout);

@@ -59,10 +59,10 @@ absl::StatusOr<std::string> CgroupDirectory(const std::vector<CgroupMount>& moun
                                             const std::string& parent, const std::string& id) {
   const CgroupMount* mount = version == 2 ? FindCgroupV2(mounts) : FindCgroupV1(mounts, controller);
   if (mount == nullptr) {
-    return absl::NotFoundError(
-        version == 2 ? std::string("cgroup v2: no cgroup2 file system is mounted")
-                     : absl::StrCat("cgroup v1: no hierarchy is mounted for the \"", controller,
-                                    "\" controller"));
+    return absl::NotFoundError(version == 2
+                                   ? std::string("cgroup v2: no cgroup2 file system is mounted")
+                                   : absl::StrCat("cgroup v1: no hierarchy is mounted for the \"",
+                                                  controller, "\" controller"));
   }
   return absl::StrCat(mount->path, "/", parent, "/", id);
 }

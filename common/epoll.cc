@@ -11,15 +11,12 @@ absl::StatusOr<Epoll> Epoll::Create() {
   return Epoll(UniqueFd(fd));
 }
 
-absl::Status Epoll::Control(int op, int fd, uint32_t events,
-                            uint64_t token) const {
+absl::Status Epoll::Control(int op, int fd, uint32_t events, uint64_t token) const {
   struct epoll_event event = {};
   event.events = events;
   event.data.u64 = token;
   if (::epoll_ctl(fd_.get(), op, fd, &event) < 0) {
-    const char* name = op == EPOLL_CTL_ADD   ? "ADD"
-                       : op == EPOLL_CTL_MOD ? "MOD"
-                                             : "DEL";
+    const char* name = op == EPOLL_CTL_ADD ? "ADD" : op == EPOLL_CTL_MOD ? "MOD" : "DEL";
     return ErrnoStatus(absl::StrCat("epoll_ctl(", name, ", fd=", fd, ")"));
   }
   return absl::OkStatus();
@@ -33,12 +30,9 @@ absl::Status Epoll::Modify(int fd, uint32_t events, uint64_t token) const {
   return Control(EPOLL_CTL_MOD, fd, events, token);
 }
 
-absl::Status Epoll::Remove(int fd) const {
-  return Control(EPOLL_CTL_DEL, fd, 0, 0);
-}
+absl::Status Epoll::Remove(int fd) const { return Control(EPOLL_CTL_DEL, fd, 0, 0); }
 
-absl::StatusOr<std::vector<Epoll::Event>> Epoll::Wait(int timeout_ms,
-                                                      int max_events) const {
+absl::StatusOr<std::vector<Epoll::Event>> Epoll::Wait(int timeout_ms, int max_events) const {
   if (max_events <= 0) {
     return absl::InvalidArgumentError("epoll_wait: max_events must be > 0");
   }

@@ -29,8 +29,7 @@ class Epoll {
 
   // Waits up to `timeout_ms` (-1: forever) for at most `max_events` events.
   // An interrupted wait (EINTR) returns no events rather than an error.
-  absl::StatusOr<std::vector<Event>> Wait(int timeout_ms,
-                                          int max_events = 32) const;
+  absl::StatusOr<std::vector<Event>> Wait(int timeout_ms, int max_events = 32) const;
 
   int fd() const { return fd_.get(); }
 

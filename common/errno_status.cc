@@ -2,9 +2,7 @@
 
 namespace hearth {
 
-absl::Status ErrnoStatus(absl::string_view what) {
-  return ErrnoStatus(errno, what);
-}
+absl::Status ErrnoStatus(absl::string_view what) { return ErrnoStatus(errno, what); }
 
 absl::Status ErrnoStatus(int error_number, absl::string_view what) {
   // Message: "<what>: <strerror>", code mapped from the errno (ENOENT ->

@@ -13,14 +13,12 @@ absl::StatusOr<std::unique_ptr<EventLoop>> EventLoop::Create() {
   ASSIGN_OR_RETURN(Epoll epoll, Epoll::Create());
   ASSIGN_OR_RETURN(EventFd wakeup, EventFd::Create());
   RETURN_IF_ERROR(epoll.Add(wakeup.fd(), EPOLLIN, kWakeupToken));
-  return std::unique_ptr<EventLoop>(
-      new EventLoop(std::move(epoll), std::move(wakeup)));
+  return std::unique_ptr<EventLoop>(new EventLoop(std::move(epoll), std::move(wakeup)));
 }
 
 absl::Status EventLoop::Add(int fd, Handler handler, uint32_t events) {
   if (handlers_.count(fd) != 0) {
-    return absl::AlreadyExistsError(
-        absl::StrCat("event loop already watches fd ", fd));
+    return absl::AlreadyExistsError(absl::StrCat("event loop already watches fd ", fd));
   }
   RETURN_IF_ERROR(epoll_.Add(fd, events, static_cast<uint64_t>(fd)));
   handlers_[fd] = std::make_shared<Handler>(std::move(handler));
@@ -42,8 +40,7 @@ absl::Status EventLoop::Modify(int fd, uint32_t events) {
 }
 
 absl::Status EventLoop::RunOnce(int timeout_ms) {
-  ASSIGN_OR_RETURN(std::vector<Epoll::Event> events,
-                   epoll_.Wait(timeout_ms, 64));
+  ASSIGN_OR_RETURN(std::vector<Epoll::Event> events, epoll_.Wait(timeout_ms, 64));
   // Consume the wake-up before taking the tasks: a task posted from here on
   // (by another thread, or by one of these tasks) writes the eventfd again
   // and wakes the next RunOnce.

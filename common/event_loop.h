@@ -53,8 +53,7 @@ class EventLoop {
   bool stopped() const { return stopped_; }
 
  private:
-  EventLoop(Epoll epoll, EventFd wakeup)
-      : epoll_(std::move(epoll)), wakeup_(std::move(wakeup)) {}
+  EventLoop(Epoll epoll, EventFd wakeup) : epoll_(std::move(epoll)), wakeup_(std::move(wakeup)) {}
   void TakeAndRunTasks();
 
   Epoll epoll_;

@@ -58,8 +58,7 @@ TEST(TimerFd, FiresAfterDelay) {
   ASSERT_TRUE(timer.Arm(absl::Hours(1)).ok());
   ASSERT_TRUE(timer.Disarm().ok());
   EXPECT_EQ(*timer.Read(), 0u);
-  EXPECT_EQ(timer.Arm(absl::ZeroDuration()).code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(timer.Arm(absl::ZeroDuration()).code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -14,10 +14,19 @@ TEST(EventLoop, DispatchesToTheRightHandler) {
   EventFd a = *EventFd::Create();
   EventFd b = *EventFd::Create();
   int a_calls = 0, b_calls = 0;
-  ASSERT_TRUE(loop->Add(a.fd(), [&](uint32_t) { ++a_calls; (void)a.Read(); }).ok());
-  ASSERT_TRUE(loop->Add(b.fd(), [&](uint32_t) { ++b_calls; (void)b.Read(); }).ok());
-  EXPECT_EQ(loop->Add(a.fd(), [](uint32_t) {}).code(),
-            absl::StatusCode::kAlreadyExists);
+  ASSERT_TRUE(loop->Add(a.fd(),
+                        [&](uint32_t) {
+                          ++a_calls;
+                          (void)a.Read();
+                        })
+                  .ok());
+  ASSERT_TRUE(loop->Add(b.fd(),
+                        [&](uint32_t) {
+                          ++b_calls;
+                          (void)b.Read();
+                        })
+                  .ok());
+  EXPECT_EQ(loop->Add(a.fd(), [](uint32_t) {}).code(), absl::StatusCode::kAlreadyExists);
   ASSERT_TRUE(b.Write().ok());
   ASSERT_TRUE(loop->RunOnce(1000).ok());
   EXPECT_EQ(a_calls, 0);
@@ -28,11 +37,13 @@ TEST(EventLoop, HandlerCanRemoveItselfAndStopTheLoop) {
   auto loop = *EventLoop::Create();
   EventFd a = *EventFd::Create();
   int calls = 0;
-  ASSERT_TRUE(loop->Add(a.fd(), [&](uint32_t) {
-                ++calls;
-                EXPECT_TRUE(loop->Remove(a.fd()).ok());
-                loop->Stop();
-              }).ok());
+  ASSERT_TRUE(loop->Add(a.fd(),
+                        [&](uint32_t) {
+                          ++calls;
+                          EXPECT_TRUE(loop->Remove(a.fd()).ok());
+                          loop->Stop();
+                        })
+                  .ok());
   ASSERT_TRUE(a.Write().ok());
   ASSERT_TRUE(loop->Run().ok());
   EXPECT_EQ(calls, 1);

@@ -14,8 +14,7 @@ namespace {
 // leaks whatever happens next.
 std::vector<UniqueFd> TakeFds(struct msghdr* msg) {
   std::vector<UniqueFd> fds;
-  for (struct cmsghdr* c = CMSG_FIRSTHDR(msg); c != nullptr;
-       c = CMSG_NXTHDR(msg, c)) {
+  for (struct cmsghdr* c = CMSG_FIRSTHDR(msg); c != nullptr; c = CMSG_NXTHDR(msg, c)) {
     if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
     size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
     for (size_t i = 0; i < count; ++i) {
@@ -30,17 +29,14 @@ std::vector<UniqueFd> TakeFds(struct msghdr* msg) {
 
 }  // namespace
 
-absl::Status SendWithFds(int socket, absl::string_view data,
-                         absl::Span<const int> fds) {
+absl::Status SendWithFds(int socket, absl::string_view data, absl::Span<const int> fds) {
   if (fds.size() > kMaxFdsPerMessage) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("cannot send ", fds.size(), " fds in one message (max ",
-                     kMaxFdsPerMessage, ")"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cannot send ", fds.size(), " fds in one message (max ", kMaxFdsPerMessage, ")"));
   }
   for (int fd : fds) {
     if (fd < 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("cannot send invalid fd ", fd));
+      return absl::InvalidArgumentError(absl::StrCat("cannot send invalid fd ", fd));
     }
   }
   struct iovec iov = {const_cast<char*>(data.data()), data.size()};
@@ -60,18 +56,16 @@ absl::Status SendWithFds(int socket, absl::string_view data,
   }
   ssize_t n = RetryOnEintr([&] { return ::sendmsg(socket, &msg, MSG_NOSIGNAL); });
   if (n < 0) {
-    return ErrnoStatus(absl::StrCat("sendmsg(fd=", socket, ", bytes=",
-                                    data.size(), ", fds=", fds.size(), ")"));
+    return ErrnoStatus(
+        absl::StrCat("sendmsg(fd=", socket, ", bytes=", data.size(), ", fds=", fds.size(), ")"));
   }
   if (static_cast<size_t>(n) != data.size()) {
-    return absl::DataLossError(absl::StrCat("sendmsg sent ", n, " of ",
-                                            data.size(), " bytes"));
+    return absl::DataLossError(absl::StrCat("sendmsg sent ", n, " of ", data.size(), " bytes"));
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<ReceivedMessage> ReceiveWithFds(int socket, size_t max_bytes,
-                                               size_t max_fds) {
+absl::StatusOr<ReceivedMessage> ReceiveWithFds(int socket, size_t max_bytes, size_t max_fds) {
   if (max_fds > kMaxFdsPerMessage) max_fds = kMaxFdsPerMessage;
   ReceivedMessage received;
   received.data.resize(max_bytes);
@@ -84,8 +78,7 @@ absl::StatusOr<ReceivedMessage> ReceiveWithFds(int socket, size_t max_bytes,
   msg.msg_iovlen = 1;
   msg.msg_control = control.data();
   msg.msg_controllen = control.size();
-  ssize_t n =
-      RetryOnEintr([&] { return ::recvmsg(socket, &msg, MSG_CMSG_CLOEXEC); });
+  ssize_t n = RetryOnEintr([&] { return ::recvmsg(socket, &msg, MSG_CMSG_CLOEXEC); });
   if (n < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK) {
       return absl::UnavailableError("recvmsg: would block");
@@ -94,12 +87,12 @@ absl::StatusOr<ReceivedMessage> ReceiveWithFds(int socket, size_t max_bytes,
   }
   received.fds = TakeFds(&msg);
   if (msg.msg_flags & MSG_TRUNC) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "message truncated: longer than the ", max_bytes, "-byte limit"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("message truncated: longer than the ", max_bytes, "-byte limit"));
   }
   if ((msg.msg_flags & MSG_CTRUNC) || received.fds.size() > max_fds) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "message carried more than ", max_fds, " fds; all were closed"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("message carried more than ", max_fds, " fds; all were closed"));
   }
   received.data.resize(static_cast<size_t>(n));
   received.eof = n == 0 && received.fds.empty();
@@ -110,9 +103,9 @@ absl::StatusOr<sockaddr_un> UnixSocketAddress(const std::string& path, absl::str
   sockaddr_un address = {};
   address.sun_family = AF_UNIX;
   if (path.empty() || path.size() >= sizeof(address.sun_path)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        what, ": \"", path, "\" does not fit a unix socket address (", path.size(),
-        " bytes; at most ", sizeof(address.sun_path) - 1, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": \"", path, "\" does not fit a unix socket address (", path.size(),
+                     " bytes; at most ", sizeof(address.sun_path) - 1, ")"));
   }
   std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
   return address;

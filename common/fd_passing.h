@@ -22,8 +22,7 @@ inline constexpr size_t kMaxFdsPerMessage = 253;
 
 // Sends `data` with `fds` attached (the fds stay open in the caller).
 // Fails if the message would be cut short or `fds` exceeds kMaxFdsPerMessage.
-absl::Status SendWithFds(int socket, absl::string_view data,
-                         absl::Span<const int> fds);
+absl::Status SendWithFds(int socket, absl::string_view data, absl::Span<const int> fds);
 
 struct ReceivedMessage {
   std::string data;
@@ -36,8 +35,7 @@ struct ReceivedMessage {
 // descriptors than fit (MSG_CTRUNC) is an error; any descriptors that did
 // arrive are closed. A blocking socket with nothing to read blocks; a
 // non-blocking one fails with UNAVAILABLE ("would block").
-absl::StatusOr<ReceivedMessage> ReceiveWithFds(int socket, size_t max_bytes,
-                                               size_t max_fds);
+absl::StatusOr<ReceivedMessage> ReceiveWithFds(int socket, size_t max_bytes, size_t max_fds);
 
 // The address of the unix socket at `path`, for bind or connect. A path
 // that does not fit sun_path (107 bytes and the NUL) is INVALID_ARGUMENT

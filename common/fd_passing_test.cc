@@ -22,7 +22,6 @@ Pair SeqPacketPair() {
   return {UniqueFd(fds[0]), UniqueFd(fds[1])};
 }
 
-
 TEST(FdPassing, DataAndFdsArriveTogether) {
   Pair p = SeqPacketPair();
   int pipe_fds[2];
@@ -71,8 +70,7 @@ TEST(FdPassing, TooManyFdsAreRefusedAndClosed) {
   int before = count_fds();
   absl::StatusOr<ReceivedMessage> m = ReceiveWithFds(p.b.get(), 100, 1);
   ASSERT_FALSE(m.ok());
-  EXPECT_NE(m.status().message().find("more than 1 fds"), absl::string_view::npos)
-      << m.status();
+  EXPECT_NE(m.status().message().find("more than 1 fds"), absl::string_view::npos) << m.status();
   EXPECT_EQ(count_fds(), before);
 }
 
@@ -93,8 +91,7 @@ TEST(FdPassing, BadArgumentsAndClosedSockets) {
 TEST(FdPassing, NonBlockingEmptySocketIsUnavailable) {
   Pair p = SeqPacketPair();
   ASSERT_EQ(::fcntl(p.b.get(), F_SETFL, O_NONBLOCK), 0);
-  EXPECT_EQ(ReceiveWithFds(p.b.get(), 10, 1).status().code(),
-            absl::StatusCode::kUnavailable);
+  EXPECT_EQ(ReceiveWithFds(p.b.get(), 10, 1).status().code(), absl::StatusCode::kUnavailable);
 }
 
 TEST(UnixSocketAddress, FitsOrSaysWhyNot) {

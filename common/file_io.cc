@@ -26,8 +26,7 @@ absl::StatusOr<size_t> PreadFull(int fd, absl::Span<uint8_t> into, uint64_t offs
   size_t done = 0;
   while (done < into.size()) {
     ssize_t n = RetryOnEintr([&] {
-      return ::pread(fd, into.data() + done, into.size() - done,
-                     static_cast<off_t>(offset + done));
+      return ::pread(fd, into.data() + done, into.size() - done, static_cast<off_t>(offset + done));
     });
     if (n < 0) return ErrnoStatus(absl::StrCat(what, " at ", offset + done));
     if (n == 0) break;

@@ -23,8 +23,8 @@ TEST(FileIo, WritesAndReadsAtOffsetsAndStopsAtTheEnd) {
   ASSERT_TRUE(PwriteAll(fd, Bytes(big), 4096, "write").ok());
   ASSERT_TRUE(PwriteAll(fd, Bytes("head"), 0, "write").ok());
   std::string back(8, '\0');
-  absl::StatusOr<size_t> n =
-      PreadFull(fd, absl::MakeSpan(reinterpret_cast<uint8_t*>(back.data()), back.size()), 0, "read");
+  absl::StatusOr<size_t> n = PreadFull(
+      fd, absl::MakeSpan(reinterpret_cast<uint8_t*>(back.data()), back.size()), 0, "read");
   ASSERT_TRUE(n.ok());
   EXPECT_EQ(*n, 8u);
   EXPECT_EQ(back, std::string("head") + std::string(4, '\0'));

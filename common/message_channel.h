@@ -47,8 +47,7 @@ class MessageChannel {
   explicit MessageChannel(UniqueFd socket) : socket_(std::move(socket)) {}
 
   // Sends one framed message. `payload` may be empty.
-  absl::Status Send(uint16_t kind, absl::string_view payload,
-                    absl::Span<const int> fds = {}) const;
+  absl::Status Send(uint16_t kind, absl::string_view payload, absl::Span<const int> fds = {}) const;
 
   // Receives one message. Returns nullopt when the peer has closed the
   // channel. A malformed datagram (bad magic, other version, truncated,
@@ -63,11 +62,10 @@ class MessageChannel {
   bool valid() const { return socket_.valid(); }
 
   // Exposed for tests and fuzzers: header encoding and validation.
-  static std::string EncodeHeader(uint16_t version, uint16_t kind,
-                                  uint32_t payload_length, uint32_t fd_count);
+  static std::string EncodeHeader(uint16_t version, uint16_t kind, uint32_t payload_length,
+                                  uint32_t fd_count);
   // Checks a whole received datagram (header + payload) against its fds.
-  static absl::StatusOr<Message> Decode(absl::string_view datagram,
-                                        std::vector<UniqueFd> fds);
+  static absl::StatusOr<Message> Decode(absl::string_view datagram, std::vector<UniqueFd> fds);
 
  private:
   UniqueFd socket_;

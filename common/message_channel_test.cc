@@ -59,15 +59,13 @@ TEST(MessageChannel, MalformedDatagramsAreErrorsAndChannelSurvives) {
     ASSERT_TRUE(SendWithFds(raw, bad.datagram, {}).ok());
     auto m = c.second.Receive();
     ASSERT_FALSE(m.ok()) << bad.expected;
-    EXPECT_NE(m.status().message().find(bad.expected), absl::string_view::npos)
-        << m.status();
+    EXPECT_NE(m.status().message().find(bad.expected), absl::string_view::npos) << m.status();
   }
   // Oversize on the wire (bypassing Send's check).
-  std::string huge = MessageChannel::EncodeHeader(1, 1, 0, 0) +
-                     std::string(MessageChannel::kMaxPayload + 1, 'y');
+  std::string huge =
+      MessageChannel::EncodeHeader(1, 1, 0, 0) + std::string(MessageChannel::kMaxPayload + 1, 'y');
   ASSERT_TRUE(SendWithFds(raw, huge, {}).ok());
-  EXPECT_NE(c.second.Receive().status().message().find("truncated"),
-            absl::string_view::npos);
+  EXPECT_NE(c.second.Receive().status().message().find("truncated"), absl::string_view::npos);
   ASSERT_TRUE(c.first.Send(2, "ok").ok());
   auto m = c.second.Receive();
   ASSERT_TRUE(m.ok()) << m.status();

@@ -7,8 +7,7 @@
 
 namespace hearth {
 
-absl::StatusOr<MmapRegion> MmapRegion::Map(int fd, uint64_t offset,
-                                           size_t size, Options options,
+absl::StatusOr<MmapRegion> MmapRegion::Map(int fd, uint64_t offset, size_t size, Options options,
                                            const char* what) {
   if (size == 0) {
     return absl::InvalidArgumentError(absl::StrCat(what, ": size is 0"));
@@ -18,11 +17,9 @@ absl::StatusOr<MmapRegion> MmapRegion::Map(int fd, uint64_t offset,
     return absl::InvalidArgumentError(
         absl::StrCat(what, ": offset ", offset, " is not page-aligned"));
   }
-  void* p = ::mmap(nullptr, size, options.prot, options.flags, fd,
-                   static_cast<off_t>(offset));
+  void* p = ::mmap(nullptr, size, options.prot, options.flags, fd, static_cast<off_t>(offset));
   if (p == MAP_FAILED) {
-    return ErrnoStatus(absl::StrCat(what, " fd=", fd, " offset=", offset,
-                                    " size=", size));
+    return ErrnoStatus(absl::StrCat(what, " fd=", fd, " offset=", offset, " size=", size));
   }
   return MmapRegion(static_cast<uint8_t*>(p), size);
 }
@@ -32,16 +29,15 @@ absl::StatusOr<MmapRegion> MmapRegion::Anonymous(size_t size, Options options) {
   return Map(-1, 0, size, options, "mmap(anonymous)");
 }
 
-absl::StatusOr<MmapRegion> MmapRegion::FromFd(int fd, uint64_t offset,
-                                              size_t size, Options options) {
+absl::StatusOr<MmapRegion> MmapRegion::FromFd(int fd, uint64_t offset, size_t size,
+                                              Options options) {
   if (fd < 0) return absl::InvalidArgumentError("mmap(fd): invalid fd");
   return Map(fd, offset, size, options, "mmap(fd)");
 }
 
 MmapRegion::~MmapRegion() { Reset(); }
 
-MmapRegion::MmapRegion(MmapRegion&& other) noexcept
-    : data_(other.data_), size_(other.size_) {
+MmapRegion::MmapRegion(MmapRegion&& other) noexcept : data_(other.data_), size_(other.size_) {
   other.data_ = nullptr;
   other.size_ = 0;
 }

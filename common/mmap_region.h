@@ -23,8 +23,7 @@ class MmapRegion {
   // Anonymous memory, zero-filled, `size` bytes (> 0).
   static absl::StatusOr<MmapRegion> Anonymous(size_t size, Options options);
   // `size` bytes of `fd` starting at `offset` (page-aligned).
-  static absl::StatusOr<MmapRegion> FromFd(int fd, uint64_t offset, size_t size,
-                                           Options options);
+  static absl::StatusOr<MmapRegion> FromFd(int fd, uint64_t offset, size_t size, Options options);
 
   MmapRegion() = default;
   ~MmapRegion();
@@ -39,8 +38,8 @@ class MmapRegion {
 
  private:
   MmapRegion(uint8_t* data, size_t size) : data_(data), size_(size) {}
-  static absl::StatusOr<MmapRegion> Map(int fd, uint64_t offset, size_t size,
-                                        Options options, const char* what);
+  static absl::StatusOr<MmapRegion> Map(int fd, uint64_t offset, size_t size, Options options,
+                                        const char* what);
   void Reset();
 
   uint8_t* data_ = nullptr;

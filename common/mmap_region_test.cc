@@ -45,8 +45,7 @@ TEST(MmapRegion, FromFdSeesFileContents) {
 }
 
 TEST(MmapRegion, BadArgumentsAreErrorsNotCrashes) {
-  EXPECT_EQ(MmapRegion::Anonymous(0, {}).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(MmapRegion::Anonymous(0, {}).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(MmapRegion::FromFd(-1, 0, 4096, {}).status().code(),
             absl::StatusCode::kInvalidArgument);
   UniqueFd fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));

@@ -13,18 +13,17 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
-#define RETURN_IF_ERROR(expr)                                  \
-  do {                                                         \
-    ::absl::Status hearth_status_ = (expr);                    \
-    if (!hearth_status_.ok()) return hearth_status_;           \
+#define RETURN_IF_ERROR(expr)                        \
+  do {                                               \
+    ::absl::Status hearth_status_ = (expr);          \
+    if (!hearth_status_.ok()) return hearth_status_; \
   } while (false)
 
 #define HEARTH_STATUS_CONCAT_INNER_(a, b) a##b
 #define HEARTH_STATUS_CONCAT_(a, b) HEARTH_STATUS_CONCAT_INNER_(a, b)
 
 #define ASSIGN_OR_RETURN(lhs, expr) \
-  HEARTH_ASSIGN_OR_RETURN_IMPL_(    \
-      HEARTH_STATUS_CONCAT_(hearth_statusor_, __LINE__), lhs, expr)
+  HEARTH_ASSIGN_OR_RETURN_IMPL_(HEARTH_STATUS_CONCAT_(hearth_statusor_, __LINE__), lhs, expr)
 
 #define HEARTH_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr) \
   auto statusor = (expr);                                  \

@@ -36,8 +36,7 @@ absl::Status TimerFd::Disarm() const {
 
 absl::StatusOr<uint64_t> TimerFd::Read() const {
   uint64_t expirations = 0;
-  ssize_t n = RetryOnEintr(
-      [&] { return ::read(fd_.get(), &expirations, sizeof(expirations)); });
+  ssize_t n = RetryOnEintr([&] { return ::read(fd_.get(), &expirations, sizeof(expirations)); });
   if (n < 0) {
     if (errno == EAGAIN) return 0;
     return ErrnoStatus("timerfd read");

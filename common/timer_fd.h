@@ -17,8 +17,7 @@ class TimerFd {
   static absl::StatusOr<TimerFd> Create();
 
   // Fires once after `delay` (> 0), then every `interval` if non-zero.
-  absl::Status Arm(absl::Duration delay,
-                   absl::Duration interval = absl::ZeroDuration()) const;
+  absl::Status Arm(absl::Duration delay, absl::Duration interval = absl::ZeroDuration()) const;
   absl::Status Disarm() const;
   // The number of expirations since the last read (0 if none).
   absl::StatusOr<uint64_t> Read() const;

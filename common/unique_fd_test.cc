@@ -13,7 +13,10 @@ bool IsOpen(int fd) { return ::fcntl(fd, F_GETFD) >= 0; }
 TEST(UniqueFd, ClosesOnDestruction) {
   int raw = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   ASSERT_GE(raw, 0);
-  { UniqueFd fd(raw); EXPECT_TRUE(fd.valid()); }
+  {
+    UniqueFd fd(raw);
+    EXPECT_TRUE(fd.valid());
+  }
   EXPECT_FALSE(IsOpen(raw));
 }
 
@@ -50,8 +53,7 @@ TEST(UniqueFd, DuplicateIsIndependent) {
 }
 
 TEST(UniqueFd, DuplicateOfEmptyOrClosedFails) {
-  EXPECT_EQ(UniqueFd().Duplicate().status().code(),
-            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(UniqueFd().Duplicate().status().code(), absl::StatusCode::kFailedPrecondition);
   int raw = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   ::close(raw);
   UniqueFd stale(raw);

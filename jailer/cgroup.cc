@@ -17,9 +17,7 @@ std::set<std::string> NamedControllers(const JailerConfig& config) {
   return controllers;
 }
 
-std::string Trim(const std::string& s) {
-  return std::string(absl::StripAsciiWhitespace(s));
-}
+std::string Trim(const std::string& s) { return std::string(absl::StripAsciiWhitespace(s)); }
 
 // A new cpuset group has no CPUs or memory nodes; the ones from `path` down
 // to `leaf` get their parent's.
@@ -42,8 +40,8 @@ absl::Status InheritCpuset(Filesystem* fs, const std::string& mount, const std::
 absl::Status SetUpV1(Filesystem* fs, const std::vector<CgroupMount>& mounts,
                      const JailerConfig& config, pid_t pid) {
   for (const std::string& controller : NamedControllers(config)) {
-    ASSIGN_OR_RETURN(std::string dir, CgroupDirectory(mounts, 1, controller, config.parent_cgroup,
-                                                      config.id));
+    ASSIGN_OR_RETURN(std::string dir,
+                     CgroupDirectory(mounts, 1, controller, config.parent_cgroup, config.id));
     RETURN_IF_ERROR(MakeDirectories(fs, dir, 0755));
     if (controller == "cpuset") {
       RETURN_IF_ERROR(InheritCpuset(fs, FindCgroupV1(mounts, controller)->path, dir));
@@ -65,26 +63,28 @@ absl::Status SetUpV2(Filesystem* fs, const std::vector<CgroupMount>& mounts,
   // Enable each named controller in every ancestor's subtree_control.
   std::set<std::string> controllers = NamedControllers(config);
   std::string current = FindCgroupV2(mounts)->path;
-  std::vector<std::string> parts = absl::StrSplit(
-      absl::StrCat(config.parent_cgroup, "/", config.id), '/', absl::SkipEmpty());
+  std::vector<std::string> parts =
+      absl::StrSplit(absl::StrCat(config.parent_cgroup, "/", config.id), '/', absl::SkipEmpty());
   for (size_t i = 0; i < parts.size(); ++i) {
-    ASSIGN_OR_RETURN(std::string available, fs->ReadFile(absl::StrCat(current, "/cgroup.controllers")));
-    ASSIGN_OR_RETURN(std::string enabled, fs->ReadFile(absl::StrCat(current, "/cgroup.subtree_control")));
+    ASSIGN_OR_RETURN(std::string available,
+                     fs->ReadFile(absl::StrCat(current, "/cgroup.controllers")));
+    ASSIGN_OR_RETURN(std::string enabled,
+                     fs->ReadFile(absl::StrCat(current, "/cgroup.subtree_control")));
     std::set<std::string> have = absl::StrSplit(Trim(available), ' ', absl::SkipEmpty());
     std::set<std::string> on = absl::StrSplit(Trim(enabled), ' ', absl::SkipEmpty());
     for (const std::string& controller : controllers) {
       if (have.count(controller) == 0) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "cgroup v2: controller \"", controller, "\" is not available in ", current));
+        return absl::FailedPreconditionError(absl::StrCat("cgroup v2: controller \"", controller,
+                                                          "\" is not available in ", current));
       }
       if (on.count(controller) != 0) continue;
       absl::Status status = fs->WriteFile(absl::StrCat(current, "/cgroup.subtree_control"),
                                           absl::StrCat("+", controller));
       if (!status.ok()) {
-        return absl::Status(status.code(),
-                            absl::StrCat(status.message(), " (a cgroup with processes in it "
-                                                           "cannot enable controllers for its "
-                                                           "children)"));
+        return absl::Status(status.code(), absl::StrCat(status.message(),
+                                                        " (a cgroup with processes in it "
+                                                        "cannot enable controllers for its "
+                                                        "children)"));
       }
     }
     current = absl::StrCat(current, "/", parts[i]);
@@ -97,8 +97,8 @@ absl::Status SetUpV2(Filesystem* fs, const std::vector<CgroupMount>& mounts,
 
 }  // namespace
 
-absl::StatusOr<std::vector<std::string>> CgroupDirectories(
-    const std::vector<CgroupMount>& mounts, const JailerConfig& config) {
+absl::StatusOr<std::vector<std::string>> CgroupDirectories(const std::vector<CgroupMount>& mounts,
+                                                           const JailerConfig& config) {
   std::vector<std::string> dirs;
   if (config.cgroup_version == 2) {
     ASSIGN_OR_RETURN(std::string dir,
@@ -107,8 +107,8 @@ absl::StatusOr<std::vector<std::string>> CgroupDirectories(
     return dirs;
   }
   for (const std::string& controller : NamedControllers(config)) {
-    ASSIGN_OR_RETURN(std::string dir, CgroupDirectory(mounts, 1, controller,
-                                                      config.parent_cgroup, config.id));
+    ASSIGN_OR_RETURN(std::string dir,
+                     CgroupDirectory(mounts, 1, controller, config.parent_cgroup, config.id));
     dirs.push_back(dir);
   }
   return dirs;

@@ -28,8 +28,8 @@ namespace hearth::jailer {
 
 // The directories the VMM's cgroup lives in (one per v1 hierarchy, or the
 // one v2 directory), for the settings given.
-absl::StatusOr<std::vector<std::string>> CgroupDirectories(
-    const std::vector<CgroupMount>& mounts, const JailerConfig& config);
+absl::StatusOr<std::vector<std::string>> CgroupDirectories(const std::vector<CgroupMount>& mounts,
+                                                           const JailerConfig& config);
 
 // Creates the cgroup(s), writes the settings and moves `pid` in. Each error
 // names the step and the path.

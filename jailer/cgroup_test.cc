@@ -33,7 +33,8 @@ class FakeFilesystem : public Filesystem {
     // A new cgroup comes with its control files, cpuset ones empty.
     files[path + "/cpuset.cpus"] = "";
     files[path + "/cpuset.mems"] = "";
-    files[path + "/cgroup.controllers"] = files[path.substr(0, path.rfind('/')) + "/cgroup.subtree_control"];
+    files[path + "/cgroup.controllers"] =
+        files[path.substr(0, path.rfind('/')) + "/cgroup.subtree_control"];
     files[path + "/cgroup.subtree_control"] = "";
     return absl::OkStatus();
   }
@@ -85,10 +86,9 @@ TEST(Cgroup, V1WritesValuesThenMovesThePid) {
   FakeFilesystem fs;
   fs.files["/proc/self/mounts"] = kV1Mounts;
   for (const char* d : {"/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids"}) fs.dirs.insert(d);
-  ASSERT_TRUE(SetUpCgroups(&fs, Config({{"memory.limit_in_bytes", "134217728"},
-                                        {"pids.max", "64"}}),
-                           4242)
-                  .ok());
+  ASSERT_TRUE(
+      SetUpCgroups(&fs, Config({{"memory.limit_in_bytes", "134217728"}, {"pids.max", "64"}}), 4242)
+          .ok());
   EXPECT_EQ(fs.writes, (std::vector<std::string>{
                            "/sys/fs/cgroup/memory/hearth/vm1/memory.limit_in_bytes <- 134217728",
                            "/sys/fs/cgroup/memory/hearth/vm1/tasks <- 4242",
@@ -125,18 +125,18 @@ TEST(Cgroup, V2EnablesControllersDownTheTreeThenMovesThePid) {
   fs.files["/proc/self/mounts"] = kV2Mounts;
   fs.files["/sys/fs/cgroup/cgroup.controllers"] = "cpuset cpu io memory pids\n";
   fs.files["/sys/fs/cgroup/cgroup.subtree_control"] = "cpu memory pids\n";
-  JailerConfig config = Config({{"memory.max", "134217728"}, {"pids.max", "64"},
-                                {"cpu.max", "100000 100000"}}, 2);
+  JailerConfig config =
+      Config({{"memory.max", "134217728"}, {"pids.max", "64"}, {"cpu.max", "100000 100000"}}, 2);
   ASSERT_TRUE(SetUpCgroups(&fs, config, 99).ok());
-  EXPECT_EQ(fs.writes, (std::vector<std::string>{
-                           // root: already enabled, nothing written
-                           "/sys/fs/cgroup/hearth/cgroup.subtree_control <- +cpu",
-                           "/sys/fs/cgroup/hearth/cgroup.subtree_control <- +memory",
-                           "/sys/fs/cgroup/hearth/cgroup.subtree_control <- +pids",
-                           "/sys/fs/cgroup/hearth/vm1/memory.max <- 134217728",
-                           "/sys/fs/cgroup/hearth/vm1/pids.max <- 64",
-                           "/sys/fs/cgroup/hearth/vm1/cpu.max <- 100000 100000",
-                           "/sys/fs/cgroup/hearth/vm1/cgroup.procs <- 99"}));
+  EXPECT_EQ(fs.writes,
+            (std::vector<std::string>{// root: already enabled, nothing written
+                                      "/sys/fs/cgroup/hearth/cgroup.subtree_control <- +cpu",
+                                      "/sys/fs/cgroup/hearth/cgroup.subtree_control <- +memory",
+                                      "/sys/fs/cgroup/hearth/cgroup.subtree_control <- +pids",
+                                      "/sys/fs/cgroup/hearth/vm1/memory.max <- 134217728",
+                                      "/sys/fs/cgroup/hearth/vm1/pids.max <- 64",
+                                      "/sys/fs/cgroup/hearth/vm1/cpu.max <- 100000 100000",
+                                      "/sys/fs/cgroup/hearth/vm1/cgroup.procs <- 99"}));
 }
 
 TEST(Cgroup, V2UnavailableControllerAndBusyParentAreExplained) {

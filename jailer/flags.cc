@@ -56,12 +56,19 @@ std::string JailerConfig::JailRoot() const {
 absl::StatusOr<JailerConfig> ParseFlags(const std::vector<std::string>& args) {
   JailerConfig config;
   bool has_id = false, has_exec = false, has_uid = false, has_gid = false;
-  const std::map<std::string, bool> takes_value = {
-      {"id", true},           {"exec-file", true},      {"uid", true},
-      {"gid", true},          {"chroot-base-dir", true}, {"netns", true},
-      {"daemonize", false},   {"new-pid-ns", false},    {"cgroup", true},
-      {"cgroup-version", true}, {"parent-cgroup", true}, {"resource-limit", true},
-      {"keep-fd", true}};
+  const std::map<std::string, bool> takes_value = {{"id", true},
+                                                   {"exec-file", true},
+                                                   {"uid", true},
+                                                   {"gid", true},
+                                                   {"chroot-base-dir", true},
+                                                   {"netns", true},
+                                                   {"daemonize", false},
+                                                   {"new-pid-ns", false},
+                                                   {"cgroup", true},
+                                                   {"cgroup-version", true},
+                                                   {"parent-cgroup", true},
+                                                   {"resource-limit", true},
+                                                   {"keep-fd", true}};
   for (size_t i = 1; i < args.size(); ++i) {
     const std::string& arg = args[i];
     if (arg == "--") {
@@ -90,7 +97,8 @@ absl::StatusOr<JailerConfig> ParseFlags(const std::vector<std::string>& args) {
       return Bad(name, "takes no value");
     }
     if (name == "id") {
-      if (!ValidId(value)) return Bad(name, absl::StrCat("\"", value, "\" must match [A-Za-z0-9-]{1,64}"));
+      if (!ValidId(value))
+        return Bad(name, absl::StrCat("\"", value, "\" must match [A-Za-z0-9-]{1,64}"));
       config.id = value;
       has_id = true;
     } else if (name == "exec-file") {
@@ -123,12 +131,13 @@ absl::StatusOr<JailerConfig> ParseFlags(const std::vector<std::string>& args) {
       size_t sep = value.find('=');
       if (sep == std::string::npos || sep == 0 || value.find('/') != std::string::npos ||
           value.substr(0, sep).find('.') == std::string::npos) {
-        return Bad(name, absl::StrCat("\"", value,
-                                      "\" is not FILE=VALUE with a file like memory.max"));
+        return Bad(name,
+                   absl::StrCat("\"", value, "\" is not FILE=VALUE with a file like memory.max"));
       }
       config.cgroups.push_back({value.substr(0, sep), value.substr(sep + 1)});
     } else if (name == "cgroup-version") {
-      if (value != "1" && value != "2") return Bad(name, absl::StrCat("\"", value, "\" is not 1 or 2"));
+      if (value != "1" && value != "2")
+        return Bad(name, absl::StrCat("\"", value, "\" is not 1 or 2"));
       config.cgroup_version = value == "1" ? 1 : 2;
     } else if (name == "parent-cgroup") {
       if (value.empty() || absl::StrContains(value, "..") || value[0] == '/') {
@@ -159,7 +168,8 @@ absl::StatusOr<JailerConfig> ParseFlags(const std::vector<std::string>& args) {
   if (config.parent_cgroup.empty()) config.parent_cgroup = config.ExecName();
   // Firecracker's default: 2048 open files.
   bool has_nofile = false;
-  for (const ResourceLimit& limit : config.resource_limits) has_nofile |= limit.resource == RLIMIT_NOFILE;
+  for (const ResourceLimit& limit : config.resource_limits)
+    has_nofile |= limit.resource == RLIMIT_NOFILE;
   if (!has_nofile) config.resource_limits.push_back({RLIMIT_NOFILE, "no-file", 2048});
   return config;
 }

@@ -8,8 +8,8 @@ namespace hearth::jailer {
 namespace {
 
 std::vector<std::string> Base() {
-  return {"hearth-jailer", "--id", "vm-1", "--exec-file", "/usr/bin/hearth-vmm",
-          "--uid", "10000", "--gid", "10000"};
+  return {"hearth-jailer", "--id",  "vm-1",  "--exec-file", "/usr/bin/hearth-vmm",
+          "--uid",         "10000", "--gid", "10000"};
 }
 
 absl::StatusOr<JailerConfig> Parse(std::vector<std::string> extra) {
@@ -38,12 +38,29 @@ TEST(Flags, MinimalConfigAndDefaults) {
 }
 
 TEST(Flags, EverythingAndRepeatsAndVmmArgs) {
-  JailerConfig c = *Parse({"--chroot-base-dir=/tmp/j", "--netns", "/var/run/netns/n",
-                           "--daemonize", "--new-pid-ns", "--cgroup", "memory.limit_in_bytes=1000",
-                           "--cgroup", "pids.max=10", "--cgroup-version", "2",
-                           "--parent-cgroup", "hearth/vms", "--resource-limit", "fsize=100",
-                           "--resource-limit", "no-file=64", "--keep-fd", "3", "--keep-fd=7",
-                           "--", "--control_fd=3", "--seccomp"});
+  JailerConfig c = *Parse({"--chroot-base-dir=/tmp/j",
+                           "--netns",
+                           "/var/run/netns/n",
+                           "--daemonize",
+                           "--new-pid-ns",
+                           "--cgroup",
+                           "memory.limit_in_bytes=1000",
+                           "--cgroup",
+                           "pids.max=10",
+                           "--cgroup-version",
+                           "2",
+                           "--parent-cgroup",
+                           "hearth/vms",
+                           "--resource-limit",
+                           "fsize=100",
+                           "--resource-limit",
+                           "no-file=64",
+                           "--keep-fd",
+                           "3",
+                           "--keep-fd=7",
+                           "--",
+                           "--control_fd=3",
+                           "--seccomp"});
   EXPECT_TRUE(c.daemonize);
   EXPECT_TRUE(c.new_pid_ns);
   ASSERT_EQ(c.cgroups.size(), 2u);

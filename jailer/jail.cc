@@ -104,9 +104,9 @@ absl::Status SetResourceLimits(const std::vector<ResourceLimit>& limits) {
     if (::setrlimit(limit.resource, &value) < 0) {
       struct rlimit current = {};
       ::getrlimit(limit.resource, &current);
-      return ErrnoStatus(absl::StrCat(
-          "--resource-limit ", limit.name, "=", limit.value, " (hard limit is ",
-          current.rlim_max, "; raising it needs CAP_SYS_RESOURCE)"));
+      return ErrnoStatus(absl::StrCat("--resource-limit ", limit.name, "=", limit.value,
+                                      " (hard limit is ", current.rlim_max,
+                                      "; raising it needs CAP_SYS_RESOURCE)"));
     }
   }
   return absl::OkStatus();
@@ -137,9 +137,8 @@ absl::Status EnterJail(const std::string& root) {
   if (::rmdir("/old_root") < 0) return ErrnoStatus("rmdir /old_root");
   if (::chroot(".") < 0) return ErrnoStatus("chroot(\".\")");
   // Nothing in the jail is writable, not even by root.
-  if (::mount(nullptr, "/", nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV |
-                                         MS_NOEXEC,
-              nullptr) < 0) {
+  if (::mount(nullptr, "/", nullptr,
+              MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) < 0) {
     return ErrnoStatus("remounting the jail root read-only");
   }
   return absl::OkStatus();
@@ -181,8 +180,7 @@ absl::Status DropPrivileges(uid_t uid, gid_t gid) {
   return absl::OkStatus();
 }
 
-absl::Status ExecVmm(int exec_fd, const std::string& name,
-                     const std::vector<std::string>& args) {
+absl::Status ExecVmm(int exec_fd, const std::string& name, const std::vector<std::string>& args) {
   std::vector<char*> argv;
   argv.push_back(const_cast<char*>(name.c_str()));
   for (const std::string& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));

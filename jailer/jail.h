@@ -47,8 +47,7 @@ absl::Status EnterJail(const std::string& root);
 absl::Status NoNewPrivileges();
 absl::Status DropPrivileges(uid_t uid, gid_t gid);
 // Never returns on success.
-absl::Status ExecVmm(int exec_fd, const std::string& name,
-                     const std::vector<std::string>& args);
+absl::Status ExecVmm(int exec_fd, const std::string& name, const std::vector<std::string>& args);
 
 // Runs every step for `config`. Returns only on failure (or, as the reaper
 // of a forked VMM, never: it exits with the VMM's status).

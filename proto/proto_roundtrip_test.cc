@@ -135,8 +135,7 @@ VmConfig FullVmConfig() {
   auto& mmds = *config.mutable_mmds()->mutable_fields();
   mmds["instance-id"].set_string_value("i-0123");
   mmds["cores"].set_number_value(2);
-  (*mmds["tags"].mutable_struct_value()->mutable_fields())["env"]
-      .set_string_value("test");
+  (*mmds["tags"].mutable_struct_value()->mutable_fields())["env"].set_string_value("test");
   mmds["gone"].set_null_value(google::protobuf::NULL_VALUE);
 
   Pmem* pmem = config.add_pmem();
@@ -248,9 +247,8 @@ void ExpectFullyPopulated(const Message& message, const std::string& path) {
       EXPECT_GT(size, 0) << where << " is empty";
       if (field->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
         for (int j = 0; j < size; ++j) {
-          ExpectFullyPopulated(
-              reflection->GetRepeatedMessage(message, field, j),
-              where + "[" + std::to_string(j) + "]");
+          ExpectFullyPopulated(reflection->GetRepeatedMessage(message, field, j),
+                               where + "[" + std::to_string(j) + "]");
         }
       }
       continue;
@@ -381,9 +379,8 @@ void ExpectJsonNamesAreFirecrackers(const Descriptor* descriptor) {
 }
 
 TEST(JsonNames, AreFirecrackersKeysInEveryFile) {
-  for (const FileDescriptor* file :
-       {VmConfig::descriptor()->file(), Vm::descriptor()->file(),
-        CreateVmRequest::descriptor()->file()}) {
+  for (const FileDescriptor* file : {VmConfig::descriptor()->file(), Vm::descriptor()->file(),
+                                     CreateVmRequest::descriptor()->file()}) {
     for (int i = 0; i < file->message_type_count(); ++i) {
       ExpectJsonNamesAreFirecrackers(file->message_type(i));
     }
@@ -394,16 +391,14 @@ TEST(JsonNames, PrintedConfigUsesFirecrackerKeys) {
   std::string json;
   ASSERT_TRUE(MessageToJsonString(FullVmConfig(), &json).ok());
   for (const char* key :
-       {"\"boot-source\"", "\"machine-config\"", "\"cpu-config\"",
-        "\"network-interfaces\"", "\"mmds-config\"", "\"memory-hotplug\"",
-        "\"kernel_image_path\"", "\"mem_size_mib\"", "\"refill_time\"",
-        "\"one_time_burst\"", "\"huge_pages\":\"2M\""}) {
+       {"\"boot-source\"", "\"machine-config\"", "\"cpu-config\"", "\"network-interfaces\"",
+        "\"mmds-config\"", "\"memory-hotplug\"", "\"kernel_image_path\"", "\"mem_size_mib\"",
+        "\"refill_time\"", "\"one_time_burst\"", "\"huge_pages\":\"2M\""}) {
     EXPECT_NE(json.find(key), std::string::npos) << key << " in " << json;
   }
   EXPECT_EQ(json.find("kernelImagePath"), std::string::npos) << json;
   // 64-bit integers are JSON strings, exact beyond 2^53.
-  EXPECT_NE(json.find("\"size\":\"1152921504606846977\""), std::string::npos)
-      << json;
+  EXPECT_NE(json.find("\"size\":\"1152921504606846977\""), std::string::npos) << json;
 }
 
 // ---- Firecracker config files -----------------------------------------------
@@ -485,10 +480,8 @@ TEST(FirecrackerConfig, ParsesIntoVmConfig) {
   const auto status = JsonStringToMessage(kFirecrackerConfig, &config);
   ASSERT_TRUE(status.ok()) << status.ToString();
 
-  EXPECT_EQ(config.boot_source().kernel_image_path(),
-            "/srv/images/vmlinux.bin");
-  EXPECT_EQ(config.boot_source().boot_args(),
-            "console=ttyS0 reboot=k panic=1 pci=off");
+  EXPECT_EQ(config.boot_source().kernel_image_path(), "/srv/images/vmlinux.bin");
+  EXPECT_EQ(config.boot_source().boot_args(), "console=ttyS0 reboot=k panic=1 pci=off");
   EXPECT_EQ(config.boot_source().initrd_path(), "");
 
   ASSERT_EQ(config.drives_size(), 2);
@@ -593,12 +586,9 @@ TEST(FirecrackerConfig, UnknownKeysFailNamingTheKey) {
     const char* key;
   };
   for (const Case& c : std::vector<Case>{
-           {R"({"boot-source": {"kernel_image_path": "/k"}, "gpu": {}})",
-            "gpu"},
-           {R"({"drives": [{"drive_id": "d", "path_on_hots": "/x"}]})",
-            "path_on_hots"},
-           {R"({"machine-config": {"vcpu_count": 1, "mem_size_mb": 64}})",
-            "mem_size_mb"},
+           {R"({"boot-source": {"kernel_image_path": "/k"}, "gpu": {}})", "gpu"},
+           {R"({"drives": [{"drive_id": "d", "path_on_hots": "/x"}]})", "path_on_hots"},
+           {R"({"machine-config": {"vcpu_count": 1, "mem_size_mb": 64}})", "mem_size_mb"},
            // Snake-case top-level keys are Hearth's field names, but
            // camelCase is neither Firecracker's nor accepted.
            {R"({"bootSource": {"kernel_image_path": "/k"}})", "bootSource"},
@@ -606,8 +596,7 @@ TEST(FirecrackerConfig, UnknownKeysFailNamingTheKey) {
     VmConfig config;
     const auto status = JsonStringToMessage(c.json, &config);
     EXPECT_FALSE(status.ok()) << c.json;
-    EXPECT_NE(status.ToString().find(c.key), std::string::npos)
-        << status.ToString();
+    EXPECT_NE(status.ToString().find(c.key), std::string::npos) << status.ToString();
   }
 }
 
@@ -621,28 +610,23 @@ TEST(FirecrackerConfig, WrongTypesFailNamingTheField) {
     const char* path;
   };
   for (const Case& c : std::vector<Case>{
-           {R"({"machine-config": {"vcpu_count": 2.5}})",
-            "machine_config.vcpu_count"},
-           {R"({"balloon": {"amount_mib": -1, "deflate_on_oom": true}})",
-            "balloon.amount_mib"},
+           {R"({"machine-config": {"vcpu_count": 2.5}})", "machine_config.vcpu_count"},
+           {R"({"balloon": {"amount_mib": -1, "deflate_on_oom": true}})", "balloon.amount_mib"},
            {R"({"drives": [{"drive_id": 5}]})", "drives[0].drive_id"},
-           {R"({"drives": [{"is_root_device": 1}]})",
-            "drives[0].is_root_device"},
+           {R"({"drives": [{"is_root_device": 1}]})", "drives[0].is_root_device"},
            {R"({"drives": "rootfs"})", "drives"},
        }) {
     VmConfig config;
     const auto status = JsonStringToMessage(c.json, &config);
     EXPECT_FALSE(status.ok()) << c.json;
-    EXPECT_NE(status.ToString().find(c.path), std::string::npos)
-        << status.ToString();
+    EXPECT_NE(status.ToString().find(c.path), std::string::npos) << status.ToString();
   }
 }
 
 // ---- Service ----------------------------------------------------------------
 
 TEST(Service, HasEveryRpcAndVmIdComesFirst) {
-  const auto* service =
-      CreateVmRequest::descriptor()->file()->FindServiceByName("Hearth");
+  const auto* service = CreateVmRequest::descriptor()->file()->FindServiceByName("Hearth");
   ASSERT_NE(service, nullptr);
   EXPECT_STREQ(Hearth::service_full_name(), "hearth.v1.Hearth");
   EXPECT_EQ(service->method_count(), 38);

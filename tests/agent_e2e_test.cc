@@ -20,9 +20,9 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
@@ -64,8 +64,8 @@ api::VmConfig IdleConfig(const Agent& agent, uint32_t mem_mib = 32, uint32_t tic
 // Status of a unary call.
 template <typename Request, typename Response>
 grpc::Status Invoke(api::Hearth::Stub* stub,
-                    grpc::Status (api::Hearth::Stub::*method)(grpc::ClientContext*,
-                                                              const Request&, Response*),
+                    grpc::Status (api::Hearth::Stub::*method)(grpc::ClientContext*, const Request&,
+                                                              Response*),
                     const Request& request, Response* response = nullptr) {
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
@@ -155,8 +155,7 @@ class Console {
   }
 
   // Waits until the output contains `needle` after position `from`.
-  bool WaitFor(const std::string& needle, absl::Duration timeout = kBootTimeout,
-               size_t from = 0) {
+  bool WaitFor(const std::string& needle, absl::Duration timeout = kBootTimeout, size_t from = 0) {
     std::unique_lock<std::mutex> lock(mutex_);
     return changed_.wait_for(lock, absl::ToChronoNanoseconds(timeout), [&] {
       return text_.find(needle, std::min(from, text_.size())) != std::string::npos || ended_;
@@ -215,8 +214,8 @@ void ExpectNothingLeft(const Agent& agent, const std::string& id, pid_t vmm_pid,
   if (vmm_pid > 0) {
     absl::Time deadline = absl::Now() + absl::Seconds(10);
     while (ProcessAlive(vmm_pid) && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(10));
-    EXPECT_FALSE(ProcessAlive(vmm_pid)) << "the VMM of " << id << " (pid " << vmm_pid
-                                        << ") is still running";
+    EXPECT_FALSE(ProcessAlive(vmm_pid))
+        << "the VMM of " << id << " (pid " << vmm_pid << ") is still running";
   }
   EXPECT_FALSE(Exists(absl::StrCat(agent.dir(), "/run/vms/", id))) << "run directory of " << id;
   EXPECT_FALSE(Exists(absl::StrCat(agent.dir(), "/jail/hearth-vmm/", id))) << "jail of " << id;
@@ -259,7 +258,9 @@ class AgentTest : public ::testing::Test {
         << "hearthd did not exit cleanly on SIGTERM (status " << status << ")";
     if (HasFailure()) {
       absl::StatusOr<std::string> log = ReadFile(agent_->log());
-      if (log.ok()) std::cerr << "--- hearthd log ---\n" << log->substr(log->size() > 20000 ? log->size() - 20000 : 0);
+      if (log.ok())
+        std::cerr << "--- hearthd log ---\n"
+                  << log->substr(log->size() > 20000 ? log->size() - 20000 : 0);
     }
   }
 
@@ -387,8 +388,8 @@ TEST_F(AgentTest, CgroupLimitsFollowTheSpecOrStopTheStart) {
          CgroupFile("lim", "memory.max").empty() && absl::Now() < deadline) {
     absl::SleepFor(absl::Milliseconds(10));
   }
-  std::string file = CgroupFile("lim", "memory.limit_in_bytes").empty() ? "memory.max"
-                                                                         : "memory.limit_in_bytes";
+  std::string file =
+      CgroupFile("lim", "memory.limit_in_bytes").empty() ? "memory.max" : "memory.limit_in_bytes";
   uint64_t before = 0, after = 0;
   ASSERT_TRUE(absl::SimpleAtoi(CgroupFile("lim", file), &before)) << file;
   api::PatchMachineConfigRequest grow;
@@ -419,7 +420,8 @@ TEST_F(AgentTest, CgroupLimitsFollowTheSpecOrStopTheStart) {
   EXPECT_FALSE(start.ok());
   EXPECT_TRUE(absl::StrContains(start.error_message(), "setting the VM's cgroup limits"))
       << start.error_message();
-  EXPECT_TRUE(absl::StrContains(start.error_message(), "cpu.cfs_quota_us")) << start.error_message();
+  EXPECT_TRUE(absl::StrContains(start.error_message(), "cpu.cfs_quota_us"))
+      << start.error_message();
   EXPECT_EQ(GetVm(stub(), "capped").state(), api::VM_STATE_CONFIGURING);
   ASSERT_TRUE(DeleteVm(stub(), "capped", true).ok());
   ASSERT_TRUE(WriteFile(parent_quota, "-1").ok());
@@ -500,36 +502,42 @@ TEST_F(AgentTest, EveryRpcAnswersForTheStateTheVmIsIn) {
     std::function<grpc::Status(const std::string& id)> call;
   };
   std::vector<Probe> probes = {
-      {"PutMachineConfig", [&](const std::string& id) {
+      {"PutMachineConfig",
+       [&](const std::string& id) {
          api::PutMachineConfigRequest r;
          r.set_vm_id(id);
          r.mutable_machine_config()->set_vcpu_count(1);
          r.mutable_machine_config()->set_mem_size_mib(32);
          return Invoke(stub(), &api::Hearth::Stub::PutMachineConfig, r);
        }},
-      {"PatchMachineConfig", [&](const std::string& id) {
+      {"PatchMachineConfig",
+       [&](const std::string& id) {
          api::PatchMachineConfigRequest r;
          r.set_vm_id(id);
          r.mutable_machine_config()->set_mem_size_mib(32);
          return Invoke(stub(), &api::Hearth::Stub::PatchMachineConfig, r);
        }},
-      {"PutBootSource", [&](const std::string& id) {
+      {"PutBootSource",
+       [&](const std::string& id) {
          api::PutBootSourceRequest r;
          r.set_vm_id(id);
          *r.mutable_boot_source() = config.boot_source();
          return Invoke(stub(), &api::Hearth::Stub::PutBootSource, r);
        }},
-      {"PutEntropy", [&](const std::string& id) {
+      {"PutEntropy",
+       [&](const std::string& id) {
          api::PutEntropyRequest r;
          r.set_vm_id(id);
          return Invoke(stub(), &api::Hearth::Stub::PutEntropy, r);
        }},
       {"InstanceStart", [&](const std::string& id) { return Action(stub(), id, "InstanceStart"); }},
-      {"SendCtrlAltDel", [&](const std::string& id) { return Action(stub(), id, "SendCtrlAltDel"); }},
+      {"SendCtrlAltDel",
+       [&](const std::string& id) { return Action(stub(), id, "SendCtrlAltDel"); }},
       {"FlushMetrics", [&](const std::string& id) { return Action(stub(), id, "FlushMetrics"); }},
       {"Pause", [&](const std::string& id) { return PatchVm(stub(), id, "Paused"); }},
       {"Resume", [&](const std::string& id) { return PatchVm(stub(), id, "Resumed"); }},
-      {"PatchDrive", [&](const std::string& id) {
+      {"PatchDrive",
+       [&](const std::string& id) {
          api::PatchDriveRequest r;
          r.set_vm_id(id);
          r.mutable_drive()->set_drive_id("rootfs");
@@ -537,22 +545,26 @@ TEST_F(AgentTest, EveryRpcAnswersForTheStateTheVmIsIn) {
          r.mutable_drive()->mutable_rate_limiter()->mutable_ops()->set_refill_time(100);
          return Invoke(stub(), &api::Hearth::Stub::PatchDrive, r);
        }},
-      {"GetVmConfig", [&](const std::string& id) {
+      {"GetVmConfig",
+       [&](const std::string& id) {
          api::GetVmConfigRequest r;
          r.set_vm_id(id);
          return Invoke(stub(), &api::Hearth::Stub::GetVmConfig, r);
        }},
-      {"GetMachineConfig", [&](const std::string& id) {
+      {"GetMachineConfig",
+       [&](const std::string& id) {
          api::GetMachineConfigRequest r;
          r.set_vm_id(id);
          return Invoke(stub(), &api::Hearth::Stub::GetMachineConfig, r);
        }},
-      {"GetMmds", [&](const std::string& id) {
+      {"GetMmds",
+       [&](const std::string& id) {
          api::GetMmdsRequest r;
          r.set_vm_id(id);
          return Invoke(stub(), &api::Hearth::Stub::GetMmds, r);
        }},
-      {"CreateSnapshot", [&](const std::string& id) {
+      {"CreateSnapshot",
+       [&](const std::string& id) {
          api::CreateSnapshotRequest r;
          r.set_vm_id(id);
          r.mutable_params()->set_snapshot_path(agent_->images() + "/sm.state");
@@ -634,7 +646,8 @@ TEST_F(AgentTest, TwentyVmsAtOnce) {
     });
   }
   for (auto& t : creators) t.join();
-  for (int i = 0; i < kVms; ++i) ASSERT_TRUE(results[i].ok()) << i << ": " << results[i].error_message();
+  for (int i = 0; i < kVms; ++i)
+    ASSERT_TRUE(results[i].ok()) << i << ": " << results[i].error_message();
 
   std::set<pid_t> pids;
   std::vector<std::vector<std::string>> cgroups;
@@ -662,12 +675,14 @@ TEST_F(AgentTest, TwentyVmsAtOnce) {
   EXPECT_EQ(odd.size(), static_cast<size_t>(kVms / 2));
 
   api::HostInfo host;
-  ASSERT_TRUE(Invoke(stub(), &api::Hearth::Stub::GetHostInfo, api::GetHostInfoRequest(), &host).ok());
+  ASSERT_TRUE(
+      Invoke(stub(), &api::Hearth::Stub::GetHostInfo, api::GetHostInfoRequest(), &host).ok());
   EXPECT_EQ(host.allocated().vms(), static_cast<uint32_t>(kVms));
   EXPECT_EQ(host.allocated().memory_mib(), 16u * kVms);
 
   for (int i = 0; i < kVms; ++i) ASSERT_TRUE(DeleteVm(stub(), absl::StrCat("many-", i), true).ok());
-  for (int k = 0; k < kVms; ++k) ExpectNothingLeft(*agent_, absl::StrCat("many-", k), 0, cgroups[k]);
+  for (int k = 0; k < kVms; ++k)
+    ExpectNothingLeft(*agent_, absl::StrCat("many-", k), 0, cgroups[k]);
   for (pid_t pid : pids) EXPECT_FALSE(ProcessAlive(pid)) << "VMM " << pid;
   EXPECT_EQ(agent_->OpenFds(), fds_before) << "the agent leaks file descriptors";
 }
@@ -730,8 +745,7 @@ TEST_F(AgentTest, RestartedAgentReattachesToTheRunningGuest) {
   EXPECT_EQ(GetVm(stub(), "waiting").state(), api::VM_STATE_CONFIGURING);
   // A VMM the agent cannot reach is ended, not left running unsupervised.
   ASSERT_TRUE(WaitForState(stub(), "unreachable", api::VM_STATE_FAILED));
-  EXPECT_TRUE(absl::StrContains(GetVm(stub(), "unreachable").status().reason(),
-                                "cannot re-attach"))
+  EXPECT_TRUE(absl::StrContains(GetVm(stub(), "unreachable").status().reason(), "cannot re-attach"))
       << GetVm(stub(), "unreachable").status().reason();
 
   // Resource versions never go back.
@@ -794,8 +808,10 @@ TEST_F(AgentTest, MalformedRequestsGetTheRightCodes) {
     }
   };
   for (int i = 0; i < 40; ++i) {
-    std::string bad_id = i % 4 == 0 ? "" : i % 4 == 1 ? garbage(1 + random() % 80)
-                         : i % 4 == 2 ? std::string(65 + random() % 4000, 'a') : "has space";
+    std::string bad_id = i % 4 == 0   ? ""
+                         : i % 4 == 1 ? garbage(1 + random() % 80)
+                         : i % 4 == 2 ? std::string(65 + random() % 4000, 'a')
+                                      : "has space";
     api::GetVmRequest get;
     get.set_vm_id(bad_id);
     expect(Invoke(stub(), &api::Hearth::Stub::GetVm, get), Code::INVALID_ARGUMENT, "GetVm bad id",
@@ -835,16 +851,16 @@ TEST_F(AgentTest, MalformedRequestsGetTheRightCodes) {
     drive.set_vm_id("target");
     drive.mutable_drive()->set_drive_id(garbage(10));
     drive.mutable_drive()->set_path_on_host(agent_->images() + "/x");
-    expect(Invoke(stub(), &api::Hearth::Stub::PutDrive, drive), Code::INVALID_ARGUMENT,
-           "drive id", "drive.drive_id");
+    expect(Invoke(stub(), &api::Hearth::Stub::PutDrive, drive), Code::INVALID_ARGUMENT, "drive id",
+           "drive.drive_id");
     api::ListVmsRequest list;
     list.set_label_selector(i % 2 ? "a in (b,c)" : "=v");
     expect(Invoke(stub(), &api::Hearth::Stub::ListVms, list), Code::INVALID_ARGUMENT, "selector",
            "label_selector");
     api::ListVmsRequest token;
     token.set_page_token(garbage(20));
-    expect(Invoke(stub(), &api::Hearth::Stub::ListVms, token), Code::INVALID_ARGUMENT,
-           "page token", "page_token");
+    expect(Invoke(stub(), &api::Hearth::Stub::ListVms, token), Code::INVALID_ARGUMENT, "page token",
+           "page_token");
     api::PutNetworkInterfaceRequest net;
     net.set_vm_id("target");
     net.mutable_network_interface()->set_iface_id("eth0");
@@ -854,7 +870,8 @@ TEST_F(AgentTest, MalformedRequestsGetTheRightCodes) {
   }
   EXPECT_GE(checked, 200);
   api::HostInfo host;
-  ASSERT_TRUE(Invoke(stub(), &api::Hearth::Stub::GetHostInfo, api::GetHostInfoRequest(), &host).ok())
+  ASSERT_TRUE(
+      Invoke(stub(), &api::Hearth::Stub::GetHostInfo, api::GetHostInfoRequest(), &host).ok())
       << "the agent is still healthy";
   EXPECT_EQ(GetVm(stub(), "target").state(), api::VM_STATE_CONFIGURING);
   EXPECT_FALSE(GetVm(stub(), "target").spec().has_boot_source()) << "nothing bad was stored";
@@ -870,7 +887,8 @@ TEST_F(AgentTest, CreateIsIdempotentAndConflictsNameTheFields) {
   other.mutable_machine_config()->set_vcpu_count(2);
   grpc::Status conflict = CreateVm(stub(), "same", other, false, nullptr, {{"a", "2"}});
   EXPECT_EQ(conflict.error_code(), grpc::StatusCode::ALREADY_EXISTS);
-  EXPECT_TRUE(absl::StrContains(conflict.error_message(), "vcpu_count")) << conflict.error_message();
+  EXPECT_TRUE(absl::StrContains(conflict.error_message(), "vcpu_count"))
+      << conflict.error_message();
   EXPECT_TRUE(absl::StrContains(conflict.error_message(), "labels")) << conflict.error_message();
 }
 
@@ -889,7 +907,8 @@ TEST_F(AgentTest, CapacityIsEnforcedAndReported) {
   grpc::Status memory = CreateVm(stub(), "fat", IdleConfig(*agent_, 80), false);
   EXPECT_EQ(memory.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << memory.error_message();
   api::HostInfo host;
-  ASSERT_TRUE(Invoke(stub(), &api::Hearth::Stub::GetHostInfo, api::GetHostInfoRequest(), &host).ok());
+  ASSERT_TRUE(
+      Invoke(stub(), &api::Hearth::Stub::GetHostInfo, api::GetHostInfoRequest(), &host).ok());
   EXPECT_EQ(host.capacity().vcpus(), 3u);
   EXPECT_EQ(host.allocated().vcpus(), 2u);
   EXPECT_EQ(host.allocated().memory_mib(), 32u);
@@ -905,7 +924,8 @@ TEST_F(AgentTest, WatchStreamsChangesAndResumesFromAVersion) {
   ASSERT_TRUE(stream->Read(&event));
   EXPECT_EQ(event.type(), api::WatchEvent::BOOKMARK) << "no VM yet: only the bookmark";
 
-  ASSERT_TRUE(CreateVm(stub(), "seen", IdleConfig(*agent_), true, nullptr, {{"watched", "yes"}}).ok());
+  ASSERT_TRUE(
+      CreateVm(stub(), "seen", IdleConfig(*agent_), true, nullptr, {{"watched", "yes"}}).ok());
   ASSERT_TRUE(CreateVm(stub(), "unseen", IdleConfig(*agent_), false).ok());
   std::vector<api::WatchEvent> events;
   uint64_t last = 0;
@@ -963,7 +983,8 @@ TEST_F(AgentTest, SnapshotLoadAndCloneThroughTheApi) {
   std::string disk = agent_->images() + "/disk.img";
   ASSERT_TRUE(WriteFile(disk, std::string(2 << 20, '\0')).ok());
   api::VmConfig config = IdleConfig(*agent_);
-  config.mutable_boot_source()->set_boot_args("console=ttyS0 hearth.test=counter hearth.tick_ms=50");
+  config.mutable_boot_source()->set_boot_args(
+      "console=ttyS0 hearth.test=counter hearth.tick_ms=50");
   api::Drive* drive = config.add_drives();
   drive->set_drive_id("data");
   drive->set_path_on_host(disk);
@@ -1005,12 +1026,15 @@ TEST_F(AgentTest, SnapshotLoadAndCloneThroughTheApi) {
   EXPECT_EQ(Invoke(stub(), &api::Hearth::Stub::LoadSnapshot, load).error_code(),
             grpc::StatusCode::UNIMPLEMENTED);
   load.mutable_params()->mutable_mem_backend()->set_backend_type("File");
-  load.mutable_params()->mutable_mem_backend()->set_backend_path(agent_->images() + "/origin.state");
+  load.mutable_params()->mutable_mem_backend()->set_backend_path(agent_->images() +
+                                                                 "/origin.state");
   grpc::Status mismatched = Invoke(stub(), &api::Hearth::Stub::LoadSnapshot, load);
-  EXPECT_EQ(mismatched.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << mismatched.error_message();
+  EXPECT_EQ(mismatched.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+      << mismatched.error_message();
   EXPECT_EQ(GetVm(stub(), "restored").state(), api::VM_STATE_CONFIGURING)
       << "a refused load leaves the VM as it was";
-  load.mutable_params()->mutable_mem_backend()->set_backend_path(agent_->images() + "/origin.memory");
+  load.mutable_params()->mutable_mem_backend()->set_backend_path(agent_->images() +
+                                                                 "/origin.memory");
   load.mutable_params()->set_resume_vm(true);
   Console restored_console(stub(), "restored", true);
   api::LoadSnapshotResponse loaded;
@@ -1074,7 +1098,8 @@ TEST_F(AgentTest, SnapshotLoadAndCloneThroughTheApi) {
   for (int i = 0; i < 3; ++i) {
     api::GetVmRequest get;
     get.set_vm_id(absl::StrCat("broken-", i));
-    EXPECT_EQ(Invoke(stub(), &api::Hearth::Stub::GetVm, get).error_code(), grpc::StatusCode::NOT_FOUND)
+    EXPECT_EQ(Invoke(stub(), &api::Hearth::Stub::GetVm, get).error_code(),
+              grpc::StatusCode::NOT_FOUND)
         << "broken-" << i << " was left behind";
   }
 }
@@ -1104,8 +1129,12 @@ TEST(AgentNetTest, TapIsHandedToTheVmAndLeftInPlace) {
   api::PatchNetworkInterfaceRequest patch;
   patch.set_vm_id("net");
   patch.mutable_network_interface()->set_iface_id("eth0");
-  patch.mutable_network_interface()->mutable_rx_rate_limiter()->mutable_bandwidth()->set_size(1 << 20);
-  patch.mutable_network_interface()->mutable_rx_rate_limiter()->mutable_bandwidth()->set_refill_time(100);
+  patch.mutable_network_interface()->mutable_rx_rate_limiter()->mutable_bandwidth()->set_size(
+      1 << 20);
+  patch.mutable_network_interface()
+      ->mutable_rx_rate_limiter()
+      ->mutable_bandwidth()
+      ->set_refill_time(100);
   EXPECT_TRUE(Invoke(stub, &api::Hearth::Stub::PatchNetworkInterface, patch).ok());
   ASSERT_TRUE(DeleteVm(stub, "net", true).ok());
   (*agent)->Stop(SIGTERM);

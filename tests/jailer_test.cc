@@ -73,10 +73,19 @@ Jailed StartJailer(const std::string& id, const std::string& exec_file,
   EXPECT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sockets), 0);
   int err_pipe[2];
   EXPECT_EQ(::pipe2(err_pipe, O_CLOEXEC), 0);
-  std::vector<std::string> argv = {Runfile("jailer/hearth-jailer"), "--id", id, "--exec-file",
-                                   exec_file, "--uid", std::to_string(kUid), "--gid",
-                                   std::to_string(kGid), "--chroot-base-dir", j.base,
-                                   "--keep-fd", "3"};
+  std::vector<std::string> argv = {Runfile("jailer/hearth-jailer"),
+                                   "--id",
+                                   id,
+                                   "--exec-file",
+                                   exec_file,
+                                   "--uid",
+                                   std::to_string(kUid),
+                                   "--gid",
+                                   std::to_string(kGid),
+                                   "--chroot-base-dir",
+                                   j.base,
+                                   "--keep-fd",
+                                   "3"};
   argv.insert(argv.end(), jailer_flags.begin(), jailer_flags.end());
   argv.push_back("--");
   argv.insert(argv.end(), exec_args.begin(), exec_args.end());
@@ -163,7 +172,8 @@ class JailerTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (testing::IsAsanBuild()) {
-      testing::PrintSkipped("sanitizer build: binaries are dynamic and cannot run in an empty jail");
+      testing::PrintSkipped(
+          "sanitizer build: binaries are dynamic and cannot run in an empty jail");
       GTEST_SKIP();
     }
     HEARTH_REQUIRE_ROOT();
@@ -191,8 +201,7 @@ TEST_F(JailerTest, JailedVmmBootsAndIsConfinedFromOutside) {
   if (!booted.ok() || !VmmConnection::StatusOf(*booted).ok()) {
     ::kill(j.pid, SIGKILL);
     j.Wait();
-    FAIL() << (booted.ok() ? booted->message() : booted.status().ToString()) << "\n"
-           << j.ReadErr();
+    FAIL() << (booted.ok() ? booted->message() : booted.status().ToString()) << "\n" << j.ReadErr();
   }
   std::string out = ReadConsoleUntil(console, "test=cpu_loop", absl::Seconds(30));
   EXPECT_TRUE(absl::StrContains(out, "hearth-guest: boot=linux64 test=cpu_loop")) << out;
@@ -276,8 +285,7 @@ TEST_P(SeccompViolationTest, ForbiddenSyscallKillsWithSigsysAndIsReported) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Threads, SeccompViolationTest,
-                         ::testing::Combine(::testing::Values("vcpu", "loop"),
-                                            ::testing::Bool()));
+                         ::testing::Combine(::testing::Values("vcpu", "loop"), ::testing::Bool()));
 
 TEST_F(JailerTest, StepFailuresAreNamed) {
   struct Case {
@@ -286,11 +294,14 @@ TEST_F(JailerTest, StepFailuresAreNamed) {
   };
   std::vector<Case> cases = {
       {{"--netns", "/nonexistent/netns"}, "network namespace: open --netns /nonexistent/netns"},
-      {{"--cgroup", "nosuchctl.max=1"}, "cgroups: cgroup v1: no hierarchy is mounted for the \"nosuchctl\""},
-      {{"--resource-limit", "no-file=100000000"}, "resource limits: --resource-limit no-file=100000000"},
+      {{"--cgroup", "nosuchctl.max=1"},
+       "cgroups: cgroup v1: no hierarchy is mounted for the \"nosuchctl\""},
+      {{"--resource-limit", "no-file=100000000"},
+       "resource limits: --resource-limit no-file=100000000"},
   };
   for (const Case& c : cases) {
-    Jailed j = StartJailer(absl::StrCat("fail-", ::getpid()), Runfile("vmm/hearth-vmm"), c.flags, {});
+    Jailed j =
+        StartJailer(absl::StrCat("fail-", ::getpid()), Runfile("vmm/hearth-vmm"), c.flags, {});
     int status = j.Wait();
     std::string err = j.ReadErr();
     EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << status;

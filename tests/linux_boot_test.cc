@@ -36,10 +36,9 @@ TEST_P(LinuxBootTest, ReachesInit) {
   KvmKind kind = testing::DetectKvm();
   std::string kernel = absl::StrCat(guest->dir, "/", kernel_name);
   std::string config = absl::StrCat(
-      R"({"boot-source": {"kernel_image_path": ")", kernel,
-      R"(", "initrd_path": ")", guest->dir, R"(/initramfs.cpio.gz", "boot_args": ")",
-      testing::LinuxBootArgs(kind), R"("}, "machine-config": {"vcpu_count": )",
-      vcpus, R"(, "mem_size_mib": 128}})");
+      R"({"boot-source": {"kernel_image_path": ")", kernel, R"(", "initrd_path": ")", guest->dir,
+      R"(/initramfs.cpio.gz", "boot_args": ")", testing::LinuxBootArgs(kind),
+      R"("}, "machine-config": {"vcpu_count": )", vcpus, R"(, "mem_size_mib": 128}})");
   ProcessResult r = testing::RunVmm(config, absl::Minutes(6));
   std::printf("[%s, %d vCPU] host %s: %s in %s\n", kernel_name.c_str(), vcpus,
               testing::KvmKindName(kind), r.Describe().c_str(),
@@ -48,7 +47,8 @@ TEST_P(LinuxBootTest, ReachesInit) {
               r.out.substr(r.out.size() > 1500 ? r.out.size() - 1500 : 0).c_str());
   ASSERT_FALSE(r.timed_out) << r.err;
   EXPECT_TRUE(absl::StrContains(r.out, "Linux version 6.1")) << r.out;
-  EXPECT_TRUE(absl::StrContains(r.out, "BIOS-e820: [mem 0x0000000000100000-0x0000000007ffffff] usable"))
+  EXPECT_TRUE(
+      absl::StrContains(r.out, "BIOS-e820: [mem 0x0000000000100000-0x0000000007ffffff] usable"))
       << r.out;
   EXPECT_TRUE(absl::StrContains(r.out, "Command line: console=ttyS0")) << r.out;
   EXPECT_TRUE(absl::StrContains(r.out, "serial8250: ttyS0 at I/O 0x3f8 (irq = 4")) << r.out;
@@ -59,8 +59,9 @@ TEST_P(LinuxBootTest, ReachesInit) {
   if (kind == KvmKind::kHardware) {
     EXPECT_TRUE(absl::StrContains(r.out, "HEARTH-LINUX-INIT-OK")) << r.out;
   } else {
-    std::printf("PVM host: user space cannot run here; checked the kernel up to "
-                "'Run /init'\n");
+    std::printf(
+        "PVM host: user space cannot run here; checked the kernel up to "
+        "'Run /init'\n");
   }
   testing::ExpectLinuxEnded(kind, r, "Run /init as init process");
 }

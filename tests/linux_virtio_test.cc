@@ -47,21 +47,20 @@ TEST(LinuxVirtio, RootOnVirtioBlkWithNetAndRng) {
   absl::StatusOr<testing::TapNamespace> ns =
       testing::TapNamespace::Create(absl::StrCat("hearth-lnx-", ::getpid()), "htap0");
   ASSERT_TRUE(ns.ok()) << ns.status();
-  std::string config = absl::StrCat(
-      R"({"boot-source": {"kernel_image_path": ")", guest->dir, R"(/vmlinux", "boot_args": ")",
-      testing::LinuxBootArgs(kind, "root=/dev/vda rw"),
-      R"("}, "machine-config": {"vcpu_count": 1, "mem_size_mib": 128}, )",
-      R"("drives": [{"drive_id": "rootfs", "path_on_host": ")", rootfs,
-      R"(", "is_root_device": true}], )",
-      R"("network-interfaces": [{"iface_id": "eth0", "host_dev_name": "htap0", )",
-      R"("guest_mac": "06:00:ac:10:00:02"}], "entropy": {}, )",
-      R"("metrics": {"metrics_path": ")", metrics, R"("}})");
+  std::string config =
+      absl::StrCat(R"({"boot-source": {"kernel_image_path": ")", guest->dir,
+                   R"(/vmlinux", "boot_args": ")", testing::LinuxBootArgs(kind, "root=/dev/vda rw"),
+                   R"("}, "machine-config": {"vcpu_count": 1, "mem_size_mib": 128}, )",
+                   R"("drives": [{"drive_id": "rootfs", "path_on_host": ")", rootfs,
+                   R"(", "is_root_device": true}], )",
+                   R"("network-interfaces": [{"iface_id": "eth0", "host_dev_name": "htap0", )",
+                   R"("guest_mac": "06:00:ac:10:00:02"}], "entropy": {}, )",
+                   R"("metrics": {"metrics_path": ")", metrics, R"("}})");
   auto vmm = testing::StartVmm(config, ns->ExecPrefix());
   ASSERT_TRUE(vmm.ok()) << vmm.status();
   testing::ProcessResult r = vmm->Wait(absl::Minutes(6));
-  std::printf("host %s: %s in %s\n--- last console lines ---\n%s\n",
-              testing::KvmKindName(kind), r.Describe().c_str(),
-              absl::FormatDuration(r.elapsed).c_str(),
+  std::printf("host %s: %s in %s\n--- last console lines ---\n%s\n", testing::KvmKindName(kind),
+              r.Describe().c_str(), absl::FormatDuration(r.elapsed).c_str(),
               r.out.substr(r.out.size() > 2000 ? r.out.size() - 2000 : 0).c_str());
   ASSERT_FALSE(r.timed_out);
   EXPECT_TRUE(absl::StrContains(r.out, "virtio_blk virtio0: [vda] 16384 512-byte logical blocks"))
@@ -88,8 +87,9 @@ TEST(LinuxVirtio, RootOnVirtioBlkWithNetAndRng) {
     ASSERT_TRUE(cat.ok());
     EXPECT_TRUE(absl::StrContains(cat->out, "written by the guest's init")) << cat->out;
   } else {
-    std::printf("PVM host: user space cannot run here; checked the kernel up to "
-                "'Run /sbin/init' and the devices' counters\n");
+    std::printf(
+        "PVM host: user space cannot run here; checked the kernel up to "
+        "'Run /sbin/init' and the devices' counters\n");
   }
 }
 

@@ -19,11 +19,10 @@ using testing::ProcessResult;
 
 constexpr char kGuest[] = "tests/guest/guest.elf";
 
-std::string Config(const std::string& kernel, const std::string& boot_args,
-                   int vcpus, int mem_mib) {
-  return absl::StrCat(R"({"boot-source": {"kernel_image_path": ")", kernel,
-                      R"(", "boot_args": ")", boot_args,
-                      R"("}, "machine-config": {"vcpu_count": )", vcpus,
+std::string Config(const std::string& kernel, const std::string& boot_args, int vcpus,
+                   int mem_mib) {
+  return absl::StrCat(R"({"boot-source": {"kernel_image_path": ")", kernel, R"(", "boot_args": ")",
+                      boot_args, R"("}, "machine-config": {"vcpu_count": )", vcpus,
                       R"(, "mem_size_mib": )", mem_mib, "}}");
 }
 
@@ -36,21 +35,22 @@ struct Scenario {
   std::string extra_args;
 };
 
-class GuestScenarioTest
-    : public ::testing::TestWithParam<std::tuple<Scenario, int>> {};
+class GuestScenarioTest : public ::testing::TestWithParam<std::tuple<Scenario, int>> {};
 
 TEST_P(GuestScenarioTest, PrintsPassAndExitsCleanly) {
   HEARTH_REQUIRE_KVM();
   const auto& [scenario, vcpus] = GetParam();
-  std::string args = absl::StrCat("console=ttyS0 hearth.test=", scenario.name,
-                                  " ", scenario.extra_args);
+  std::string args =
+      absl::StrCat("console=ttyS0 hearth.test=", scenario.name, " ", scenario.extra_args);
   if (scenario.name == "smp") absl::StrAppend(&args, " hearth.expect_cpus=", vcpus);
   ProcessResult r = Boot(Config(kGuest, args, vcpus, 128));
   std::printf("[%s, %d vCPU, host %s] %s in %s\n%s", scenario.name.c_str(), vcpus,
               testing::KvmKindName(testing::DetectKvm()), r.Describe().c_str(),
               absl::FormatDuration(r.elapsed).c_str(), r.err.c_str());
   EXPECT_TRUE(absl::StrContains(r.out, "HEARTH-TEST-PASS " + scenario.name))
-      << "stdout:\n" << r.out << "\nstderr:\n" << r.err;
+      << "stdout:\n"
+      << r.out << "\nstderr:\n"
+      << r.err;
   EXPECT_FALSE(absl::StrContains(r.out, "HEARTH-TEST-FAIL")) << r.out;
   EXPECT_EQ(r.exit_code, 0) << r.Describe() << "\n" << r.err;
   EXPECT_TRUE(absl::StrContains(r.err, "boot-timer: vm_ready_us=")) << r.err;
@@ -60,17 +60,12 @@ INSTANTIATE_TEST_SUITE_P(
     Scenarios, GuestScenarioTest,
     ::testing::Combine(
         ::testing::Values(Scenario{"serial", ""},
-                          Scenario{"boot_info",
-                                   "hearth.expect_mem_mib=128 hearth.echo=hello"},
-                          Scenario{"smp", ""},
-                          Scenario{"cpu_loop", "hearth.iterations=1000000"},
-                          Scenario{"timer", ""},
-                          Scenario{"serial_irq", ""},
-                          Scenario{"reset", ""}),
+                          Scenario{"boot_info", "hearth.expect_mem_mib=128 hearth.echo=hello"},
+                          Scenario{"smp", ""}, Scenario{"cpu_loop", "hearth.iterations=1000000"},
+                          Scenario{"timer", ""}, Scenario{"serial_irq", ""}, Scenario{"reset", ""}),
         ::testing::Values(1, 2)),
     [](const auto& info) {
-      return absl::StrCat(std::get<0>(info.param).name, "_",
-                          std::get<1>(info.param), "vcpu");
+      return absl::StrCat(std::get<0>(info.param).name, "_", std::get<1>(info.param), "vcpu");
     });
 
 TEST(VmmBoot, SerialOutputArrivesInOrder) {
@@ -99,11 +94,9 @@ class GuestCrashTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(GuestCrashTest, VmmExitsNonZeroWithReason) {
   HEARTH_REQUIRE_KVM();
-  ProcessResult r =
-      Boot(Config(kGuest, "console=ttyS0 hearth.test=" + GetParam(), 1, 64));
+  ProcessResult r = Boot(Config(kGuest, "console=ttyS0 hearth.test=" + GetParam(), 1, 64));
   std::printf("[%s, host %s] %s: %s", GetParam().c_str(),
-              testing::KvmKindName(testing::DetectKvm()), r.Describe().c_str(),
-              r.err.c_str());
+              testing::KvmKindName(testing::DetectKvm()), r.Describe().c_str(), r.err.c_str());
   EXPECT_FALSE(r.timed_out);
   EXPECT_NE(r.exit_code, 0);
   EXPECT_FALSE(absl::StrContains(r.out, "HEARTH-TEST-PASS"));
@@ -116,8 +109,7 @@ TEST_P(GuestCrashTest, VmmExitsNonZeroWithReason) {
   EXPECT_TRUE(absl::StrContains(r.err, "rip=0x")) << r.err;
 }
 
-INSTANTIATE_TEST_SUITE_P(Crashes, GuestCrashTest,
-                         ::testing::Values("ud2", "triple_fault"));
+INSTANTIATE_TEST_SUITE_P(Crashes, GuestCrashTest, ::testing::Values("ud2", "triple_fault"));
 
 TEST(VmmBoot, ConfigErrorsAreOneLineAndNameTheField) {
   struct Case {
@@ -139,8 +131,8 @@ TEST(VmmBoot, ConfigErrorsAreOneLineAndNameTheField) {
   for (const Case& c : cases) {
     ProcessResult r = Boot(c.json);
     EXPECT_EQ(r.exit_code, 1) << c.json;
-    EXPECT_TRUE(absl::StrContains(r.err, c.expected))
-        << "expected \"" << c.expected << "\" in:\n" << r.err;
+    EXPECT_TRUE(absl::StrContains(r.err, c.expected)) << "expected \"" << c.expected << "\" in:\n"
+                                                      << r.err;
     EXPECT_TRUE(absl::StrContains(r.err, "hearth-vmm: error: ")) << r.err;
   }
 }
@@ -150,8 +142,7 @@ TEST(VmmBoot, UnreadableOrBogusKernelIsRefused) {
   ASSERT_TRUE(testing::WriteFile(dir + "/junk", std::string(4096, 'j')).ok());
   ProcessResult r = Boot(Config(dir + "/junk", "x", 1, 64));
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_TRUE(absl::StrContains(r.err, "kernel: neither an ELF file nor a bzImage"))
-      << r.err;
+  EXPECT_TRUE(absl::StrContains(r.err, "kernel: neither an ELF file nor a bzImage")) << r.err;
 }
 
 }  // namespace

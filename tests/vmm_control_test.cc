@@ -213,7 +213,8 @@ TEST_F(VmmControlTest, GuestResetIsReportedAndConsoleFlows) {
   std::string out;
   char buf[4096];
   ssize_t n;
-  while ((n = ::read(console_.get(), buf, sizeof(buf))) > 0) out.append(buf, static_cast<size_t>(n));
+  while ((n = ::read(console_.get(), buf, sizeof(buf))) > 0)
+    out.append(buf, static_cast<size_t>(n));
   EXPECT_TRUE(absl::StrContains(out, "HEARTH-TEST-PASS reset")) << out;
   int status = Wait();
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);

@@ -30,8 +30,7 @@ constexpr char kGuestMac[] = "06:00:ac:10:00:02";
 
 // Answers the guest's test frames on the tap (see tests/guest/README.md,
 // scenario `net`) until `stop` is set.
-void Responder(const testing::TapNamespace& ns, std::atomic<bool>* stop,
-               std::atomic<int>* echoes) {
+void Responder(const testing::TapNamespace& ns, std::atomic<bool>* stop, std::atomic<int>* echoes) {
   ASSERT_TRUE(ns.EnterOnThisThread().ok());
   int fd = ::socket(AF_PACKET, SOCK_RAW, htons(kEtherType));
   ASSERT_GE(fd, 0);

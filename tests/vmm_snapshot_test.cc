@@ -140,9 +140,15 @@ class Vmm {
     set(&request);
     return Call(request);
   }
-  control::Response Pause() { return Simple([](control::Request* r) { r->mutable_pause(); }); }
-  control::Response Resume() { return Simple([](control::Request* r) { r->mutable_resume(); }); }
-  control::Response Info() { return Simple([](control::Request* r) { r->mutable_get_info(); }); }
+  control::Response Pause() {
+    return Simple([](control::Request* r) { r->mutable_pause(); });
+  }
+  control::Response Resume() {
+    return Simple([](control::Request* r) { r->mutable_resume(); });
+  }
+  control::Response Info() {
+    return Simple([](control::Request* r) { r->mutable_get_info(); });
+  }
 
   control::Response Snapshot(const std::string& type, const std::string& state,
                              const std::string& memory) {
@@ -247,7 +253,8 @@ TEST_F(SnapshotTest, RestoredGuestContinuesFromTheSameCount) {
   ASSERT_EQ(loaded.code(), 0) << loaded.message();
   EXPECT_EQ(restored->Info().info().state(), control::VM_STATE_RUNNING);
   ASSERT_TRUE(restored->WaitFor(absl::StrCat("counter: n=", at_snapshot + 3, " blk=ok")))
-      << "after the snapshot at n=" << at_snapshot << ":\n" << restored->out();
+      << "after the snapshot at n=" << at_snapshot << ":\n"
+      << restored->out();
   EXPECT_FALSE(absl::StrContains(restored->out(), "counter: boot")) << "the guest booted again";
   EXPECT_FALSE(absl::StrContains(restored->out(), "HEARTH-TEST-FAIL")) << restored->out();
   EXPECT_EQ(CountOnDisk(disk_, at_snapshot + 3), at_snapshot + 3) << "the disk still takes writes";
@@ -378,7 +385,8 @@ TEST_F(SnapshotTest, DamagedOrMismatchedFilesAreRefusedAndTheVmmStillLoads) {
     EXPECT_EQ(target->Info().info().state(), control::VM_STATE_WAITING) << c.name;
   }
   // A drive of another size than the snapshot's.
-  control::Response wrong_disk = target->Load(Path("state"), Path("memory"), Path("small.disk"), true);
+  control::Response wrong_disk =
+      target->Load(Path("state"), Path("memory"), Path("small.disk"), true);
   EXPECT_NE(wrong_disk.code(), 0);
   EXPECT_TRUE(absl::StrContains(wrong_disk.message(), "sectors")) << wrong_disk.message();
   target->Kill();
@@ -407,7 +415,8 @@ TEST_F(SnapshotTest, OneSnapshotRestoresIntoIndependentClones) {
   }
   for (int i = 0; i < kClones; ++i) clones[i]->Type(absl::StrCat("i am clone ", i, "\n"));
   for (int i = 0; i < kClones; ++i) {
-    ASSERT_TRUE(clones[i]->WaitFor(absl::StrCat("counter: echo i am clone ", i))) << clones[i]->out();
+    ASSERT_TRUE(clones[i]->WaitFor(absl::StrCat("counter: echo i am clone ", i)))
+        << clones[i]->out();
     ASSERT_TRUE(clones[i]->WaitFor("blk=ok")) << clones[i]->out();
     for (int j = 0; j < kClones; ++j) {
       if (j == i) continue;

@@ -44,14 +44,12 @@ constexpr char kGuest[] = "tests/guest/guest.elf";
 // A guest config: scenario, extra kernel arguments, and extra top-level
 // JSON members (devices), with metrics written to `metrics_path`.
 std::string Config(const std::string& scenario, const std::string& extra_args,
-                   const std::string& devices, const std::string& metrics_path,
-                   int mem_mib = 128) {
-  return absl::StrCat(
-      R"({"boot-source": {"kernel_image_path": ")", Runfile(kGuest),
-      R"(", "boot_args": "console=ttyS0 hearth.test=)", scenario, " ", extra_args,
-      R"("}, "machine-config": {"vcpu_count": 1, "mem_size_mib": )", mem_mib,
-      R"(}, "metrics": {"metrics_path": ")", metrics_path, R"("})",
-      devices.empty() ? "" : ", ", devices, "}");
+                   const std::string& devices, const std::string& metrics_path, int mem_mib = 128) {
+  return absl::StrCat(R"({"boot-source": {"kernel_image_path": ")", Runfile(kGuest),
+                      R"(", "boot_args": "console=ttyS0 hearth.test=)", scenario, " ", extra_args,
+                      R"("}, "machine-config": {"vcpu_count": 1, "mem_size_mib": )", mem_mib,
+                      R"(}, "metrics": {"metrics_path": ")", metrics_path, R"("})",
+                      devices.empty() ? "" : ", ", devices, "}");
 }
 
 // Sector s: "HEARTH-SECTOR   " + s (u32 LE) + (s + j) & 0xff for the rest.
@@ -112,8 +110,9 @@ class VirtioTest : public ::testing::Test {
     return testing::RunVmm(config, absl::Seconds(120));
   }
   void ExpectPass(const ProcessResult& r, const std::string& scenario) {
-    EXPECT_TRUE(absl::StrContains(r.out, "HEARTH-TEST-PASS " + scenario))
-        << "stdout:\n" << r.out << "\nstderr:\n" << r.err;
+    EXPECT_TRUE(absl::StrContains(r.out, "HEARTH-TEST-PASS " + scenario)) << "stdout:\n"
+                                                                          << r.out << "\nstderr:\n"
+                                                                          << r.err;
     EXPECT_EQ(r.exit_code, 0) << r.Describe() << "\n" << r.err;
   }
   std::string dir_;
@@ -125,9 +124,10 @@ TEST_F(VirtioTest, BlockReadsWritesFlushesAndHonoursReadOnly) {
   MakeDisk(rw, 2048);
   std::string ro_before = MakeDisk(ro, 2048);
   ProcessResult r = Boot(Config(
-      "blk", "", absl::StrCat(R"("drives": [{"drive_id": "data", "path_on_host": ")", rw,
-                              R"(", "is_root_device": false}, {"drive_id": "ro-disk", "path_on_host": ")",
-                              ro, R"(", "is_root_device": false, "is_read_only": true}])"),
+      "blk", "",
+      absl::StrCat(R"("drives": [{"drive_id": "data", "path_on_host": ")", rw,
+                   R"(", "is_root_device": false}, {"drive_id": "ro-disk", "path_on_host": ")", ro,
+                   R"(", "is_root_device": false, "is_read_only": true}])"),
       metrics_));
   ExpectPass(r, "blk");
   EXPECT_TRUE(absl::StrContains(r.out, "blk0 id=data capacity=2048 ro=0")) << r.out;
@@ -146,11 +146,11 @@ TEST_F(VirtioTest, BlockReadsWritesFlushesAndHonoursReadOnly) {
 TEST_F(VirtioTest, FlushedDataSurvivesSigkill) {
   std::string rw = dir_ + "/rw.img";
   MakeDisk(rw, 2048);
-  auto vmm = testing::StartVmm(Config(
-      "blk_flush_then_hang", "hearth.blk_write_sector=77",
-      absl::StrCat(R"("drives": [{"drive_id": "data", "path_on_host": ")", rw,
-                   R"(", "is_root_device": false}])"),
-      metrics_));
+  auto vmm =
+      testing::StartVmm(Config("blk_flush_then_hang", "hearth.blk_write_sector=77",
+                               absl::StrCat(R"("drives": [{"drive_id": "data", "path_on_host": ")",
+                                            rw, R"(", "is_root_device": false}])"),
+                               metrics_));
   ASSERT_TRUE(vmm.ok()) << vmm.status();
   ASSERT_TRUE(vmm->WaitForOutput("HEARTH-BLK-FLUSHED", absl::Seconds(60))) << vmm->out();
   vmm->Kill(SIGKILL);
@@ -162,10 +162,10 @@ TEST_F(VirtioTest, FlushedDataSurvivesSigkill) {
 TEST_F(VirtioTest, CompletionsArriveByInterrupt) {
   std::string rw = dir_ + "/rw.img";
   MakeDisk(rw, 2048);
-  ProcessResult r = Boot(Config(
-      "irq", "", absl::StrCat(R"("drives": [{"drive_id": "data", "path_on_host": ")", rw,
-                              R"(", "is_root_device": false}])"),
-      metrics_));
+  ProcessResult r = Boot(Config("irq", "",
+                                absl::StrCat(R"("drives": [{"drive_id": "data", "path_on_host": ")",
+                                             rw, R"(", "is_root_device": false}])"),
+                                metrics_));
   ExpectPass(r, "irq");
   EXPECT_GE(Counter(ReadMetrics(metrics_), "block_data", "interrupts"), 1u);
 }
@@ -179,9 +179,9 @@ TEST_F(VirtioTest, Rng) {
 TEST_F(VirtioTest, RngRateLimiterThrottles) {
   // One request per 100 ms after a burst of 1: the guest's two reads take
   // a throttled pause, and the counter says so.
-  ProcessResult r = Boot(Config(
-      "rng", "",
-      R"("entropy": {"rate_limiter": {"ops": {"size": 1, "refill_time": 100}}})", metrics_));
+  ProcessResult r = Boot(
+      Config("rng", "", R"("entropy": {"rate_limiter": {"ops": {"size": 1, "refill_time": 100}}})",
+             metrics_));
   ExpectPass(r, "rng");
   EXPECT_GE(Counter(ReadMetrics(metrics_), "rng", "throttled"), 1u);
 }
@@ -259,9 +259,9 @@ TEST_F(VirtioTest, VsockBothDirections) {
     while (::read(fd, &c, 1) > 0) {
     }
   }));
-  auto vmm = testing::StartVmm(Config(
-      "vsock", "", absl::StrCat(R"("vsock": {"guest_cid": 3, "uds_path": ")", uds, R"("})"),
-      metrics_));
+  auto vmm = testing::StartVmm(
+      Config("vsock", "", absl::StrCat(R"("vsock": {"guest_cid": 3, "uds_path": ")", uds, R"("})"),
+             metrics_));
   ASSERT_TRUE(vmm.ok()) << vmm.status();
   ASSERT_TRUE(vmm->WaitForOutput("HEARTH-VSOCK-LISTENING", absl::Seconds(60))) << vmm->out();
   // Host-initiated: Firecracker's CONNECT/OK handshake on uds_path.
@@ -294,9 +294,9 @@ TEST_F(VirtioTest, VsockRefusesBadHandshakes) {
     while (::read(fd, &c, 1) > 0) {
     }
   }));
-  auto vmm = testing::StartVmm(Config(
-      "vsock", "hearth.timeout_ms=3000",
-      absl::StrCat(R"("vsock": {"guest_cid": 3, "uds_path": ")", uds, R"("})"), metrics_));
+  auto vmm = testing::StartVmm(
+      Config("vsock", "hearth.timeout_ms=3000",
+             absl::StrCat(R"("vsock": {"guest_cid": 3, "uds_path": ")", uds, R"("})"), metrics_));
   ASSERT_TRUE(vmm.ok());
   ASSERT_TRUE(vmm->WaitForOutput("vsock: guest_cid=3", absl::Seconds(60))) << vmm->out();
   for (const char* bad : {"HELLO\n", "CONNECT x\n", "CONNECT 99999999999\n",
@@ -331,12 +331,12 @@ TEST_F(VirtioTest, HostileGuestIsContained) {
   ExpectPass(r, "hostile");
   for (const char* attack :
        {"desc_outside_ram", "desc_addr_wrap", "chain_loop", "next_out_of_range",
-        "readable_after_writable", "indirect_bad_len", "indirect_outside_ram",
-        "write_read_only", "config_oob", "notify_before_driver_ok",
-        "rings_outside_ram", "avail_idx_jump", "rng_desc_outside_ram",
-        "rng_readable_buffer"}) {
+        "readable_after_writable", "indirect_bad_len", "indirect_outside_ram", "write_read_only",
+        "config_oob", "notify_before_driver_ok", "rings_outside_ram", "avail_idx_jump",
+        "rng_desc_outside_ram", "rng_readable_buffer"}) {
     EXPECT_TRUE(absl::StrContains(r.out, absl::StrCat("HEARTH-HOSTILE ", attack, " ok")))
-        << attack << "\n" << r.out;
+        << attack << "\n"
+        << r.out;
   }
   EXPECT_EQ(*testing::ReadFile(ro), ro_before);
   google::protobuf::Struct m = ReadMetrics(metrics_);

@@ -34,31 +34,25 @@ absl::Status RegisterMemory(const kvm::Vm& vm, const memory::GuestMemory& memory
   uint32_t flags = track_dirty_pages ? KVM_MEM_LOG_DIRTY_PAGES : 0;
   for (size_t slot = 0; slot < memory.regions().size(); ++slot) {
     const memory::GuestMemory::Region& region = memory.regions()[slot];
-    RETURN_IF_ERROR(vm.SetUserMemoryRegion(
-        static_cast<uint32_t>(slot), region.guest_address,
-        region.mapping.size(), region.mapping.data(), flags));
+    RETURN_IF_ERROR(vm.SetUserMemoryRegion(static_cast<uint32_t>(slot), region.guest_address,
+                                           region.mapping.size(), region.mapping.data(), flags));
   }
   return absl::OkStatus();
 }
 
 // Loads kernel and initrd and writes every boot structure. `extra_cmdline`
 // (the virtio-mmio device announcements) goes after the user's boot_args.
-absl::Status LoadGuest(BootConfig* boot, uint32_t vcpu_count,
-                       const std::string& extra_cmdline,
+absl::Status LoadGuest(BootConfig* boot, uint32_t vcpu_count, const std::string& extra_cmdline,
                        memory::GuestMemory* memory, uint64_t* entry) {
   ASSIGN_OR_RETURN(loader::FdImageSource kernel_image,
-                   loader::FdImageSource::Create(std::move(boot->kernel),
-                                                 "kernel"));
-  ASSIGN_OR_RETURN(loader::LoadedKernel kernel,
-                   loader::LoadKernel(kernel_image, memory));
+                   loader::FdImageSource::Create(std::move(boot->kernel), "kernel"));
+  ASSIGN_OR_RETURN(loader::LoadedKernel kernel, loader::LoadKernel(kernel_image, memory));
   x86::BootParamsInput params;
   params.kernel_header = kernel.setup_header;
   if (boot->initrd.valid()) {
     ASSIGN_OR_RETURN(loader::FdImageSource initrd_image,
-                     loader::FdImageSource::Create(std::move(boot->initrd),
-                                                   "initrd"));
-    ASSIGN_OR_RETURN(loader::LoadedInitrd initrd,
-                     loader::LoadInitrd(initrd_image, kernel, memory));
+                     loader::FdImageSource::Create(std::move(boot->initrd), "initrd"));
+    ASSIGN_OR_RETURN(loader::LoadedInitrd initrd, loader::LoadInitrd(initrd_image, kernel, memory));
     params.initrd_address = initrd.address;
     params.initrd_size = initrd.size;
   }
@@ -96,14 +90,13 @@ class IrqLineInterrupt : public devices::Interrupt {
 // Puts `device` on the MMIO bus behind a virtio-mmio transport: the next
 // 4 KiB window and GSI, an irqfd for its interrupt, an ioeventfd per queue
 // (QueueNotify with the queue index as datamatch) served by the event loop.
-absl::Status AddVirtioDevice(std::shared_ptr<virtio::VirtioDevice> device,
-                             Vmm::Parts* parts, std::string* cmdline) {
+absl::Status AddVirtioDevice(std::shared_ptr<virtio::VirtioDevice> device, Vmm::Parts* parts,
+                             std::string* cmdline) {
   const size_t index = parts->virtio.size();
   const uint32_t gsi = layout::kFirstVirtioGsi + static_cast<uint32_t>(index);
   if (gsi > layout::kLastVirtioGsi) {
     return absl::ResourceExhaustedError(absl::StrCat(
-        "too many virtio devices: at most ",
-        layout::kLastVirtioGsi - layout::kFirstVirtioGsi + 1));
+        "too many virtio devices: at most ", layout::kLastVirtioGsi - layout::kFirstVirtioGsi + 1));
   }
   const uint64_t base = layout::kVirtioMmioStart + index * layout::kVirtioMmioWindowSize;
   ASSIGN_OR_RETURN(EventFd irq, EventFd::Create());
@@ -114,12 +107,11 @@ absl::Status AddVirtioDevice(std::shared_ptr<virtio::VirtioDevice> device,
   slot.transport = std::make_shared<virtio::MmioTransport>(
       std::move(device), parts->memory.get(), parts->event_loop.get(),
       std::make_unique<devices::EventFdInterrupt>(std::move(irq)));
-  RETURN_IF_ERROR(parts->mmio_bus->Insert(slot.transport, base,
-                                          layout::kVirtioMmioWindowSize));
+  RETURN_IF_ERROR(parts->mmio_bus->Insert(slot.transport, base, layout::kVirtioMmioWindowSize));
   for (uint32_t queue = 0; queue < slot.transport->queue_count(); ++queue) {
     ASSIGN_OR_RETURN(EventFd notify, EventFd::Create());
-    RETURN_IF_ERROR(parts->vm->RegisterIoEventFd(
-        notify.fd(), base + virtio::kMmioQueueNotify, 4, /*pio=*/false, queue));
+    RETURN_IF_ERROR(parts->vm->RegisterIoEventFd(notify.fd(), base + virtio::kMmioQueueNotify, 4,
+                                                 /*pio=*/false, queue));
     virtio::MmioTransport* transport = slot.transport.get();
     const int fd = notify.fd();
     slot.notify_events.push_back(std::move(notify));
@@ -129,19 +121,19 @@ absl::Status AddVirtioDevice(std::shared_ptr<virtio::VirtioDevice> device,
       transport->Notify(queue);
     }));
   }
-  absl::StrAppend(cmdline, cmdline->empty() ? "" : " ", "virtio_mmio.device=4K@0x",
-                  absl::Hex(base), ":", gsi);
+  absl::StrAppend(cmdline, cmdline->empty() ? "" : " ", "virtio_mmio.device=4K@0x", absl::Hex(base),
+                  ":", gsi);
   parts->virtio.push_back(std::move(slot));
   return absl::OkStatus();
 }
 
-absl::Status AddVirtioDevices(VmmConfig* config, BuildOptions* options,
-                              Vmm::Parts* parts, std::string* cmdline) {
+absl::Status AddVirtioDevices(VmmConfig* config, BuildOptions* options, Vmm::Parts* parts,
+                              std::string* cmdline) {
   for (DriveConfig& drive : config->drives) {
     ASSIGN_OR_RETURN(auto limiter, RateLimiter::Create(drive.rate_limiter));
     ASSIGN_OR_RETURN(std::shared_ptr<virtio::Block> block,
-                     virtio::Block::Create(drive.drive_id, std::move(drive.file),
-                                           drive.read_only, std::move(limiter)));
+                     virtio::Block::Create(drive.drive_id, std::move(drive.file), drive.read_only,
+                                           std::move(limiter)));
     parts->blocks.push_back(block);
     RETURN_IF_ERROR(AddVirtioDevice(block, parts, cmdline));
   }
@@ -149,9 +141,8 @@ absl::Status AddVirtioDevices(VmmConfig* config, BuildOptions* options,
     ASSIGN_OR_RETURN(auto rx, RateLimiter::Create(iface.rx_rate_limiter));
     ASSIGN_OR_RETURN(auto tx, RateLimiter::Create(iface.tx_rate_limiter));
     ASSIGN_OR_RETURN(std::shared_ptr<virtio::Net> net,
-                     virtio::Net::Create(iface.iface_id, std::move(iface.tap),
-                                         iface.guest_mac, iface.mtu, std::move(rx),
-                                         std::move(tx)));
+                     virtio::Net::Create(iface.iface_id, std::move(iface.tap), iface.guest_mac,
+                                         iface.mtu, std::move(rx), std::move(tx)));
     parts->nets.push_back(net);
     RETURN_IF_ERROR(AddVirtioDevice(net, parts, cmdline));
   }
@@ -161,10 +152,10 @@ absl::Status AddVirtioDevices(VmmConfig* config, BuildOptions* options,
     RETURN_IF_ERROR(AddVirtioDevice(parts->rng, parts, cmdline));
   }
   if (config->balloon.has_value()) {
-    ASSIGN_OR_RETURN(parts->balloon,
-                     virtio::Balloon::Create(config->balloon->amount_mib,
-                                             config->balloon->deflate_on_oom,
-                                             config->balloon->stats_polling_interval_s));
+    ASSIGN_OR_RETURN(
+        parts->balloon,
+        virtio::Balloon::Create(config->balloon->amount_mib, config->balloon->deflate_on_oom,
+                                config->balloon->stats_polling_interval_s));
     RETURN_IF_ERROR(AddVirtioDevice(parts->balloon, parts, cmdline));
   }
   if (config->vsock.has_value()) {
@@ -180,11 +171,10 @@ absl::Status AddVirtioDevices(VmmConfig* config, BuildOptions* options,
 }
 
 absl::Status ConfigureVcpu(const kvm::Vcpu& vcpu, const MachineConfig& machine,
-                           const kvm::CpuidEntries& supported_cpuid,
-                           uint64_t entry, kvm::CpuidEntries* cpuid_out) {
+                           const kvm::CpuidEntries& supported_cpuid, uint64_t entry,
+                           kvm::CpuidEntries* cpuid_out) {
   kvm::CpuidEntries cpuid = supported_cpuid;
-  RETURN_IF_ERROR(x86::NormalizeCpuid(
-      {vcpu.id(), machine.vcpu_count, machine.smt}, &cpuid));
+  RETURN_IF_ERROR(x86::NormalizeCpuid({vcpu.id(), machine.vcpu_count, machine.smt}, &cpuid));
   RETURN_IF_ERROR(vcpu.SetCpuid(cpuid));
   *cpuid_out = cpuid;
   RETURN_IF_ERROR(vcpu.SetMsrs(x86::BootMsrs()));
@@ -227,15 +217,12 @@ absl::StatusOr<Vmm::Parts> AssembleParts(kvm::Kvm kvm, memory::GuestMemory memor
   ASSIGN_OR_RETURN(EventFd reset_event, EventFd::Create());
   parts.reset_event = std::make_shared<EventFd>(std::move(reset_event));
   parts.serial = std::make_shared<devices::Serial>(
-      std::make_unique<IrqLineInterrupt>(parts.vm.get(), layout::kCom1Gsi),
-      options->console);
-  RETURN_IF_ERROR(parts.pio_bus->Insert(parts.serial, layout::kCom1Port,
-                                        layout::kCom1PortCount));
+      std::make_unique<IrqLineInterrupt>(parts.vm.get(), layout::kCom1Gsi), options->console);
+  RETURN_IF_ERROR(parts.pio_bus->Insert(parts.serial, layout::kCom1Port, layout::kCom1PortCount));
   parts.i8042 = std::make_shared<devices::I8042>(
       std::make_unique<IrqLineInterrupt>(parts.vm.get(), layout::kI8042Gsi),
       [reset_event = parts.reset_event] { (void)reset_event->Write(1); });
-  RETURN_IF_ERROR(parts.pio_bus->Insert(parts.i8042, layout::kI8042Port,
-                                        layout::kI8042PortCount));
+  RETURN_IF_ERROR(parts.pio_bus->Insert(parts.i8042, layout::kI8042Port, layout::kI8042PortCount));
   return parts;
 }
 
@@ -244,16 +231,16 @@ absl::StatusOr<std::unique_ptr<Vmm>> BuildVmm(kvm::Kvm kvm, VmmConfig config,
   const MachineConfig& machine = config.machine;
   memory::GuestMemory::Options memory_options;
   memory_options.huge_pages = machine.huge_pages;
-  ASSIGN_OR_RETURN(memory::GuestMemory memory,
-                   memory::GuestMemory::CreateAnonymous(machine.mem_size_mib * layout::kMiB,
-                                                        memory_options));
+  ASSIGN_OR_RETURN(
+      memory::GuestMemory memory,
+      memory::GuestMemory::CreateAnonymous(machine.mem_size_mib * layout::kMiB, memory_options));
   std::string virtio_cmdline;
   ASSIGN_OR_RETURN(Vmm::Parts parts,
                    AssembleParts(std::move(kvm), std::move(memory), machine.track_dirty_pages,
                                  &config, &options, &virtio_cmdline));
   uint64_t entry = 0;
-  RETURN_IF_ERROR(LoadGuest(&config.boot, machine.vcpu_count, virtio_cmdline,
-                            parts.memory.get(), &entry));
+  RETURN_IF_ERROR(
+      LoadGuest(&config.boot, machine.vcpu_count, virtio_cmdline, parts.memory.get(), &entry));
 
   ASSIGN_OR_RETURN(kvm::CpuidEntries supported, parts.kvm.SupportedCpuid());
   for (uint32_t id = 0; id < machine.vcpu_count; ++id) {

@@ -28,8 +28,7 @@ struct BuildOptions {
   std::unique_ptr<EventLoop> event_loop;
 };
 
-absl::StatusOr<std::unique_ptr<Vmm>> BuildVmm(kvm::Kvm kvm, VmmConfig config,
-                                              BuildOptions options);
+absl::StatusOr<std::unique_ptr<Vmm>> BuildVmm(kvm::Kvm kvm, VmmConfig config, BuildOptions options);
 
 // What BuildVmm and snapshot restore share: the KVM VM with its interrupt
 // controllers and PIT, `memory` registered as its slots, the event loop,

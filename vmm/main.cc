@@ -35,8 +35,8 @@
 #include "vmm/config/from_api.h"
 #include "vmm/console.h"
 #include "vmm/control/control_server.h"
-#include "vmm/snapshot/snapshot.h"
 #include "vmm/seccomp/seccomp.h"
+#include "vmm/snapshot/snapshot.h"
 
 DEFINE_string(config, "", "Path of a Firecracker-format JSON config file to boot.");
 DEFINE_string(config_file, "", "Alias of --config (Firecracker's name).");
@@ -120,8 +120,14 @@ class SandboxCompiler {
   void Join() {
     if (thread_.joinable()) thread_.join();
   }
-  const absl::StatusOr<CompiledFilter>& vcpu() { Join(); return vcpu_; }
-  const absl::StatusOr<CompiledFilter>& loop() { Join(); return loop_; }
+  const absl::StatusOr<CompiledFilter>& vcpu() {
+    Join();
+    return vcpu_;
+  }
+  const absl::StatusOr<CompiledFilter>& loop() {
+    Join();
+    return loop_;
+  }
 
  private:
   std::thread thread_;
@@ -145,12 +151,14 @@ absl::Status StartSandboxed(Vmm* vmm, SandboxCompiler* filters, bool paused = fa
   // Each vCPU thread gets its own copy: `filters` may be gone by the time
   // a thread starts.
   CompiledFilter vcpu_filter = *filters->vcpu();
-  RETURN_IF_ERROR(vmm->Start([go, vcpu_filter, violation]() -> absl::Status {
-    RETURN_IF_ERROR(LoadFilter(vcpu_filter));
-    go->WaitForNotification();
-    if (violation == "vcpu") ViolateSeccomp();
-    return absl::OkStatus();
-  }, paused));
+  RETURN_IF_ERROR(vmm->Start(
+      [go, vcpu_filter, violation]() -> absl::Status {
+        RETURN_IF_ERROR(LoadFilter(vcpu_filter));
+        go->WaitForNotification();
+        if (violation == "vcpu") ViolateSeccomp();
+        return absl::OkStatus();
+      },
+      paused));
   absl::Status status = LoadFilter(*filters->loop());
   go->Notify();
   if (!status.ok()) {
@@ -265,9 +273,9 @@ int Report(const absl::StatusOr<VmOutcome>& outcome) {
   if (!kvm.ok()) {
     vmm = kvm.status();
   } else if (plan->snapshot.has_value()) {
-    vmm = snapshot::RestoreVmm(std::move(*kvm), *plan->snapshot, std::move(plan->snapshot_memory),
-                               std::move(plan->config), std::move(options),
-                               plan->track_dirty_pages);
+    vmm =
+        snapshot::RestoreVmm(std::move(*kvm), *plan->snapshot, std::move(plan->snapshot_memory),
+                             std::move(plan->config), std::move(options), plan->track_dirty_pages);
   } else {
     vmm = BuildVmm(std::move(*kvm), std::move(plan->config), std::move(options));
   }
@@ -291,8 +299,8 @@ int Report(const absl::StatusOr<VmOutcome>& outcome) {
     (void)(*vmm)->FlushMetrics();
     server.SendGuestExit(*outcome);
   } else {
-    server.SendGuestExit(VmOutcome{VmOutcome::Kind::kError,
-                                   std::string(outcome.status().message())});
+    server.SendGuestExit(
+        VmOutcome{VmOutcome::Kind::kError, std::string(outcome.status().message())});
   }
   Exit(Report(outcome));
 }

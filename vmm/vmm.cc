@@ -13,10 +13,14 @@ namespace {
 
 VmOutcome::Kind OutcomeKind(vcpu::VcpuExit::Kind kind) {
   switch (kind) {
-    case vcpu::VcpuExit::Kind::kReset: return VmOutcome::Kind::kReset;
-    case vcpu::VcpuExit::Kind::kPowerOff: return VmOutcome::Kind::kPowerOff;
-    case vcpu::VcpuExit::Kind::kTripleFault: return VmOutcome::Kind::kTripleFault;
-    case vcpu::VcpuExit::Kind::kError: return VmOutcome::Kind::kError;
+    case vcpu::VcpuExit::Kind::kReset:
+      return VmOutcome::Kind::kReset;
+    case vcpu::VcpuExit::Kind::kPowerOff:
+      return VmOutcome::Kind::kPowerOff;
+    case vcpu::VcpuExit::Kind::kTripleFault:
+      return VmOutcome::Kind::kTripleFault;
+    case vcpu::VcpuExit::Kind::kError:
+      return VmOutcome::Kind::kError;
   }
   return VmOutcome::Kind::kError;
 }
@@ -28,11 +32,16 @@ constexpr absl::Duration kConsoleRetry = absl::Milliseconds(20);
 
 const char* OutcomeName(VmOutcome::Kind kind) {
   switch (kind) {
-    case VmOutcome::Kind::kReset: return "reset";
-    case VmOutcome::Kind::kPowerOff: return "power-off";
-    case VmOutcome::Kind::kTripleFault: return "triple-fault";
-    case VmOutcome::Kind::kError: return "error";
-    case VmOutcome::Kind::kStopped: return "stopped";
+    case VmOutcome::Kind::kReset:
+      return "reset";
+    case VmOutcome::Kind::kPowerOff:
+      return "power-off";
+    case VmOutcome::Kind::kTripleFault:
+      return "triple-fault";
+    case VmOutcome::Kind::kError:
+      return "error";
+    case VmOutcome::Kind::kStopped:
+      return "stopped";
   }
   return "unknown";
 }
@@ -40,16 +49,14 @@ const char* OutcomeName(VmOutcome::Kind kind) {
 absl::StatusOr<std::unique_ptr<Vmm>> Vmm::Create(Parts parts) {
   ASSIGN_OR_RETURN(EventFd exits_event, EventFd::Create());
   std::unique_ptr<Vmm> vmm(new Vmm(std::move(parts), std::move(exits_event)));
-  RETURN_IF_ERROR(vmm->event_loop()->Add(vmm->exits_event_.fd(),
-                                         [vmm = vmm.get()](uint32_t) {
-                                           (void)vmm->exits_event_.Read();
-                                           vmm->DrainExits();
-                                         }));
-  RETURN_IF_ERROR(vmm->event_loop()->Add(
-      vmm->parts_.reset_event->fd(), [vmm = vmm.get()](uint32_t) {
+  RETURN_IF_ERROR(vmm->event_loop()->Add(vmm->exits_event_.fd(), [vmm = vmm.get()](uint32_t) {
+    (void)vmm->exits_event_.Read();
+    vmm->DrainExits();
+  }));
+  RETURN_IF_ERROR(
+      vmm->event_loop()->Add(vmm->parts_.reset_event->fd(), [vmm = vmm.get()](uint32_t) {
         (void)vmm->parts_.reset_event->Read();
-        vmm->Finish(VmOutcome{VmOutcome::Kind::kReset,
-                              "guest reset (i8042 reset line)"});
+        vmm->Finish(VmOutcome{VmOutcome::Kind::kReset, "guest reset (i8042 reset line)"});
       }));
   return vmm;
 }
@@ -101,8 +108,7 @@ void Vmm::PumpConsoleInput() {
     return;
   }
   if (!event_loop()->Watching(console_input_fd_)) {
-    (void)event_loop()->Add(console_input_fd_,
-                            [this](uint32_t) { PumpConsoleInput(); });
+    (void)event_loop()->Add(console_input_fd_, [this](uint32_t) { PumpConsoleInput(); });
     return;  // the fd's readiness brings us back
   }
   uint8_t buffer[devices::Serial::kFifoSize];
@@ -149,8 +155,7 @@ void Vmm::Finish(VmOutcome outcome) {
   // The first reason wins: a reset makes every other vCPU stop too, and
   // their "stopped" exits must not hide why.
   if (!outcome_.has_value()) {
-    LOG(INFO) << "VM ending: " << OutcomeName(outcome.kind) << ": "
-              << outcome.reason;
+    LOG(INFO) << "VM ending: " << OutcomeName(outcome.kind) << ": " << outcome.reason;
     outcome_ = std::move(outcome);
   }
   for (auto& runner : runners_) runner->RequestStop();
@@ -184,8 +189,7 @@ void AppendDevice(std::string* json, const std::string& name,
                   const std::vector<std::pair<std::string, uint64_t>>& counters) {
   absl::StrAppend(json, json->size() > 1 ? ", " : "", "\"", name, "\": {");
   for (size_t i = 0; i < counters.size(); ++i) {
-    absl::StrAppend(json, i ? ", " : "", "\"", counters[i].first, "\": ",
-                    counters[i].second);
+    absl::StrAppend(json, i ? ", " : "", "\"", counters[i].first, "\": ", counters[i].second);
   }
   json->push_back('}');
 }
@@ -220,11 +224,11 @@ std::string Vmm::MetricsJson() const {
   if (parts_.balloon) AppendDevice(&json, "balloon", parts_.balloon->metrics().Snapshot());
   if (parts_.vsock) AppendDevice(&json, "vsock", parts_.vsock->metrics().Snapshot());
   for (size_t i = 0; i < parts_.virtio.size(); ++i) {
-    AppendDevice(&json,
-                 absl::StrCat("transport_", absl::StrReplaceAll(
-                                                parts_.virtio[i].transport->device()->name(),
-                                                {{" ", "_"}})),
-                 TransportCounters(*parts_.virtio[i].transport));
+    AppendDevice(
+        &json,
+        absl::StrCat("transport_", absl::StrReplaceAll(parts_.virtio[i].transport->device()->name(),
+                                                       {{" ", "_"}})),
+        TransportCounters(*parts_.virtio[i].transport));
   }
   json.push_back('}');
   return json;

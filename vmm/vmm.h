@@ -25,6 +25,7 @@
 #include "common/event_loop.h"
 #include "common/timer_fd.h"
 #include "common/unique_fd.h"
+#include "hearth/v1/config.pb.h"
 #include "vmm/bus/bus.h"
 #include "vmm/devices/legacy/i8042.h"
 #include "vmm/devices/legacy/serial.h"
@@ -34,7 +35,6 @@
 #include "vmm/devices/virtio/net/net.h"
 #include "vmm/devices/virtio/rng/rng.h"
 #include "vmm/devices/virtio/vsock/vsock.h"
-#include "hearth/v1/config.pb.h"
 #include "vmm/kvm/kvm.h"
 #include "vmm/memory/guest_memory.h"
 #include "vmm/vcpu/vcpu_runner.h"
@@ -51,8 +51,7 @@ struct VmOutcome {
   std::string reason;
   // Reset and power-off are how a guest ends normally.
   bool clean() const {
-    return kind == Kind::kReset || kind == Kind::kPowerOff ||
-           kind == Kind::kStopped;
+    return kind == Kind::kReset || kind == Kind::kPowerOff || kind == Kind::kStopped;
   }
 };
 

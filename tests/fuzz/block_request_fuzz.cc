@@ -45,8 +45,8 @@ void CheckParse(const virtio::DescriptorChain& chain, const memory::GuestMemory&
     case virtio::kBlkTIn:
     case virtio::kBlkTOut: {
       FUZZ_CHECK(request->type == virtio::kBlkTIn || !read_only);
-      const uint64_t stream = request->type == virtio::kBlkTIn ? chain.writable_bytes - 1
-                                                               : chain.readable_bytes - 16;
+      const uint64_t stream =
+          request->type == virtio::kBlkTIn ? chain.writable_bytes - 1 : chain.readable_bytes - 16;
       FUZZ_CHECK(request->data_length == stream);
       FUZZ_CHECK(request->data_length % virtio::kSectorSize == 0);
       const unsigned __int128 end = static_cast<unsigned __int128>(request->sector) +
@@ -95,8 +95,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     virtio::testing::Buffer buffer{guest.Allocate(spec.length), spec.length, spec.writable};
     // Readable buffers take the next input bytes (zeros past the end);
     // writable ones start as 0xee so the status byte can be checked.
-    guest.Write(buffer.address, spec.writable ? std::string(spec.length, '\xee')
-                                              : input.Bytes(spec.length));
+    guest.Write(buffer.address,
+                spec.writable ? std::string(spec.length, '\xee') : input.Bytes(spec.length));
     buffers.push_back(buffer);
   }
   if (flags & 2) {
@@ -120,8 +120,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   int fd = ::memfd_create("fuzz-disk", MFD_CLOEXEC);
   FUZZ_CHECK(fd >= 0);
   FUZZ_CHECK(::ftruncate(fd, static_cast<off_t>(disk_sectors * virtio::kSectorSize)) == 0);
-  auto block = virtio::Block::Create("fuzz", UniqueFd(fd), read_only,
-                                     *vmm::RateLimiter::Create({}));
+  auto block =
+      virtio::Block::Create("fuzz", UniqueFd(fd), read_only, *vmm::RateLimiter::Create({}));
   FUZZ_CHECK(block.ok());
   FUZZ_CHECK((*block)
                  ->Activate(virtio::testing::MakeActivateContext(

@@ -82,10 +82,9 @@ void CollectSeeds(const std::string& path, std::vector<std::string>* seeds) {
 }
 
 uint64_t Interesting(std::mt19937_64& rng) {
-  static constexpr uint64_t kValues[] = {0, 1, 2, 16, 44, 255, 256, 512,
-                                         4096, 0x7fff, 0x8000, 0xffff,
-                                         0x10000, 0x7fffffff, 0xffffffff,
-                                         ~0ull};
+  static constexpr uint64_t kValues[] = {0,       1,          2,          16,     44,     255,
+                                         256,     512,        4096,       0x7fff, 0x8000, 0xffff,
+                                         0x10000, 0x7fffffff, 0xffffffff, ~0ull};
   return kValues[rng() % (sizeof(kValues) / sizeof(kValues[0]))];
 }
 
@@ -162,10 +161,10 @@ int main(int argc, char** argv) {
     }
     Run(input);
   }
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                std::chrono::steady_clock::now() - start)
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                  start)
                 .count();
-  std::printf("fuzz_driver: %zu seed inputs and %ld generated inputs in %lld ms\n",
-              seeds.size(), runs, static_cast<long long>(ms));
+  std::printf("fuzz_driver: %zu seed inputs and %ld generated inputs in %lld ms\n", seeds.size(),
+              runs, static_cast<long long>(ms));
   return 0;
 }

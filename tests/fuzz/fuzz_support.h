@@ -15,13 +15,12 @@
 #include <string>
 #include <type_traits>
 
-#define FUZZ_CHECK(condition)                                              \
-  do {                                                                     \
-    if (!(condition)) {                                                    \
-      std::fprintf(stderr, "%s:%d: FUZZ_CHECK failed: %s\n", __FILE__,     \
-                   __LINE__, #condition);                                  \
-      std::abort();                                                        \
-    }                                                                      \
+#define FUZZ_CHECK(condition)                                                                 \
+  do {                                                                                        \
+    if (!(condition)) {                                                                       \
+      std::fprintf(stderr, "%s:%d: FUZZ_CHECK failed: %s\n", __FILE__, __LINE__, #condition); \
+      std::abort();                                                                           \
+    }                                                                                         \
   } while (0)
 
 namespace hearth::fuzz {
@@ -43,7 +42,7 @@ class FuzzInput {
   // A value in [low, high].
   uint64_t Range(uint64_t low, uint64_t high) {
     uint64_t span = high - low + 1;
-    uint64_t raw = high - low <= 0xff ? Get<uint8_t>()
+    uint64_t raw = high - low <= 0xff     ? Get<uint8_t>()
                    : high - low <= 0xffff ? Get<uint16_t>()
                                           : Get<uint64_t>();
     return span == 0 ? raw : low + raw % span;

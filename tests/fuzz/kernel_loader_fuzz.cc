@@ -36,7 +36,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   FUZZ_CHECK(kernel->start < kernel->end);
   FUZZ_CHECK(memory->Contains(kernel->start, kernel->end - kernel->start));
   FUZZ_CHECK(kernel->entry >= kernel->start && kernel->entry < kernel->end);
-  FUZZ_CHECK(kernel->setup_header.has_value() == (image.compare(0, 4, "\x7f" "ELF") != 0));
+  FUZZ_CHECK(kernel->setup_header.has_value() == (image.compare(0, 4,
+                                                                "\x7f"
+                                                                "ELF") != 0));
 
   if (initrd_length == 0) return 0;
   auto initrd = loader::LoadInitrd(

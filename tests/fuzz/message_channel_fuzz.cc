@@ -54,10 +54,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   // Whatever EncodeHeader frames, Decode accepts.
   const uint16_t kind = static_cast<uint16_t>(datagram.size());
-  std::string framed =
-      MessageChannel::EncodeHeader(MessageChannel::kVersion, kind,
-                                   static_cast<uint32_t>(datagram.size()), 0) +
-      datagram;
+  std::string framed = MessageChannel::EncodeHeader(MessageChannel::kVersion, kind,
+                                                    static_cast<uint32_t>(datagram.size()), 0) +
+                       datagram;
   auto round_trip = MessageChannel::Decode(framed, {});
   FUZZ_CHECK(round_trip.ok());
   FUZZ_CHECK(round_trip->kind == kind && round_trip->payload == datagram);

@@ -107,19 +107,24 @@ class Harness {
           uint64_t offset = input->Get<uint16_t>() % 0x200;
           size_t width = Width(input);
           uint64_t value = input->Get<uint64_t>();
-          transport_->Write(offset,
-                            absl::MakeConstSpan(reinterpret_cast<uint8_t*>(&value), width));
+          transport_->Write(offset, absl::MakeConstSpan(reinterpret_cast<uint8_t*>(&value), width));
           break;
         }
-        case 2: FUZZ_CHECK(loop_->RunOnce(0).ok()); break;
-        case 3: transport_->Notify(input->Get<uint8_t>() % 4); break;
+        case 2:
+          FUZZ_CHECK(loop_->RunOnce(0).ok());
+          break;
+        case 3:
+          transport_->Notify(input->Get<uint8_t>() % 4);
+          break;
         case 4: {
           uint64_t address = input->Get<uint32_t>() % kRamSize;
           std::string bytes = input->Bytes(input->Get<uint8_t>());
           (void)memory_.Write(address, bytes.data(), bytes.size());
           break;
         }
-        case 5: Initialise(input); break;
+        case 5:
+          Initialise(input);
+          break;
       }
       uint32_t status = Register(kMmioStatus);
       FUZZ_CHECK(!(status & kStatusDriverOk) || (status & kStatusFeaturesOk));

@@ -59,8 +59,9 @@ uint32_t MoveBytes(memory::GuestMemory* memory, const virtio::DescriptorChain& c
 
   const uint64_t out = std::min(chain.writable_bytes, kMaxCopy);
   std::string pattern(out, '\xa5');
-  FUZZ_CHECK(virtio::WriteToChain(memory, chain, 0,
-                                  absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(pattern.data()), out))
+  FUZZ_CHECK(virtio::WriteToChain(
+                 memory, chain, 0,
+                 absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(pattern.data()), out))
                  .ok());
   auto writable = virtio::WritableIovecs(*memory, chain, 0, out);
   FUZZ_CHECK(writable.ok());

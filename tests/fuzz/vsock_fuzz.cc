@@ -69,14 +69,30 @@ class Harness {
   void Run(FuzzInput* input) {
     for (int i = 0; i < kMaxOperations && !input->empty(); ++i) {
       switch (input->Get<uint8_t>() % 8) {
-        case 0: Transmit(input); break;
-        case 1: PostRx(input); break;
-        case 2: HostWrite(input); break;
-        case 3: HostClose(input); break;
-        case 4: FUZZ_CHECK(loop_->RunOnce(0).ok()); break;
-        case 5: vsock_->ProcessQueue(virtio::Vsock::kRxQueue); break;
-        case 6: connector_->refuse = !connector_->refuse; break;
-        case 7: ParseRaw(input); break;
+        case 0:
+          Transmit(input);
+          break;
+        case 1:
+          PostRx(input);
+          break;
+        case 2:
+          HostWrite(input);
+          break;
+        case 3:
+          HostClose(input);
+          break;
+        case 4:
+          FUZZ_CHECK(loop_->RunOnce(0).ok());
+          break;
+        case 5:
+          vsock_->ProcessQueue(virtio::Vsock::kRxQueue);
+          break;
+        case 6:
+          connector_->refuse = !connector_->refuse;
+          break;
+        case 7:
+          ParseRaw(input);
+          break;
       }
       CheckRx();
       // Every tx chain is completed at once.
@@ -124,7 +140,8 @@ class Harness {
     if (connector_->host_ends.empty()) return;
     UniqueFd& end = connector_->host_ends[input->Get<uint8_t>() % connector_->host_ends.size()];
     std::string bytes = input->Bytes(input->Get<uint8_t>());
-    if (end.valid()) (void)::send(end.get(), bytes.data(), bytes.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (end.valid())
+      (void)::send(end.get(), bytes.data(), bytes.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
   }
 
   void HostClose(FuzzInput* input) {
@@ -145,8 +162,7 @@ class Harness {
     } else if (bytes.size() >= sizeof(VsockHeader)) {
       VsockHeader h;
       std::memcpy(&h, bytes.data(), sizeof(h));
-      FUZZ_CHECK(h.len > virtio::kVsockMaxPayload ||
-                 h.len > bytes.size() - sizeof(VsockHeader));
+      FUZZ_CHECK(h.len > virtio::kVsockMaxPayload || h.len > bytes.size() - sizeof(VsockHeader));
     }
   }
 

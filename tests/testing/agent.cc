@@ -12,8 +12,8 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
-#include "common/cgroup_mounts.h"
 #include "absl/time/clock.h"
+#include "common/cgroup_mounts.h"
 #include "grpcpp/grpcpp.h"
 #include "tests/testing/host.h"
 
@@ -51,15 +51,15 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(const std::string& dir,
   for (const std::string& d : {dir, dir + "/images", dir + "/jail"}) ::mkdir(d.c_str(), 0755);
   std::vector<std::string> argv = options.prefix;
   argv.insert(argv.end(), {
-      Runfile("agent/hearthd"),
-      absl::StrCat("--listen=unix:", agent->socket()),
-      absl::StrCat("--state_dir=", dir, "/state"),
-      absl::StrCat("--run_dir=", dir, "/run"),
-      absl::StrCat("--image_roots=", dir, "/images"),
-      absl::StrCat("--chroot_base_dir=", dir, "/jail"),
-      absl::StrCat("--vmm=", Runfile("vmm/hearth-vmm")),
-      absl::StrCat("--parent_cgroup=", kCgroupParentPrefix, ::getpid()),
-  });
+                              Runfile("agent/hearthd"),
+                              absl::StrCat("--listen=unix:", agent->socket()),
+                              absl::StrCat("--state_dir=", dir, "/state"),
+                              absl::StrCat("--run_dir=", dir, "/run"),
+                              absl::StrCat("--image_roots=", dir, "/images"),
+                              absl::StrCat("--chroot_base_dir=", dir, "/jail"),
+                              absl::StrCat("--vmm=", Runfile("vmm/hearth-vmm")),
+                              absl::StrCat("--parent_cgroup=", kCgroupParentPrefix, ::getpid()),
+                          });
   if (agent->jailed_) {
     argv.push_back(absl::StrCat("--jailer=", Runfile("jailer/hearth-jailer")));
   } else {

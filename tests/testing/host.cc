@@ -27,10 +27,14 @@ KvmKind DetectKvm() {
 
 const char* KvmKindName(KvmKind kind) {
   switch (kind) {
-    case KvmKind::kNone: return "none";
-    case KvmKind::kHardware: return "hardware";
-    case KvmKind::kPvm: return "pvm";
-    case KvmKind::kUnknown: return "unknown";
+    case KvmKind::kNone:
+      return "none";
+    case KvmKind::kHardware:
+      return "hardware";
+    case KvmKind::kPvm:
+      return "pvm";
+    case KvmKind::kUnknown:
+      return "unknown";
   }
   return "unknown";
 }

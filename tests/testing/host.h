@@ -25,20 +25,20 @@ void PrintSkipped(const std::string& reason);
 
 // Skips the current GoogleTest test with a visible line unless /dev/kvm can
 // be opened.
-#define HEARTH_REQUIRE_KVM()                                                \
-  do {                                                                      \
+#define HEARTH_REQUIRE_KVM()                                                   \
+  do {                                                                         \
     if (::hearth::testing::DetectKvm() == ::hearth::testing::KvmKind::kNone) { \
-      ::hearth::testing::PrintSkipped("/dev/kvm is not available");         \
-      GTEST_SKIP() << "/dev/kvm is not available";                          \
-    }                                                                       \
+      ::hearth::testing::PrintSkipped("/dev/kvm is not available");            \
+      GTEST_SKIP() << "/dev/kvm is not available";                             \
+    }                                                                          \
   } while (false)
 
-#define HEARTH_REQUIRE_ROOT()                                      \
-  do {                                                             \
-    if (!::hearth::testing::IsRoot()) {                            \
-      ::hearth::testing::PrintSkipped("needs root");               \
-      GTEST_SKIP() << "needs root";                                \
-    }                                                              \
+#define HEARTH_REQUIRE_ROOT()                        \
+  do {                                               \
+    if (!::hearth::testing::IsRoot()) {              \
+      ::hearth::testing::PrintSkipped("needs root"); \
+      GTEST_SKIP() << "needs root";                  \
+    }                                                \
   } while (false)
 
 #endif  // HEARTH_TESTS_TESTING_HOST_H_

@@ -15,8 +15,9 @@ namespace hearth::testing {
 std::optional<LinuxGuest> FindLinuxGuest() {
   const char* dir = std::getenv("HEARTH_LINUX_GUEST");
   if (dir == nullptr || *dir == '\0') {
-    PrintSkipped("HEARTH_LINUX_GUEST is not set (tools/test sets it after "
-                 "tools/guest/build-linux)");
+    PrintSkipped(
+        "HEARTH_LINUX_GUEST is not set (tools/test sets it after "
+        "tools/guest/build-linux)");
     return std::nullopt;
   }
   for (const char* file : {"vmlinux", "bzImage", "initramfs.cpio.gz", "rootfs.ext4"}) {
@@ -51,8 +52,7 @@ ProcessResult RunVmm(const std::string& config_json, absl::Duration timeout,
   return vmm.ok() ? vmm->Wait(timeout) : ProcessResult();
 }
 
-void ExpectLinuxEnded(KvmKind kind, const ProcessResult& result,
-                      const std::string& init_line) {
+void ExpectLinuxEnded(KvmKind kind, const ProcessResult& result, const std::string& init_line) {
   EXPECT_FALSE(result.timed_out) << result.err;
   if (result.signaled || result.exit_code == 0 || kind != KvmKind::kPvm) {
     EXPECT_EQ(result.Describe(), "exit 0") << result.err;
@@ -65,11 +65,13 @@ void ExpectLinuxEnded(KvmKind kind, const ProcessResult& result,
   const bool in_kernel = absl::StrContains(result.err, "at rip=0xffffffff8");
   EXPECT_TRUE(after_init && emulation_failure && in_kernel)
       << "PVM host: the VMM ended with " << result.Describe()
-      << " other than the accepted PVM endings:\n" << result.err;
+      << " other than the accepted PVM endings:\n"
+      << result.err;
   if (after_init && emulation_failure && in_kernel) {
-    std::printf("PVM host: the kernel ended in an emulation failure after '%s' "
-                "(PVM's emulator, not the VMM; see docs/testing.md): %s",
-                init_line.c_str(), result.err.c_str());
+    std::printf(
+        "PVM host: the kernel ended in an emulation failure after '%s' "
+        "(PVM's emulator, not the VMM; see docs/testing.md): %s",
+        init_line.c_str(), result.err.c_str());
   }
 }
 

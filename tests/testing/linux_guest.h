@@ -41,8 +41,7 @@ ProcessResult RunVmm(const std::string& config_json, absl::Duration timeout,
 // address. Both happen after the last point a PVM host can verify, so there
 // either is accepted (the second with a printed line saying so); any other
 // ending is a test failure.
-void ExpectLinuxEnded(KvmKind kind, const ProcessResult& result,
-                      const std::string& init_line);
+void ExpectLinuxEnded(KvmKind kind, const ProcessResult& result, const std::string& init_line);
 
 }  // namespace hearth::testing
 

@@ -29,8 +29,7 @@ TEST(ExpectLinuxEnded, CleanResetPassesOnBothKinds) {
 TEST(ExpectLinuxEnded, EmulationFailureAfterInitPassesOnlyOnPvm) {
   ExpectLinuxEnded(KvmKind::kPvm, Exited(1, kInit, kEmulationFailure), kInit);
   EXPECT_NONFATAL_FAILURE(
-      ExpectLinuxEnded(KvmKind::kHardware, Exited(1, kInit, kEmulationFailure), kInit),
-      "exit 0");
+      ExpectLinuxEnded(KvmKind::kHardware, Exited(1, kInit, kEmulationFailure), kInit), "exit 0");
 }
 
 TEST(ExpectLinuxEnded, EmulationFailureBeforeInitFails) {

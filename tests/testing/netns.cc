@@ -22,14 +22,13 @@ absl::Status Run(const std::vector<std::string>& argv) {
 
 }  // namespace
 
-absl::StatusOr<TapNamespace> TapNamespace::Create(const std::string& name,
-                                                  const std::string& tap) {
+absl::StatusOr<TapNamespace> TapNamespace::Create(const std::string& name, const std::string& tap) {
   (void)Run({"/usr/sbin/ip", "netns", "del", name});  // left over by a crash
   absl::Status status = Run({"/usr/sbin/ip", "netns", "add", name});
   if (!status.ok()) return status;
   TapNamespace ns(name, tap);
-  status = Run({"/usr/sbin/ip", "-n", name, "tuntap", "add", "dev", tap, "mode", "tap",
-                "vnet_hdr"});
+  status =
+      Run({"/usr/sbin/ip", "-n", name, "tuntap", "add", "dev", tap, "mode", "tap", "vnet_hdr"});
   if (status.ok()) status = Run({"/usr/sbin/ip", "-n", name, "link", "set", tap, "up"});
   if (status.ok()) status = Run({"/usr/sbin/ip", "-n", name, "link", "set", "lo", "up"});
   if (!status.ok()) return status;

@@ -14,8 +14,7 @@ namespace hearth::testing {
 class TapNamespace {
  public:
   // Creates namespace `name` holding tap `tap` (up, with IFF_VNET_HDR).
-  static absl::StatusOr<TapNamespace> Create(const std::string& name,
-                                             const std::string& tap);
+  static absl::StatusOr<TapNamespace> Create(const std::string& name, const std::string& tap);
   TapNamespace(TapNamespace&& other) noexcept;
   TapNamespace& operator=(TapNamespace&&) = delete;
   ~TapNamespace();
@@ -28,8 +27,7 @@ class TapNamespace {
   const std::string& tap() const { return tap_; }
 
  private:
-  TapNamespace(std::string name, std::string tap)
-      : name_(std::move(name)), tap_(std::move(tap)) {}
+  TapNamespace(std::string name, std::string tap) : name_(std::move(name)), tap_(std::move(tap)) {}
   std::string name_;
   std::string tap_;
 };

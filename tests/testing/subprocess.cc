@@ -156,8 +156,7 @@ ProcessResult BackgroundProcess::Wait(absl::Duration timeout) {
 }
 
 absl::StatusOr<ProcessResult> RunProcess(const std::vector<std::string>& argv,
-                                         absl::Duration timeout,
-                                         const std::string& stdin_data) {
+                                         absl::Duration timeout, const std::string& stdin_data) {
   absl::StatusOr<BackgroundProcess> process = BackgroundProcess::Start(argv, stdin_data);
   if (!process.ok()) return process.status();
   return process->Wait(timeout);

@@ -15,8 +15,8 @@
 namespace hearth::testing {
 
 struct ProcessResult {
-  int exit_code = -1;     // valid if !signaled
-  int signal = 0;         // the terminating signal, if signaled
+  int exit_code = -1;  // valid if !signaled
+  int signal = 0;      // the terminating signal, if signaled
   bool signaled = false;
   bool timed_out = false;  // killed by Wait after the limit
   std::string out;

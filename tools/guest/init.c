@@ -55,8 +55,7 @@ void _start(void) {
 #else
   say("HEARTH-LINUX-INIT-OK\n");
 #endif
-  syscall6(SYS_reboot, LINUX_REBOOT_MAGIC1, LINUX_REBOOT_MAGIC2,
-           LINUX_REBOOT_CMD_RESTART, 0, 0);
+  syscall6(SYS_reboot, LINUX_REBOOT_MAGIC1, LINUX_REBOOT_MAGIC2, LINUX_REBOOT_CMD_RESTART, 0, 0);
   for (;;) {
   }
 }

@@ -4,24 +4,23 @@
 
 namespace hearth::bus {
 
-absl::Status Bus::Insert(std::shared_ptr<BusDevice> device, uint64_t base,
-                         uint64_t length) {
+absl::Status Bus::Insert(std::shared_ptr<BusDevice> device, uint64_t base, uint64_t length) {
   if (length == 0 || base + length < base) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "bus range at 0x", absl::Hex(base), " is empty or wraps around"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("bus range at 0x", absl::Hex(base), " is empty or wraps around"));
   }
   auto next = ranges_.lower_bound(base);
   if (next != ranges_.end() && next->first < base + length) {
-    return absl::AlreadyExistsError(absl::StrCat(
-        "bus range [0x", absl::Hex(base), ", 0x", absl::Hex(base + length),
-        ") overlaps the device at 0x", absl::Hex(next->first)));
+    return absl::AlreadyExistsError(
+        absl::StrCat("bus range [0x", absl::Hex(base), ", 0x", absl::Hex(base + length),
+                     ") overlaps the device at 0x", absl::Hex(next->first)));
   }
   if (next != ranges_.begin()) {
     auto previous = std::prev(next);
     if (previous->first + previous->second.length > base) {
-      return absl::AlreadyExistsError(absl::StrCat(
-          "bus range [0x", absl::Hex(base), ", 0x", absl::Hex(base + length),
-          ") overlaps the device at 0x", absl::Hex(previous->first)));
+      return absl::AlreadyExistsError(
+          absl::StrCat("bus range [0x", absl::Hex(base), ", 0x", absl::Hex(base + length),
+                       ") overlaps the device at 0x", absl::Hex(previous->first)));
     }
   }
   ranges_.emplace(base, Range{length, std::move(device)});

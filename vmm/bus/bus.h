@@ -28,8 +28,7 @@ class Bus {
  public:
   // Maps [base, base + length) to `device`. Fails on an empty or wrapping
   // range, or one that overlaps a range already on the bus.
-  absl::Status Insert(std::shared_ptr<BusDevice> device, uint64_t base,
-                      uint64_t length);
+  absl::Status Insert(std::shared_ptr<BusDevice> device, uint64_t base, uint64_t length);
 
   // Dispatches an access; false if no single device covers all of it.
   bool Read(uint64_t address, absl::Span<uint8_t> data) const;

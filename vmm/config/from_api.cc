@@ -21,8 +21,8 @@
 namespace hearth::vmm {
 namespace {
 
-absl::StatusOr<UniqueFd> OpenFile(const std::string& path, int flags,
-                                  absl::string_view field, mode_t mode = 0) {
+absl::StatusOr<UniqueFd> OpenFile(const std::string& path, int flags, absl::string_view field,
+                                  mode_t mode = 0) {
   int fd = RetryOnEintr([&] { return ::open(path.c_str(), flags | O_CLOEXEC, mode); });
   if (fd < 0) return ErrnoStatus(absl::StrCat(field, ": open ", path));
   return UniqueFd(fd);
@@ -92,16 +92,16 @@ absl::StatusOr<UniqueFd> PathOpener::OpenVsockListener(const hearth::v1::Vsock& 
 }
 
 absl::StatusOr<UniqueFd> PathOpener::OpenMetrics(const hearth::v1::Metrics& metrics) {
-  return OpenFile(metrics.metrics_path(), O_WRONLY | O_APPEND | O_CREAT,
-                  "metrics.metrics_path", 0644);
+  return OpenFile(metrics.metrics_path(), O_WRONLY | O_APPEND | O_CREAT, "metrics.metrics_path",
+                  0644);
 }
 
 absl::StatusOr<UniqueFd> PathOpener::OpenLog(const hearth::v1::Logger& logger) {
   return OpenFile(logger.log_path(), O_WRONLY | O_APPEND | O_CREAT, "logger.log_path", 0644);
 }
 
-absl::StatusOr<VmmConfig> VmmConfigFromApi(const hearth::v1::VmConfig& api,
-                                           ResourceOpener* opener, ConfigPurpose purpose) {
+absl::StatusOr<VmmConfig> VmmConfigFromApi(const hearth::v1::VmConfig& api, ResourceOpener* opener,
+                                           ConfigPurpose purpose) {
   const bool boot = purpose == ConfigPurpose::kBoot;
   RETURN_IF_ERROR(api::ValidateVmConfig(api, /*require_boot_source=*/boot));
   if (api.has_mmds_config() || api.has_mmds()) {
@@ -126,8 +126,10 @@ absl::StatusOr<VmmConfig> VmmConfigFromApi(const hearth::v1::VmConfig& api,
   // The root device goes first, so the guest sees it as /dev/vda.
   std::vector<const hearth::v1::Drive*> drives;
   for (const hearth::v1::Drive& drive : api.drives()) {
-    if (drive.is_root_device()) drives.insert(drives.begin(), &drive);
-    else drives.push_back(&drive);
+    if (drive.is_root_device())
+      drives.insert(drives.begin(), &drive);
+    else
+      drives.push_back(&drive);
   }
   for (const hearth::v1::Drive* drive : drives) {
     DriveConfig d;
@@ -172,10 +174,14 @@ absl::StatusOr<VmmConfig> VmmConfigFromApi(const hearth::v1::VmConfig& api,
       ASSIGN_OR_RETURN(config.log.file, opener->OpenLog(logger));
     }
     const std::string& level = logger.level();
-    if (level == "Error") config.log.min_level = 2;
-    else if (level == "Warning" || level == "Warn") config.log.min_level = 1;
-    else if (level == "Info" || level == "Debug" || level == "Trace") config.log.min_level = 0;
-    else if (level == "Off") config.log.min_level = 3;
+    if (level == "Error")
+      config.log.min_level = 2;
+    else if (level == "Warning" || level == "Warn")
+      config.log.min_level = 1;
+    else if (level == "Info" || level == "Debug" || level == "Trace")
+      config.log.min_level = 0;
+    else if (level == "Off")
+      config.log.min_level = 3;
     config.log.prefix = !(logger.has_show_level() && !logger.show_level() &&
                           logger.has_show_log_origin() && !logger.show_log_origin());
   }

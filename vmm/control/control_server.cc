@@ -237,11 +237,21 @@ void ControlServer::SendGuestExit(const VmOutcome& outcome) {
   v1::Event event;
   v1::GuestExit* exit = event.mutable_guest_exit();
   switch (outcome.kind) {
-    case VmOutcome::Kind::kReset: exit->set_kind(v1::GuestExit::KIND_RESET); break;
-    case VmOutcome::Kind::kPowerOff: exit->set_kind(v1::GuestExit::KIND_POWER_OFF); break;
-    case VmOutcome::Kind::kTripleFault: exit->set_kind(v1::GuestExit::KIND_TRIPLE_FAULT); break;
-    case VmOutcome::Kind::kError: exit->set_kind(v1::GuestExit::KIND_ERROR); break;
-    case VmOutcome::Kind::kStopped: exit->set_kind(v1::GuestExit::KIND_STOPPED); break;
+    case VmOutcome::Kind::kReset:
+      exit->set_kind(v1::GuestExit::KIND_RESET);
+      break;
+    case VmOutcome::Kind::kPowerOff:
+      exit->set_kind(v1::GuestExit::KIND_POWER_OFF);
+      break;
+    case VmOutcome::Kind::kTripleFault:
+      exit->set_kind(v1::GuestExit::KIND_TRIPLE_FAULT);
+      break;
+    case VmOutcome::Kind::kError:
+      exit->set_kind(v1::GuestExit::KIND_ERROR);
+      break;
+    case VmOutcome::Kind::kStopped:
+      exit->set_kind(v1::GuestExit::KIND_STOPPED);
+      break;
   }
   exit->set_reason(outcome.reason);
   SendEvent(event);
@@ -249,7 +259,7 @@ void ControlServer::SendGuestExit(const VmOutcome& outcome) {
 
 v1::Info ControlServer::MakeInfo() const {
   v1::Info info;
-  info.set_state(vmm_ == nullptr ? v1::VM_STATE_WAITING
+  info.set_state(vmm_ == nullptr  ? v1::VM_STATE_WAITING
                  : vmm_->paused() ? v1::VM_STATE_PAUSED
                                   : v1::VM_STATE_RUNNING);
   info.set_protocol_version(kControlProtocolVersion);
@@ -279,8 +289,8 @@ void ControlServer::OnReadable() {
       return;
     }
     if ((*message)->kind != v1::KIND_REQUEST) {
-      Reply(0, absl::InvalidArgumentError(absl::StrCat(
-                   "unexpected message kind ", (*message)->kind, "; the VMM takes requests")));
+      Reply(0, absl::InvalidArgumentError(absl::StrCat("unexpected message kind ", (*message)->kind,
+                                                       "; the VMM takes requests")));
       continue;
     }
     v1::Request request;
@@ -468,8 +478,8 @@ absl::Status ControlServer::HandleCreateSnapshot(const v1::CreateSnapshot& creat
   } else if (create.snapshot_type() == "Diff") {
     kind = hearth::vmm::v1::VmSnapshot::DIFF;
   } else {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "snapshot_type: \"", create.snapshot_type(), "\" is not one of Full, Diff"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("snapshot_type: \"", create.snapshot_type(), "\" is not one of Full, Diff"));
   }
   if (fds.size() != 2) {
     return absl::InvalidArgumentError("CreateSnapshot carries the state and memory files");

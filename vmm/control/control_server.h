@@ -29,9 +29,9 @@
 #include "hearth/vmm/v1/control.pb.h"
 #include "hearth/vmm/v1/snapshot.pb.h"
 #include "vmm/config/vmm_config.h"
+#include "vmm/console.h"
 #include "vmm/devices/legacy/serial.h"
 #include "vmm/devices/virtio/vsock/vsock.h"
-#include "vmm/console.h"
 #include "vmm/vmm.h"
 
 namespace hearth::vmm {

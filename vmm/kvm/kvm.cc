@@ -13,16 +13,14 @@ namespace hearth::kvm {
 namespace {
 
 // ioctl(2) with EINTR retried and a Status naming the request on failure.
-absl::StatusOr<int> Ioctl(int fd, unsigned long request, const char* name,
-                          unsigned long arg) {
+absl::StatusOr<int> Ioctl(int fd, unsigned long request, const char* name, unsigned long arg) {
   int rc = RetryOnEintr([&] { return ::ioctl(fd, request, arg); });
   if (rc < 0) return ErrnoStatus(name);
   return rc;
 }
 
 template <typename T>
-absl::StatusOr<int> IoctlPtr(int fd, unsigned long request, const char* name,
-                             T* arg) {
+absl::StatusOr<int> IoctlPtr(int fd, unsigned long request, const char* name, T* arg) {
   return Ioctl(fd, request, name, reinterpret_cast<unsigned long>(arg));
 }
 
@@ -38,8 +36,7 @@ absl::StatusOr<T> GetStruct(int fd, unsigned long request, const char* name) {
 }
 
 template <typename T>
-absl::Status SetStruct(int fd, unsigned long request, const char* name,
-                       const T& value) {
+absl::Status SetStruct(int fd, unsigned long request, const char* name, const T& value) {
   return IoctlPtr(fd, request, name, const_cast<T*>(&value)).status();
 }
 
@@ -52,8 +49,7 @@ class FlexibleArray {
       : words_((sizeof(Header) + count * sizeof(Entry) + 7) / 8, 0) {}
   Header* header() { return reinterpret_cast<Header*>(words_.data()); }
   Entry* entries() {
-    return reinterpret_cast<Entry*>(reinterpret_cast<char*>(words_.data()) +
-                                    sizeof(Header));
+    return reinterpret_cast<Entry*>(reinterpret_cast<char*>(words_.data()) + sizeof(Header));
   }
 
  private:
@@ -83,8 +79,8 @@ constexpr unsigned long kSetMsrs = _IOW(KVMIO, 0x89, MsrsHeader);
 constexpr unsigned long kSetCpuid2 = _IOW(KVMIO, 0x90, CpuidHeader);
 constexpr unsigned long kGetXsave = _IOR(KVMIO, 0xa4, XsaveArea);
 constexpr unsigned long kSetXsave = _IOW(KVMIO, 0xa5, XsaveArea);
-static_assert(sizeof(CpuidHeader) == 8 && sizeof(MsrsHeader) == 8 &&
-              sizeof(MsrListHeader) == 4 && sizeof(XsaveArea) == 4096);
+static_assert(sizeof(CpuidHeader) == 8 && sizeof(MsrsHeader) == 8 && sizeof(MsrListHeader) == 4 &&
+              sizeof(XsaveArea) == 4096);
 
 constexpr int kKvmApiVersion = 12;
 constexpr size_t kMaxCpuidEntries = 256;
@@ -93,10 +89,10 @@ constexpr size_t kMaxMsrIndices = 1024;
 }  // namespace
 
 std::vector<unsigned long> StateReadingIoctls() {
-  return {KVM_GET_REGS,       KVM_GET_SREGS,      kGetXsave,        KVM_GET_XCRS,
-          KVM_GET_DEBUGREGS,  KVM_GET_LAPIC,      KVM_GET_MP_STATE, KVM_GET_VCPU_EVENTS,
-          kGetMsrs,           kGetMsrIndexList,   KVM_GET_IRQCHIP,  KVM_GET_PIT2,
-          KVM_GET_CLOCK,      KVM_GET_DIRTY_LOG};
+  return {KVM_GET_REGS,      KVM_GET_SREGS,    kGetXsave,        KVM_GET_XCRS,
+          KVM_GET_DEBUGREGS, KVM_GET_LAPIC,    KVM_GET_MP_STATE, KVM_GET_VCPU_EVENTS,
+          kGetMsrs,          kGetMsrIndexList, KVM_GET_IRQCHIP,  KVM_GET_PIT2,
+          KVM_GET_CLOCK,     KVM_GET_DIRTY_LOG};
 }
 
 absl::StatusOr<Kvm> Kvm::Open() {
@@ -106,39 +102,33 @@ absl::StatusOr<Kvm> Kvm::Open() {
 }
 
 absl::StatusOr<Kvm> Kvm::FromFd(UniqueFd fd) {
-  ASSIGN_OR_RETURN(int version,
-                   Ioctl(fd.get(), KVM_GET_API_VERSION, "KVM_GET_API_VERSION", 0));
+  ASSIGN_OR_RETURN(int version, Ioctl(fd.get(), KVM_GET_API_VERSION, "KVM_GET_API_VERSION", 0));
   if (version != kKvmApiVersion) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "KVM API version ", version, ", Hearth needs ", kKvmApiVersion));
+    return absl::FailedPreconditionError(
+        absl::StrCat("KVM API version ", version, ", Hearth needs ", kKvmApiVersion));
   }
   return Kvm(std::move(fd));
 }
 
 absl::StatusOr<size_t> Kvm::VcpuMmapSize() const {
-  ASSIGN_OR_RETURN(int size, Ioctl(fd_.get(), KVM_GET_VCPU_MMAP_SIZE,
-                                   "KVM_GET_VCPU_MMAP_SIZE", 0));
+  ASSIGN_OR_RETURN(int size, Ioctl(fd_.get(), KVM_GET_VCPU_MMAP_SIZE, "KVM_GET_VCPU_MMAP_SIZE", 0));
   return static_cast<size_t>(size);
 }
 
 absl::StatusOr<CpuidEntries> Kvm::SupportedCpuid() const {
   FlexibleArray<CpuidHeader, kvm_cpuid_entry2> buffer(kMaxCpuidEntries);
   buffer.header()->nent = kMaxCpuidEntries;
-  RETURN_IF_ERROR(IoctlPtr(fd_.get(), kGetSupportedCpuid,
-                           "KVM_GET_SUPPORTED_CPUID", buffer.header())
-                      .status());
-  return CpuidEntries(buffer.entries(),
-                      buffer.entries() + buffer.header()->nent);
+  RETURN_IF_ERROR(
+      IoctlPtr(fd_.get(), kGetSupportedCpuid, "KVM_GET_SUPPORTED_CPUID", buffer.header()).status());
+  return CpuidEntries(buffer.entries(), buffer.entries() + buffer.header()->nent);
 }
 
 absl::StatusOr<std::vector<uint32_t>> Kvm::MsrIndexList() const {
   FlexibleArray<MsrListHeader, uint32_t> buffer(kMaxMsrIndices);
   buffer.header()->nmsrs = kMaxMsrIndices;
-  RETURN_IF_ERROR(IoctlPtr(fd_.get(), kGetMsrIndexList,
-                           "KVM_GET_MSR_INDEX_LIST", buffer.header())
-                      .status());
-  return std::vector<uint32_t>(buffer.entries(),
-                               buffer.entries() + buffer.header()->nmsrs);
+  RETURN_IF_ERROR(
+      IoctlPtr(fd_.get(), kGetMsrIndexList, "KVM_GET_MSR_INDEX_LIST", buffer.header()).status());
+  return std::vector<uint32_t>(buffer.entries(), buffer.entries() + buffer.header()->nmsrs);
 }
 
 absl::StatusOr<Vm> Vm::Create(const Kvm& kvm) {
@@ -146,9 +136,8 @@ absl::StatusOr<Vm> Vm::Create(const Kvm& kvm) {
   return Vm(UniqueFd(fd));
 }
 
-absl::Status Vm::SetUserMemoryRegion(uint32_t slot, uint64_t guest_address,
-                                     uint64_t size, void* host_address,
-                                     uint32_t flags) const {
+absl::Status Vm::SetUserMemoryRegion(uint32_t slot, uint64_t guest_address, uint64_t size,
+                                     void* host_address, uint32_t flags) const {
   kvm_userspace_memory_region region = {};
   region.slot = slot;
   region.flags = flags;
@@ -158,9 +147,8 @@ absl::Status Vm::SetUserMemoryRegion(uint32_t slot, uint64_t guest_address,
   auto rc = HEARTH_IOCTL(fd_.get(), KVM_SET_USER_MEMORY_REGION, &region);
   if (!rc.ok()) {
     return absl::Status(rc.status().code(),
-                        absl::StrCat(rc.status().message(), " (slot=", slot,
-                                     " guest=0x", absl::Hex(guest_address),
-                                     " size=0x", absl::Hex(size), ")"));
+                        absl::StrCat(rc.status().message(), " (slot=", slot, " guest=0x",
+                                     absl::Hex(guest_address), " size=0x", absl::Hex(size), ")"));
   }
   return absl::OkStatus();
 }
@@ -194,8 +182,8 @@ absl::Status Vm::SetIrqLine(uint32_t gsi, bool level) const {
 
 namespace {
 
-kvm_ioeventfd MakeIoEventFd(int eventfd, uint64_t address, uint32_t length,
-                            bool pio, std::optional<uint64_t> datamatch) {
+kvm_ioeventfd MakeIoEventFd(int eventfd, uint64_t address, uint32_t length, bool pio,
+                            std::optional<uint64_t> datamatch) {
   kvm_ioeventfd io = {};
   io.fd = eventfd;
   io.addr = address;
@@ -210,8 +198,7 @@ kvm_ioeventfd MakeIoEventFd(int eventfd, uint64_t address, uint32_t length,
 
 }  // namespace
 
-absl::Status Vm::RegisterIoEventFd(int eventfd, uint64_t address,
-                                   uint32_t length, bool pio,
+absl::Status Vm::RegisterIoEventFd(int eventfd, uint64_t address, uint32_t length, bool pio,
                                    std::optional<uint64_t> datamatch) const {
   kvm_ioeventfd io = MakeIoEventFd(eventfd, address, length, pio, datamatch);
   return HEARTH_IOCTL(fd_.get(), KVM_IOEVENTFD, &io).status();
@@ -224,8 +211,7 @@ absl::Status Vm::RegisterIrqFd(int eventfd, uint32_t gsi) const {
   return HEARTH_IOCTL(fd_.get(), KVM_IRQFD, &irqfd).status();
 }
 
-absl::StatusOr<std::vector<uint64_t>> Vm::GetDirtyLog(uint32_t slot,
-                                                      uint64_t size) const {
+absl::StatusOr<std::vector<uint64_t>> Vm::GetDirtyLog(uint32_t slot, uint64_t size) const {
   uint64_t pages = (size + 4095) / 4096;
   std::vector<uint64_t> bitmap((pages + 63) / 64, 0);
   kvm_dirty_log log = {};
@@ -259,13 +245,11 @@ absl::Status Vm::SetPit(const kvm_pit_state2& pit) const {
 }
 
 absl::StatusOr<Vcpu> Vcpu::Create(const Kvm& kvm, const Vm& vm, uint32_t id) {
-  ASSIGN_OR_RETURN(int fd,
-                   Ioctl(vm.fd(), KVM_CREATE_VCPU, "KVM_CREATE_VCPU", id));
+  ASSIGN_OR_RETURN(int fd, Ioctl(vm.fd(), KVM_CREATE_VCPU, "KVM_CREATE_VCPU", id));
   UniqueFd vcpu_fd(fd);
   ASSIGN_OR_RETURN(size_t mmap_size, kvm.VcpuMmapSize());
-  ASSIGN_OR_RETURN(MmapRegion run,
-                   MmapRegion::FromFd(vcpu_fd.get(), 0, mmap_size,
-                                      {PROT_READ | PROT_WRITE, MAP_SHARED}));
+  ASSIGN_OR_RETURN(MmapRegion run, MmapRegion::FromFd(vcpu_fd.get(), 0, mmap_size,
+                                                      {PROT_READ | PROT_WRITE, MAP_SHARED}));
   return Vcpu(id, std::move(vcpu_fd), std::move(run));
 }
 
@@ -296,10 +280,8 @@ absl::Status Vcpu::SetFpu(const kvm_fpu& fpu) const {
 absl::Status Vcpu::SetCpuid(const CpuidEntries& entries) const {
   FlexibleArray<CpuidHeader, kvm_cpuid_entry2> buffer(entries.size());
   buffer.header()->nent = static_cast<uint32_t>(entries.size());
-  std::memcpy(buffer.entries(), entries.data(),
-              entries.size() * sizeof(kvm_cpuid_entry2));
-  return IoctlPtr(fd_.get(), kSetCpuid2, "KVM_SET_CPUID2", buffer.header())
-      .status();
+  std::memcpy(buffer.entries(), entries.data(), entries.size() * sizeof(kvm_cpuid_entry2));
+  return IoctlPtr(fd_.get(), kSetCpuid2, "KVM_SET_CPUID2", buffer.header()).status();
 }
 
 absl::StatusOr<std::vector<MsrEntry>> Vcpu::GetMsrsPrefix(
@@ -322,12 +304,11 @@ absl::Status Vcpu::SetMsrs(absl::Span<const MsrEntry> msrs) const {
     buffer.entries()[i].index = msrs[i].index;
     buffer.entries()[i].data = msrs[i].data;
   }
-  ASSIGN_OR_RETURN(int written, IoctlPtr(fd_.get(), kSetMsrs, "KVM_SET_MSRS",
-                                         buffer.header()));
+  ASSIGN_OR_RETURN(int written, IoctlPtr(fd_.get(), kSetMsrs, "KVM_SET_MSRS", buffer.header()));
   if (static_cast<size_t>(written) != msrs.size()) {
-    return absl::InternalError(absl::StrCat(
-        "KVM_SET_MSRS wrote ", written, " of ", msrs.size(), " MSRs; MSR 0x",
-        absl::Hex(msrs[static_cast<size_t>(written)].index), " was refused"));
+    return absl::InternalError(
+        absl::StrCat("KVM_SET_MSRS wrote ", written, " of ", msrs.size(), " MSRs; MSR 0x",
+                     absl::Hex(msrs[static_cast<size_t>(written)].index), " was refused"));
   }
   return absl::OkStatus();
 }
@@ -345,8 +326,7 @@ absl::Status Vcpu::SetMpState(const kvm_mp_state& state) const {
   return SetStruct(fd_.get(), KVM_SET_MP_STATE, "KVM_SET_MP_STATE", state);
 }
 absl::StatusOr<kvm_vcpu_events> Vcpu::GetVcpuEvents() const {
-  return GetStruct<kvm_vcpu_events>(fd_.get(), KVM_GET_VCPU_EVENTS,
-                                    "KVM_GET_VCPU_EVENTS");
+  return GetStruct<kvm_vcpu_events>(fd_.get(), KVM_GET_VCPU_EVENTS, "KVM_GET_VCPU_EVENTS");
 }
 absl::Status Vcpu::SetVcpuEvents(const kvm_vcpu_events& events) const {
   return SetStruct(fd_.get(), KVM_SET_VCPU_EVENTS, "KVM_SET_VCPU_EVENTS", events);
@@ -364,8 +344,7 @@ absl::Status Vcpu::SetXcrs(const kvm_xcrs& xcrs) const {
   return SetStruct(fd_.get(), KVM_SET_XCRS, "KVM_SET_XCRS", xcrs);
 }
 absl::StatusOr<kvm_debugregs> Vcpu::GetDebugRegs() const {
-  return GetStruct<kvm_debugregs>(fd_.get(), KVM_GET_DEBUGREGS,
-                                  "KVM_GET_DEBUGREGS");
+  return GetStruct<kvm_debugregs>(fd_.get(), KVM_GET_DEBUGREGS, "KVM_GET_DEBUGREGS");
 }
 absl::Status Vcpu::SetDebugRegs(const kvm_debugregs& regs) const {
   return SetStruct(fd_.get(), KVM_SET_DEBUGREGS, "KVM_SET_DEBUGREGS", regs);

@@ -60,9 +60,8 @@ class Vm {
  public:
   static absl::StatusOr<Vm> Create(const Kvm& kvm);
 
-  absl::Status SetUserMemoryRegion(uint32_t slot, uint64_t guest_address,
-                                   uint64_t size, void* host_address,
-                                   uint32_t flags) const;
+  absl::Status SetUserMemoryRegion(uint32_t slot, uint64_t guest_address, uint64_t size,
+                                   void* host_address, uint32_t flags) const;
   absl::Status SetTssAddress(uint64_t address) const;
   absl::Status SetIdentityMapAddress(uint64_t address) const;
   // In-kernel PIC + IOAPIC + per-vCPU LAPIC, and the in-kernel PIT.
@@ -72,14 +71,12 @@ class Vm {
   absl::Status SetIrqLine(uint32_t gsi, bool level) const;
   // A guest write to [address, +length) in MMIO (or a PIO port) signals
   // `eventfd` in the kernel instead of exiting to user space.
-  absl::Status RegisterIoEventFd(int eventfd, uint64_t address,
-                                 uint32_t length, bool pio,
+  absl::Status RegisterIoEventFd(int eventfd, uint64_t address, uint32_t length, bool pio,
                                  std::optional<uint64_t> datamatch) const;
   // A write to `eventfd` injects an edge on `gsi`.
   absl::Status RegisterIrqFd(int eventfd, uint32_t gsi) const;
   // Pages written by the guest in `slot` since the last call (bit per page).
-  absl::StatusOr<std::vector<uint64_t>> GetDirtyLog(uint32_t slot,
-                                                    uint64_t size) const;
+  absl::StatusOr<std::vector<uint64_t>> GetDirtyLog(uint32_t slot, uint64_t size) const;
 
   absl::StatusOr<kvm_clock_data> GetClock() const;
   absl::Status SetClock(const kvm_clock_data& clock) const;
@@ -97,8 +94,7 @@ class Vm {
 
 class Vcpu {
  public:
-  static absl::StatusOr<Vcpu> Create(const Kvm& kvm, const Vm& vm,
-                                     uint32_t id);
+  static absl::StatusOr<Vcpu> Create(const Kvm& kvm, const Vm& vm, uint32_t id);
 
   // KVM_RUN. Returns the (kernel-written) kvm_run structure's exit reason;
   // EINTR (a kick from another thread) is reported as KVM_EXIT_INTR.

@@ -12,32 +12,27 @@
 
 namespace hearth::loader {
 
-absl::Status CheckImageRange(const ImageSource& image, uint64_t offset,
-                             uint64_t length) {
+absl::Status CheckImageRange(const ImageSource& image, uint64_t offset, uint64_t length) {
   if (offset > image.size() || length > image.size() - offset) {
-    return absl::OutOfRangeError(absl::StrCat(
-        image.name(), " image is truncated: needs bytes [", offset, ", ",
-        offset + length, ") but has ", image.size()));
+    return absl::OutOfRangeError(absl::StrCat(image.name(), " image is truncated: needs bytes [",
+                                              offset, ", ", offset + length, ") but has ",
+                                              image.size()));
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<FdImageSource> FdImageSource::Create(UniqueFd fd,
-                                                    std::string name) {
+absl::StatusOr<FdImageSource> FdImageSource::Create(UniqueFd fd, std::string name) {
   struct stat st;
   if (::fstat(fd.get(), &st) < 0) {
     return ErrnoStatus(absl::StrCat("fstat ", name));
   }
   if (!S_ISREG(st.st_mode)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(name, " is not a regular file"));
+    return absl::InvalidArgumentError(absl::StrCat(name, " is not a regular file"));
   }
-  return FdImageSource(std::move(fd), static_cast<uint64_t>(st.st_size),
-                       std::move(name));
+  return FdImageSource(std::move(fd), static_cast<uint64_t>(st.st_size), std::move(name));
 }
 
-absl::Status FdImageSource::ReadAt(uint64_t offset,
-                                   absl::Span<uint8_t> destination) const {
+absl::Status FdImageSource::ReadAt(uint64_t offset, absl::Span<uint8_t> destination) const {
   RETURN_IF_ERROR(CheckImageRange(*this, offset, destination.size()));
   ASSIGN_OR_RETURN(size_t got,
                    PreadFull(fd_.get(), destination, offset, absl::StrCat("read ", name_)));
@@ -47,8 +42,7 @@ absl::Status FdImageSource::ReadAt(uint64_t offset,
   return absl::OkStatus();
 }
 
-absl::Status BufferImageSource::ReadAt(uint64_t offset,
-                                       absl::Span<uint8_t> destination) const {
+absl::Status BufferImageSource::ReadAt(uint64_t offset, absl::Span<uint8_t> destination) const {
   RETURN_IF_ERROR(CheckImageRange(*this, offset, destination.size()));
   std::memcpy(destination.data(), bytes_.data() + offset, destination.size());
   return absl::OkStatus();

@@ -20,8 +20,7 @@ class ImageSource {
   virtual uint64_t size() const = 0;
   // Reads exactly `destination.size()` bytes at `offset`; a range that
   // leaves the image fails with OUT_OF_RANGE.
-  virtual absl::Status ReadAt(uint64_t offset,
-                              absl::Span<uint8_t> destination) const = 0;
+  virtual absl::Status ReadAt(uint64_t offset, absl::Span<uint8_t> destination) const = 0;
   // A name for error messages ("kernel", "initrd").
   virtual const std::string& name() const = 0;
 };
@@ -32,8 +31,7 @@ class FdImageSource : public ImageSource {
   static absl::StatusOr<FdImageSource> Create(UniqueFd fd, std::string name);
 
   uint64_t size() const override { return size_; }
-  absl::Status ReadAt(uint64_t offset,
-                      absl::Span<uint8_t> destination) const override;
+  absl::Status ReadAt(uint64_t offset, absl::Span<uint8_t> destination) const override;
   const std::string& name() const override { return name_; }
 
  private:
@@ -49,8 +47,7 @@ class BufferImageSource : public ImageSource {
   BufferImageSource(std::string bytes, std::string name)
       : bytes_(std::move(bytes)), name_(std::move(name)) {}
   uint64_t size() const override { return bytes_.size(); }
-  absl::Status ReadAt(uint64_t offset,
-                      absl::Span<uint8_t> destination) const override;
+  absl::Status ReadAt(uint64_t offset, absl::Span<uint8_t> destination) const override;
   const std::string& name() const override { return name_; }
 
  private:
@@ -59,8 +56,7 @@ class BufferImageSource : public ImageSource {
 };
 
 // Checks that [offset, offset + length) lies inside an image of `size`.
-absl::Status CheckImageRange(const ImageSource& image, uint64_t offset,
-                             uint64_t length);
+absl::Status CheckImageRange(const ImageSource& image, uint64_t offset, uint64_t length);
 
 }  // namespace hearth::loader
 

@@ -36,12 +36,9 @@ struct LoadedKernel {
 
 // Detects the format and loads into fresh (zero-filled) guest memory.
 // Errors name the image and what is wrong.
-absl::StatusOr<LoadedKernel> LoadKernel(const ImageSource& image,
-                                        memory::GuestMemory* memory);
-absl::StatusOr<LoadedKernel> LoadElf(const ImageSource& image,
-                                     memory::GuestMemory* memory);
-absl::StatusOr<LoadedKernel> LoadBzImage(const ImageSource& image,
-                                         memory::GuestMemory* memory);
+absl::StatusOr<LoadedKernel> LoadKernel(const ImageSource& image, memory::GuestMemory* memory);
+absl::StatusOr<LoadedKernel> LoadElf(const ImageSource& image, memory::GuestMemory* memory);
+absl::StatusOr<LoadedKernel> LoadBzImage(const ImageSource& image, memory::GuestMemory* memory);
 
 struct LoadedInitrd {
   uint64_t address = 0;
@@ -50,8 +47,7 @@ struct LoadedInitrd {
 
 // Places the initrd at the page-aligned top of low RAM, below
 // kernel.initrd_addr_max and above the kernel.
-absl::StatusOr<LoadedInitrd> LoadInitrd(const ImageSource& image,
-                                        const LoadedKernel& kernel,
+absl::StatusOr<LoadedInitrd> LoadInitrd(const ImageSource& image, const LoadedKernel& kernel,
                                         memory::GuestMemory* memory);
 
 }  // namespace hearth::loader

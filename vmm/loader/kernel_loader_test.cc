@@ -49,8 +49,8 @@ std::string MakeElf(uint64_t entry, const std::vector<Segment>& segments) {
   return out + data;
 }
 
-std::string MakeBzImage(uint16_t version, uint16_t xloadflags,
-                        std::string payload, uint32_t init_size = 0) {
+std::string MakeBzImage(uint16_t version, uint16_t xloadflags, std::string payload,
+                        uint32_t init_size = 0) {
   const uint8_t setup_sects = 1;
   std::string image((setup_sects + 1) * 512, '\0');
   x86::SetupHeader hdr = {};
@@ -72,8 +72,7 @@ class LoaderTest : public ::testing::Test {
 };
 
 TEST_F(LoaderTest, ElfSegmentsLandAtPhysicalAddressesWithBss) {
-  std::string elf = MakeElf(0x100004, {{0x100000, "hello", 16},
-                                       {0x200000, "abcd", 0x1000}});
+  std::string elf = MakeElf(0x100004, {{0x100000, "hello", 16}, {0x200000, "abcd", 0x1000}});
   auto kernel = LoadKernel(BufferImageSource(elf, "kernel"), &mem);
   ASSERT_TRUE(kernel.ok()) << kernel.status();
   EXPECT_EQ(kernel->entry, 0x100004u);
@@ -138,19 +137,31 @@ TEST_F(LoaderTest, BzImageLoadsAtOneMebibyte) {
 
 TEST_F(LoaderTest, BzImageErrors) {
   EXPECT_NE(LoadKernel(BufferImageSource(MakeBzImage(0x20a, 1, "x"), "k"), &mem)
-                .status().message().find("too old"), absl::string_view::npos);
+                .status()
+                .message()
+                .find("too old"),
+            absl::string_view::npos);
   EXPECT_NE(LoadKernel(BufferImageSource(MakeBzImage(0x20f, 0, "x"), "k"), &mem)
-                .status().message().find("no 64-bit entry"), absl::string_view::npos);
+                .status()
+                .message()
+                .find("no 64-bit entry"),
+            absl::string_view::npos);
   EXPECT_NE(LoadKernel(BufferImageSource(MakeBzImage(0x20f, 1, ""), "k"), &mem)
-                .status().message().find("no protected-mode kernel"),
+                .status()
+                .message()
+                .find("no protected-mode kernel"),
             absl::string_view::npos);
   EXPECT_NE(LoadKernel(BufferImageSource(std::string(600, 'z'), "k"), &mem)
-                .status().message().find("neither an ELF file nor a bzImage"),
+                .status()
+                .message()
+                .find("neither an ELF file nor a bzImage"),
             absl::string_view::npos);
   EXPECT_FALSE(LoadKernel(BufferImageSource("", "k"), &mem).ok());
   // init_size larger than RAM.
-  EXPECT_NE(LoadKernel(BufferImageSource(MakeBzImage(0x20f, 1, "x", 0x7fffffff), "k"),
-                       &mem).status().message().find("does not fit"),
+  EXPECT_NE(LoadKernel(BufferImageSource(MakeBzImage(0x20f, 1, "x", 0x7fffffff), "k"), &mem)
+                .status()
+                .message()
+                .find("does not fit"),
             absl::string_view::npos);
 }
 
@@ -158,16 +169,15 @@ TEST_F(LoaderTest, InitrdGoesToTopOfLowRam) {
   LoadedKernel kernel;
   kernel.end = 2 * kMiB;
   kernel.initrd_addr_max = layout::kDefaultInitrdAddrMax;
-  auto initrd = LoadInitrd(BufferImageSource(std::string(5000, 'i'), "initrd"),
-                           kernel, &mem);
+  auto initrd = LoadInitrd(BufferImageSource(std::string(5000, 'i'), "initrd"), kernel, &mem);
   ASSERT_TRUE(initrd.ok()) << initrd.status();
   EXPECT_EQ(initrd->size, 5000u);
   EXPECT_EQ(initrd->address % layout::kPageSize, 0u);
   EXPECT_LE(initrd->address + initrd->size, 64 * kMiB);
   EXPECT_GT(initrd->address + initrd->size, 64 * kMiB - layout::kPageSize * 2);
   // Too big to fit above the kernel.
-  EXPECT_FALSE(LoadInitrd(BufferImageSource(std::string(63 * kMiB, 'i'), "initrd"),
-                          kernel, &mem).ok());
+  EXPECT_FALSE(
+      LoadInitrd(BufferImageSource(std::string(63 * kMiB, 'i'), "initrd"), kernel, &mem).ok());
   EXPECT_FALSE(LoadInitrd(BufferImageSource("", "initrd"), kernel, &mem).ok());
 }
 

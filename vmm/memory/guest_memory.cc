@@ -20,9 +20,8 @@ size_t PageWords(uint64_t bytes) {
 }
 
 absl::Status OutOfRange(uint64_t address, uint64_t length) {
-  return absl::OutOfRangeError(absl::StrCat(
-      "guest range [0x", absl::Hex(address), ", +0x", absl::Hex(length),
-      ") is not inside guest RAM"));
+  return absl::OutOfRangeError(absl::StrCat("guest range [0x", absl::Hex(address), ", +0x",
+                                            absl::Hex(length), ") is not inside guest RAM"));
 }
 
 }  // namespace
@@ -35,46 +34,39 @@ std::vector<GuestRange> GuestMemory::RamLayout(uint64_t size) {
   return ranges;
 }
 
-absl::StatusOr<GuestMemory> GuestMemory::CreateAnonymous(uint64_t size,
-                                                         Options options) {
+absl::StatusOr<GuestMemory> GuestMemory::CreateAnonymous(uint64_t size, Options options) {
   uint64_t granule = options.huge_pages ? kHugePageSize : layout::kPageSize;
   if (size == 0 || size % granule != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "guest memory size ", size, " must be a non-zero multiple of ",
-        granule));
+    return absl::InvalidArgumentError(
+        absl::StrCat("guest memory size ", size, " must be a non-zero multiple of ", granule));
   }
   std::vector<Region> regions;
   for (const GuestRange& range : RamLayout(size)) {
     MmapRegion::Options mmap_options;
     mmap_options.flags = MAP_PRIVATE | MAP_NORESERVE;
     if (options.huge_pages) mmap_options.flags |= MAP_HUGETLB;
-    ASSIGN_OR_RETURN(MmapRegion mapping,
-                     MmapRegion::Anonymous(range.size, mmap_options));
+    ASSIGN_OR_RETURN(MmapRegion mapping, MmapRegion::Anonymous(range.size, mmap_options));
     regions.push_back({range.start, std::move(mapping)});
   }
   return FromRegions(std::move(regions));
 }
 
-absl::StatusOr<GuestMemory> GuestMemory::FromRegions(
-    std::vector<Region> regions) {
+absl::StatusOr<GuestMemory> GuestMemory::FromRegions(std::vector<Region> regions) {
   std::sort(regions.begin(), regions.end(),
-            [](const Region& a, const Region& b) {
-              return a.guest_address < b.guest_address;
-            });
+            [](const Region& a, const Region& b) { return a.guest_address < b.guest_address; });
   GuestMemory memory;
   uint64_t previous_end = 0;
   for (size_t i = 0; i < regions.size(); ++i) {
     const Region& r = regions[i];
     if (!r.mapping.valid() || r.guest_address % layout::kPageSize != 0 ||
         r.mapping.size() % layout::kPageSize != 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "guest memory region at 0x", absl::Hex(r.guest_address),
-          " is empty or not page-aligned"));
+      return absl::InvalidArgumentError(absl::StrCat("guest memory region at 0x",
+                                                     absl::Hex(r.guest_address),
+                                                     " is empty or not page-aligned"));
     }
     if (i > 0 && r.guest_address < previous_end) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "guest memory region at 0x", absl::Hex(r.guest_address),
-          " overlaps the previous one"));
+          "guest memory region at 0x", absl::Hex(r.guest_address), " overlaps the previous one"));
     }
     if (r.guest_address + r.mapping.size() < r.guest_address) {
       return absl::InvalidArgumentError("guest memory region wraps around");
@@ -89,8 +81,7 @@ absl::StatusOr<GuestMemory> GuestMemory::FromRegions(
   return memory;
 }
 
-const GuestMemory::Region* GuestMemory::FindRegion(uint64_t address,
-                                                   uint64_t length,
+const GuestMemory::Region* GuestMemory::FindRegion(uint64_t address, uint64_t length,
                                                    size_t* index) const {
   if (address + length < address) return nullptr;  // wraps
   for (size_t i = 0; i < regions_.size(); ++i) {
@@ -109,28 +100,24 @@ bool GuestMemory::Contains(uint64_t address, uint64_t length) const {
   return FindRegion(address, length, nullptr) != nullptr;
 }
 
-absl::StatusOr<uint8_t*> GuestMemory::HostAddress(uint64_t address,
-                                                  uint64_t length) const {
+absl::StatusOr<uint8_t*> GuestMemory::HostAddress(uint64_t address, uint64_t length) const {
   const Region* r = FindRegion(address, length, nullptr);
   if (r == nullptr) return OutOfRange(address, length);
   return r->mapping.data() + (address - r->guest_address);
 }
 
-absl::StatusOr<absl::Span<uint8_t>> GuestMemory::Slice(uint64_t address,
-                                                       uint64_t length) const {
+absl::StatusOr<absl::Span<uint8_t>> GuestMemory::Slice(uint64_t address, uint64_t length) const {
   ASSIGN_OR_RETURN(uint8_t * host, HostAddress(address, length));
   return absl::Span<uint8_t>(host, static_cast<size_t>(length));
 }
 
-absl::Status GuestMemory::Read(uint64_t address, void* destination,
-                               size_t length) const {
+absl::Status GuestMemory::Read(uint64_t address, void* destination, size_t length) const {
   ASSIGN_OR_RETURN(uint8_t * host, HostAddress(address, length));
   std::memcpy(destination, host, length);
   return absl::OkStatus();
 }
 
-absl::Status GuestMemory::Write(uint64_t address, const void* source,
-                                size_t length) {
+absl::Status GuestMemory::Write(uint64_t address, const void* source, size_t length) {
   ASSIGN_OR_RETURN(uint8_t * host, HostAddress(address, length));
   std::memcpy(host, source, length);
   MarkDirty(address, length);
@@ -177,8 +164,7 @@ void GuestMemory::MarkDirty(uint64_t address, uint64_t length) {
   uint64_t first = (address - r->guest_address) / layout::kPageSize;
   uint64_t last = (address - r->guest_address + length - 1) / layout::kPageSize;
   for (uint64_t page = first; page <= last; ++page) {
-    dirty_[index][page / 64].fetch_or(uint64_t{1} << (page % 64),
-                                      std::memory_order_relaxed);
+    dirty_[index][page / 64].fetch_or(uint64_t{1} << (page % 64), std::memory_order_relaxed);
   }
 }
 

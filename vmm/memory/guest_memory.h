@@ -45,8 +45,7 @@ class GuestMemory {
 
   // Anonymous, MAP_NORESERVE RAM of `size` bytes (a multiple of 4 KiB, or of
   // 2 MiB with huge pages), laid out by RamLayout.
-  static absl::StatusOr<GuestMemory> CreateAnonymous(uint64_t size,
-                                                     Options options);
+  static absl::StatusOr<GuestMemory> CreateAnonymous(uint64_t size, Options options);
   // RAM from caller-made mappings (snapshot restore, tests). Regions must
   // be page-aligned and must not overlap.
   static absl::StatusOr<GuestMemory> FromRegions(std::vector<Region> regions);
@@ -64,8 +63,7 @@ class GuestMemory {
   // The host address of [address, address + length), which must lie inside
   // one region. length may be 0 (address must then still be inside RAM).
   absl::StatusOr<uint8_t*> HostAddress(uint64_t address, uint64_t length) const;
-  absl::StatusOr<absl::Span<uint8_t>> Slice(uint64_t address,
-                                            uint64_t length) const;
+  absl::StatusOr<absl::Span<uint8_t>> Slice(uint64_t address, uint64_t length) const;
 
   absl::Status Read(uint64_t address, void* destination, size_t length) const;
   absl::Status Write(uint64_t address, const void* source, size_t length);
@@ -108,8 +106,7 @@ class GuestMemory {
   std::vector<uint64_t> TakeDirtyBitmap(size_t index);
 
  private:
-  const Region* FindRegion(uint64_t address, uint64_t length,
-                           size_t* index) const;
+  const Region* FindRegion(uint64_t address, uint64_t length, size_t* index) const;
 
   std::vector<Region> regions_;
   // Per region, one bit per page; unique_ptr so the atomics never move.

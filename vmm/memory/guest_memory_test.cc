@@ -33,8 +33,7 @@ TEST(GuestMemory, ReadWriteRoundTripAndBounds) {
   EXPECT_EQ(*mem.ReadObject<uint64_t>(0x1000), 0x1122334455667788u);
   // Last byte is fine, one past is not; a range straddling the end is not.
   EXPECT_TRUE(mem.WriteObject<uint8_t>(16 * kMiB - 1, 1).ok());
-  EXPECT_EQ(mem.WriteObject<uint8_t>(16 * kMiB, 1).code(),
-            absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(mem.WriteObject<uint8_t>(16 * kMiB, 1).code(), absl::StatusCode::kOutOfRange);
   EXPECT_FALSE(mem.ReadObject<uint32_t>(16 * kMiB - 2).ok());
   // Wrapping lengths never pass.
   EXPECT_FALSE(mem.Contains(0x1000, UINT64_MAX));

@@ -32,8 +32,8 @@ void TokenBucket::AutoReplenish() {
   const long double refill_ns = static_cast<long double>(refill_time_ms_) * 1e6L;
   // Whole tokens earned since the last update; the time they correspond to
   // is what moves last_update forward, so fractions are not lost.
-  const uint64_t earned = static_cast<uint64_t>(
-      static_cast<long double>(elapsed) * size_ / refill_ns);
+  const uint64_t earned =
+      static_cast<uint64_t>(static_cast<long double>(elapsed) * size_ / refill_ns);
   if (earned == 0) return;
   budget_ = std::min(size_, budget_ + earned);
   if (budget_ == size_) {
@@ -43,8 +43,7 @@ void TokenBucket::AutoReplenish() {
   }
 }
 
-TokenBucket::Reduction TokenBucket::Reduce(uint64_t tokens,
-                                           double* excess_ratio) {
+TokenBucket::Reduction TokenBucket::Reduce(uint64_t tokens, double* excess_ratio) {
   if (one_time_burst_ > 0) {
     if (one_time_burst_ >= tokens) {
       one_time_burst_ -= tokens;
@@ -72,12 +71,10 @@ TokenBucket::Reduction TokenBucket::Reduce(uint64_t tokens,
   return Reduction::kSuccess;
 }
 
-void TokenBucket::Replenish(uint64_t tokens) {
-  budget_ = std::min(size_, budget_ + tokens);
-}
+void TokenBucket::Replenish(uint64_t tokens) { budget_ = std::min(size_, budget_ + tokens); }
 
-absl::StatusOr<std::unique_ptr<RateLimiter>> RateLimiter::Create(
-    const RateLimiterConfig& config, Clock clock) {
+absl::StatusOr<std::unique_ptr<RateLimiter>> RateLimiter::Create(const RateLimiterConfig& config,
+                                                                 Clock clock) {
   ASSIGN_OR_RETURN(TimerFd timer, TimerFd::Create());
   std::unique_ptr<RateLimiter> limiter(new RateLimiter(std::move(timer), std::move(clock)));
   limiter->Update(config);
@@ -103,8 +100,7 @@ void RateLimiter::Block(int64_t ms) {
 
 bool RateLimiter::Consume(uint64_t tokens, TokenType type) {
   if (blocked_) return false;
-  std::optional<TokenBucket>& bucket =
-      type == TokenType::kBytes ? bandwidth_ : ops_;
+  std::optional<TokenBucket>& bucket = type == TokenType::kBytes ? bandwidth_ : ops_;
   if (!bucket.has_value()) return true;
   double ratio = 0;
   switch (bucket->Reduce(tokens, &ratio)) {
@@ -121,8 +117,7 @@ bool RateLimiter::Consume(uint64_t tokens, TokenType type) {
 }
 
 void RateLimiter::Replenish(uint64_t tokens, TokenType type) {
-  std::optional<TokenBucket>& bucket =
-      type == TokenType::kBytes ? bandwidth_ : ops_;
+  std::optional<TokenBucket>& bucket = type == TokenType::kBytes ? bandwidth_ : ops_;
   if (bucket.has_value()) bucket->Replenish(tokens);
 }
 

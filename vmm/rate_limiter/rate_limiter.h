@@ -62,8 +62,8 @@ class RateLimiter {
   static constexpr int64_t kRetryMs = 100;
 
   // A limiter with its own timerfd; buckets configured from `config`.
-  static absl::StatusOr<std::unique_ptr<RateLimiter>> Create(
-      const RateLimiterConfig& config, Clock clock = MonotonicClock());
+  static absl::StatusOr<std::unique_ptr<RateLimiter>> Create(const RateLimiterConfig& config,
+                                                             Clock clock = MonotonicClock());
 
   // True if `tokens` may be used now. False means "blocked": the caller
   // stops processing and retries when timer_fd() fires.

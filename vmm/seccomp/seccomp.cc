@@ -39,9 +39,9 @@ SyscallRule AllowIf(const char* name, int arg, uint64_t value, uint64_t mask = ~
 // Both thread kinds: memory management (never executable), locks, signals
 // used by vCPU kicks and by the SIGSYS reporter, thread exit.
 void AddCommon(const SeccompOptions& options, std::vector<SyscallRule>* rules) {
-  for (const char* name : {"brk", "munmap", "mremap", "madvise", "futex", "sched_yield",
-                           "write", "exit", "exit_group", "rt_sigreturn",
-                           "rt_sigprocmask", "getpid", "gettid", "restart_syscall"}) {
+  for (const char* name :
+       {"brk", "munmap", "mremap", "madvise", "futex", "sched_yield", "write", "exit", "exit_group",
+        "rt_sigreturn", "rt_sigprocmask", "getpid", "gettid", "restart_syscall"}) {
     rules->push_back(Allow(name));
   }
   // Abseil's Mutex re-reads a blocking thread's scheduling priority now and
@@ -74,10 +74,10 @@ std::vector<SyscallRule> AllowList(ThreadKind kind, const SeccompOptions& option
   // The event loop: epoll, device backends (block file, tap, vsock sockets,
   // getrandom, timers), the control channel.
   for (const char* name :
-       {"epoll_wait", "epoll_pwait", "epoll_ctl", "read", "readv", "writev", "pread64",
-        "pwrite64", "preadv", "pwritev", "fdatasync", "close", "recvmsg", "sendmsg",
-        "sendto", "accept4", "shutdown", "getrandom", "timerfd_settime", "newfstatat",
-        "fstat", "lseek", "mincore"}) {
+       {"epoll_wait",      "epoll_pwait", "epoll_ctl", "read",    "readv",     "writev",
+        "pread64",         "pwrite64",    "preadv",    "pwritev", "fdatasync", "close",
+        "recvmsg",         "sendmsg",     "sendto",    "accept4", "shutdown",  "getrandom",
+        "timerfd_settime", "newfstatat",  "fstat",     "lseek",   "mincore"}) {
     rules.push_back(Allow(name));
   }
   // The reattach socket checks who connects.
@@ -164,9 +164,9 @@ absl::StatusOr<CompiledFilter> CompileFilter(ThreadKind kind, const SeccompOptio
       rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, rule.number, 1,
                             SCMP_CMP(static_cast<unsigned>(rule.arg), SCMP_CMP_EQ, rule.value));
     } else {
-      rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, rule.number, 1,
-                            SCMP_CMP(static_cast<unsigned>(rule.arg), SCMP_CMP_MASKED_EQ,
-                                     rule.mask, rule.value));
+      rc = seccomp_rule_add(
+          ctx, SCMP_ACT_ALLOW, rule.number, 1,
+          SCMP_CMP(static_cast<unsigned>(rule.arg), SCMP_CMP_MASKED_EQ, rule.mask, rule.value));
     }
     if (rc < 0) return fail(absl::StrCat("seccomp_rule_add ", rule.name), rc);
   }

@@ -79,9 +79,8 @@ int RunFiltered(ThreadKind kind, void (*body)(), std::string* err) {
 
 TEST(Seccomp, ForbiddenCallIsReportedAndKillsWithSigsys) {
   std::string err;
-  int status = RunFiltered(ThreadKind::kVcpu, [] {
-    ::syscall(SYS_openat, AT_FDCWD, "/etc/hostname", O_RDONLY);
-  }, &err);
+  int status = RunFiltered(
+      ThreadKind::kVcpu, [] { ::syscall(SYS_openat, AT_FDCWD, "/etc/hostname", O_RDONLY); }, &err);
   ASSERT_TRUE(WIFSIGNALED(status)) << "status " << status << " " << err;
   EXPECT_EQ(WTERMSIG(status), SIGSYS);
   EXPECT_TRUE(err.rfind("hearth-vmm: bad syscall " + std::to_string(SYS_openat) + " at 0x", 0) == 0)
@@ -91,29 +90,37 @@ TEST(Seccomp, ForbiddenCallIsReportedAndKillsWithSigsys) {
 TEST(Seccomp, ArgumentChecksBite) {
   std::string err;
   // Executable memory is refused even though mmap is allowed.
-  int status = RunFiltered(ThreadKind::kEventLoop, [] {
-    ::syscall(SYS_mmap, nullptr, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  }, &err);
+  int status = RunFiltered(
+      ThreadKind::kEventLoop,
+      [] {
+        ::syscall(SYS_mmap, nullptr, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+                  0);
+      },
+      &err);
   ASSERT_TRUE(WIFSIGNALED(status));
   EXPECT_EQ(WTERMSIG(status), SIGSYS);
   err.clear();
   // An ioctl request not on the list.
-  status = RunFiltered(ThreadKind::kVcpu, [] { ::syscall(SYS_ioctl, 0, 0x5401 /* TCGETS */, 0); },
-                       &err);
+  status = RunFiltered(
+      ThreadKind::kVcpu, [] { ::syscall(SYS_ioctl, 0, 0x5401 /* TCGETS */, 0); }, &err);
   ASSERT_TRUE(WIFSIGNALED(status));
   EXPECT_EQ(WTERMSIG(status), SIGSYS);
 }
 
 TEST(Seccomp, AllowedCallsWorkAndClone3SaysEnosys) {
   std::string err;
-  int status = RunFiltered(ThreadKind::kEventLoop, [] {
-    void* p = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) ::syscall(SYS_exit_group, 1);
-    ::munmap(p, 4096);
-    if (::syscall(SYS_clone3, nullptr, 0) != -1 || errno != ENOSYS) ::syscall(SYS_exit_group, 2);
-    const char text[] = "still alive\n";
-    ::syscall(SYS_write, 2, text, sizeof(text) - 1);
-  }, &err);
+  int status = RunFiltered(
+      ThreadKind::kEventLoop,
+      [] {
+        void* p = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) ::syscall(SYS_exit_group, 1);
+        ::munmap(p, 4096);
+        if (::syscall(SYS_clone3, nullptr, 0) != -1 || errno != ENOSYS)
+          ::syscall(SYS_exit_group, 2);
+        const char text[] = "still alive\n";
+        ::syscall(SYS_write, 2, text, sizeof(text) - 1);
+      },
+      &err);
   ASSERT_TRUE(WIFEXITED(status)) << err;
   EXPECT_EQ(WEXITSTATUS(status), 0) << err;
   EXPECT_EQ(err, "still alive\n");

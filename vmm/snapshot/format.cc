@@ -86,9 +86,10 @@ absl::StatusOr<hearth::vmm::v1::VmSnapshot> ReadStateFile(int fd) {
         absl::StrCat("snapshot state file is ", st.st_size, " bytes: too large to be one"));
   }
   std::string bytes(static_cast<size_t>(st.st_size), '\0');
-  ASSIGN_OR_RETURN(size_t got,
-                   PreadFull(fd, absl::MakeSpan(reinterpret_cast<uint8_t*>(bytes.data()), bytes.size()),
-                             0, "read snapshot state"));
+  ASSIGN_OR_RETURN(
+      size_t got,
+      PreadFull(fd, absl::MakeSpan(reinterpret_cast<uint8_t*>(bytes.data()), bytes.size()), 0,
+                "read snapshot state"));
   bytes.resize(got);
   return DecodeState(bytes);
 }

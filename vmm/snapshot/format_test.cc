@@ -58,7 +58,9 @@ TEST(SnapshotFormat, AnotherVersionIsRefusedByName) {
 }
 
 TEST(SnapshotFormat, OtherFilesAreNotSnapshots) {
-  EXPECT_FALSE(DecodeState("\x7f" "ELF and more bytes than a header").ok());
+  EXPECT_FALSE(DecodeState("\x7f"
+                           "ELF and more bytes than a header")
+                   .ok());
   EXPECT_FALSE(DecodeState(std::string(100, '\0')).ok());
 }
 

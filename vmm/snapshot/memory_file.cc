@@ -46,7 +46,8 @@ absl::Status WritePages(const memory::GuestMemory::Region& region, uint64_t file
       continue;
     }
     uint64_t first = page;
-    while (page < pages && (page - first) * kPage < kMaxWrite && wanted(page, base + page * kPage)) {
+    while (page < pages && (page - first) * kPage < kMaxWrite &&
+           wanted(page, base + page * kPage)) {
       ++page;
     }
     uint64_t bytes = (page - first) * kPage;
@@ -81,7 +82,8 @@ absl::Status CopyExtents(int from, int to) {
     off_t hole = ::lseek(from, data, SEEK_HOLE);
     if (hole < 0) return ErrnoStatus("lseek SEEK_HOLE");
     for (off_t at = data; at < hole;) {
-      size_t want = static_cast<size_t>(std::min<off_t>(hole - at, static_cast<off_t>(buffer.size())));
+      size_t want =
+          static_cast<size_t>(std::min<off_t>(hole - at, static_cast<off_t>(buffer.size())));
       ssize_t n = ::pread(from, buffer.data(), want, at);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) return ErrnoStatus("read while copying memory");
@@ -122,8 +124,9 @@ absl::StatusOr<MemoryWriteStats> WriteFullMemory(const memory::GuestMemory& memo
   return stats;
 }
 
-absl::StatusOr<MemoryWriteStats> WriteDiffMemory(
-    const memory::GuestMemory& memory, const std::vector<std::vector<uint64_t>>& dirty, int fd) {
+absl::StatusOr<MemoryWriteStats> WriteDiffMemory(const memory::GuestMemory& memory,
+                                                 const std::vector<std::vector<uint64_t>>& dirty,
+                                                 int fd) {
   MemoryWriteStats stats;
   if (dirty.size() != memory.regions().size()) {
     return absl::InternalError("dirty bitmaps do not match the memory regions");
@@ -142,15 +145,17 @@ absl::StatusOr<MemoryWriteStats> WriteDiffMemory(
   return stats;
 }
 
-absl::StatusOr<memory::GuestMemory> MapMemoryFile(int fd, const std::vector<v1::MemoryRegion>& layout,
+absl::StatusOr<memory::GuestMemory> MapMemoryFile(int fd,
+                                                  const std::vector<v1::MemoryRegion>& layout,
                                                   uint64_t expected_size) {
   struct stat st;
   if (::fstat(fd, &st) < 0) return ErrnoStatus("fstat the memory file");
-  if (!S_ISREG(st.st_mode)) return absl::InvalidArgumentError("the memory file is not a regular file");
+  if (!S_ISREG(st.st_mode))
+    return absl::InvalidArgumentError("the memory file is not a regular file");
   if (static_cast<uint64_t>(st.st_size) != expected_size) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the memory file is ", st.st_size, " bytes but the snapshot's guest RAM is ",
-        expected_size, ": not this snapshot's memory"));
+    return absl::InvalidArgumentError(absl::StrCat("the memory file is ", st.st_size,
+                                                   " bytes but the snapshot's guest RAM is ",
+                                                   expected_size, ": not this snapshot's memory"));
   }
   std::vector<memory::GuestMemory::Region> regions;
   for (const v1::MemoryRegion& r : layout) {
@@ -180,9 +185,9 @@ absl::Status ApplyDiff(int diff, int target) {
   struct stat a, b;
   if (::fstat(diff, &a) < 0 || ::fstat(target, &b) < 0) return ErrnoStatus("fstat");
   if (a.st_size != b.st_size) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the Diff memory file is ", a.st_size, " bytes and its base ", b.st_size,
-        ": they belong to different VMs"));
+    return absl::InvalidArgumentError(absl::StrCat("the Diff memory file is ", a.st_size,
+                                                   " bytes and its base ", b.st_size,
+                                                   ": they belong to different VMs"));
   }
   return CopyExtents(diff, target);
 }

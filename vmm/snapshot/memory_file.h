@@ -33,8 +33,9 @@ std::vector<hearth::vmm::v1::MemoryRegion> MemoryLayout(const memory::GuestMemor
 absl::StatusOr<MemoryWriteStats> WriteFullMemory(const memory::GuestMemory& memory, int fd);
 
 // Writes the pages whose bit is set in dirty[region] (one bit per 4 KiB page).
-absl::StatusOr<MemoryWriteStats> WriteDiffMemory(
-    const memory::GuestMemory& memory, const std::vector<std::vector<uint64_t>>& dirty, int fd);
+absl::StatusOr<MemoryWriteStats> WriteDiffMemory(const memory::GuestMemory& memory,
+                                                 const std::vector<std::vector<uint64_t>>& dirty,
+                                                 int fd);
 
 // Maps `fd` as guest RAM, MAP_PRIVATE, with the recorded layout. The file
 // must be exactly `expected_size` bytes and every region page-aligned and

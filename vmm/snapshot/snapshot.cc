@@ -31,8 +31,8 @@ std::string Raw(const T& value) {
 template <typename T>
 absl::StatusOr<T> FromRaw(const std::string& bytes, absl::string_view what) {
   if (bytes.size() != sizeof(T)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "snapshot ", what, " is ", bytes.size(), " bytes; this host's is ", sizeof(T)));
+    return absl::InvalidArgumentError(absl::StrCat("snapshot ", what, " is ", bytes.size(),
+                                                   " bytes; this host's is ", sizeof(T)));
   }
   T value;
   std::memcpy(&value, bytes.data(), sizeof(T));
@@ -105,7 +105,8 @@ absl::Status SaveVcpu(const kvm::Vcpu& vcpu, const kvm::CpuidEntries& cpuid,
 absl::StatusOr<kvm::CpuidEntries> RestoreVcpu(const kvm::Vcpu& vcpu, const v1::VcpuState& state) {
   const std::string& raw_cpuid = state.cpuid();
   if (raw_cpuid.empty() || raw_cpuid.size() % sizeof(kvm_cpuid_entry2) != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("snapshot vCPU ", state.id(), ": bad CPUID table"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("snapshot vCPU ", state.id(), ": bad CPUID table"));
   }
   kvm::CpuidEntries cpuid(raw_cpuid.size() / sizeof(kvm_cpuid_entry2));
   std::memcpy(cpuid.data(), raw_cpuid.data(), raw_cpuid.size());
@@ -138,9 +139,9 @@ absl::StatusOr<std::vector<std::vector<uint64_t>>> CollectDirtyPages(Vmm* vmm) {
   std::vector<std::vector<uint64_t>> dirty;
   const memory::GuestMemory& memory = *vmm->memory();
   for (size_t slot = 0; slot < memory.regions().size(); ++slot) {
-    ASSIGN_OR_RETURN(std::vector<uint64_t> bits,
-                     vmm->vm().GetDirtyLog(static_cast<uint32_t>(slot),
-                                           memory.regions()[slot].mapping.size()));
+    ASSIGN_OR_RETURN(
+        std::vector<uint64_t> bits,
+        vmm->vm().GetDirtyLog(static_cast<uint32_t>(slot), memory.regions()[slot].mapping.size()));
     std::vector<uint64_t> device = vmm->memory()->TakeDirtyBitmap(slot);
     if (bits.size() < device.size()) bits.resize(device.size());
     for (size_t w = 0; w < device.size(); ++w) bits[w] |= device[w];
@@ -229,9 +230,9 @@ absl::Status CheckRestoreFiles(const v1::VmSnapshot& snapshot, int memory_fd,
   }
   const uint64_t ram = uint64_t{config.machine.mem_size_mib} << 20;
   if (snapshot.memory_file_size() != ram) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the snapshot's memory is ", snapshot.memory_file_size(), " bytes; its configuration says ",
-        ram));
+    return absl::InvalidArgumentError(absl::StrCat("the snapshot's memory is ",
+                                                   snapshot.memory_file_size(),
+                                                   " bytes; its configuration says ", ram));
   }
   if (static_cast<uint32_t>(snapshot.vcpus_size()) != config.machine.vcpu_count) {
     return absl::InvalidArgumentError(absl::StrCat("the snapshot has ", snapshot.vcpus_size(),
@@ -241,9 +242,9 @@ absl::Status CheckRestoreFiles(const v1::VmSnapshot& snapshot, int memory_fd,
   struct stat st;
   if (::fstat(memory_fd, &st) < 0) return ErrnoStatus("fstat the memory file");
   if (static_cast<uint64_t>(st.st_size) != snapshot.memory_file_size()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the memory file is ", st.st_size, " bytes but the snapshot's guest RAM is ",
-        snapshot.memory_file_size(), ": not this snapshot's memory"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the memory file is ", st.st_size, " bytes but the snapshot's guest RAM is ",
+                     snapshot.memory_file_size(), ": not this snapshot's memory"));
   }
   for (const vmm::DriveConfig& drive : config.drives) {
     for (const v1::VirtioState& device : snapshot.virtio()) {
@@ -261,16 +262,15 @@ absl::Status CheckRestoreFiles(const v1::VmSnapshot& snapshot, int memory_fd,
 
 absl::StatusOr<std::unique_ptr<Vmm>> RestoreVmm(kvm::Kvm kvm, const v1::VmSnapshot& snapshot,
                                                 UniqueFd memory_file, vmm::VmmConfig config,
-                                                vmm::BuildOptions options,
-                                                bool track_dirty_pages) {
+                                                vmm::BuildOptions options, bool track_dirty_pages) {
   RETURN_IF_ERROR(CheckRestoreFiles(snapshot, memory_file.get(), config));
   std::vector<v1::MemoryRegion> layout(snapshot.memory().begin(), snapshot.memory().end());
   ASSIGN_OR_RETURN(memory::GuestMemory memory,
                    MapMemoryFile(memory_file.get(), layout, snapshot.memory_file_size()));
   std::string unused_cmdline;
   ASSIGN_OR_RETURN(Vmm::Parts parts,
-                   vmm::AssembleParts(std::move(kvm), std::move(memory), track_dirty_pages,
-                                      &config, &options, &unused_cmdline));
+                   vmm::AssembleParts(std::move(kvm), std::move(memory), track_dirty_pages, &config,
+                                      &options, &unused_cmdline));
   if (parts.virtio.size() != static_cast<size_t>(snapshot.virtio_size())) {
     return absl::InvalidArgumentError(absl::StrCat("the snapshot has ", snapshot.virtio_size(),
                                                    " virtio devices; its configuration makes ",

@@ -33,7 +33,8 @@ struct CreateStats {
 // memory to `memory_fd` (both truncated), Full or Diff. A Diff needs dirty
 // page tracking and a previous snapshot of this VM; either kind starts a
 // new dirty-tracking interval.
-absl::StatusOr<CreateStats> CreateSnapshot(vmm::Vmm* vmm, hearth::vmm::v1::VmSnapshot::MemoryKind kind,
+absl::StatusOr<CreateStats> CreateSnapshot(vmm::Vmm* vmm,
+                                           hearth::vmm::v1::VmSnapshot::MemoryKind kind,
                                            int state_fd, int memory_fd);
 
 // Checks, before anything is built, that the memory file and the drives

@@ -44,9 +44,8 @@ int Info(const std::string& path) {
     std::printf("parent_snapshot_id: %016llx\n",
                 static_cast<unsigned long long>(state->parent_snapshot_id()));
   }
-  std::printf("vmm_version: %s\nvcpus: %d\nmemory_file_size: %llu\n",
-              state->vmm_version().c_str(), state->vcpus_size(),
-              static_cast<unsigned long long>(state->memory_file_size()));
+  std::printf("vmm_version: %s\nvcpus: %d\nmemory_file_size: %llu\n", state->vmm_version().c_str(),
+              state->vcpus_size(), static_cast<unsigned long long>(state->memory_file_size()));
   for (const v1::MemoryRegion& r : state->memory()) {
     std::printf("memory: guest 0x%llx size 0x%llx file offset 0x%llx\n",
                 static_cast<unsigned long long>(r.guest_address()),

@@ -13,29 +13,47 @@ namespace {
 
 const char* ExitName(uint32_t reason) {
   switch (reason) {
-    case KVM_EXIT_UNKNOWN: return "KVM_EXIT_UNKNOWN";
-    case KVM_EXIT_EXCEPTION: return "KVM_EXIT_EXCEPTION";
-    case KVM_EXIT_IO: return "KVM_EXIT_IO";
-    case KVM_EXIT_HYPERCALL: return "KVM_EXIT_HYPERCALL";
-    case KVM_EXIT_DEBUG: return "KVM_EXIT_DEBUG";
-    case KVM_EXIT_HLT: return "KVM_EXIT_HLT";
-    case KVM_EXIT_MMIO: return "KVM_EXIT_MMIO";
-    case KVM_EXIT_IRQ_WINDOW_OPEN: return "KVM_EXIT_IRQ_WINDOW_OPEN";
-    case KVM_EXIT_SHUTDOWN: return "KVM_EXIT_SHUTDOWN";
-    case KVM_EXIT_FAIL_ENTRY: return "KVM_EXIT_FAIL_ENTRY";
-    case KVM_EXIT_INTR: return "KVM_EXIT_INTR";
-    case KVM_EXIT_INTERNAL_ERROR: return "KVM_EXIT_INTERNAL_ERROR";
-    case KVM_EXIT_SYSTEM_EVENT: return "KVM_EXIT_SYSTEM_EVENT";
-    default: return "KVM exit";
+    case KVM_EXIT_UNKNOWN:
+      return "KVM_EXIT_UNKNOWN";
+    case KVM_EXIT_EXCEPTION:
+      return "KVM_EXIT_EXCEPTION";
+    case KVM_EXIT_IO:
+      return "KVM_EXIT_IO";
+    case KVM_EXIT_HYPERCALL:
+      return "KVM_EXIT_HYPERCALL";
+    case KVM_EXIT_DEBUG:
+      return "KVM_EXIT_DEBUG";
+    case KVM_EXIT_HLT:
+      return "KVM_EXIT_HLT";
+    case KVM_EXIT_MMIO:
+      return "KVM_EXIT_MMIO";
+    case KVM_EXIT_IRQ_WINDOW_OPEN:
+      return "KVM_EXIT_IRQ_WINDOW_OPEN";
+    case KVM_EXIT_SHUTDOWN:
+      return "KVM_EXIT_SHUTDOWN";
+    case KVM_EXIT_FAIL_ENTRY:
+      return "KVM_EXIT_FAIL_ENTRY";
+    case KVM_EXIT_INTR:
+      return "KVM_EXIT_INTR";
+    case KVM_EXIT_INTERNAL_ERROR:
+      return "KVM_EXIT_INTERNAL_ERROR";
+    case KVM_EXIT_SYSTEM_EVENT:
+      return "KVM_EXIT_SYSTEM_EVENT";
+    default:
+      return "KVM exit";
   }
 }
 
 const char* InternalErrorName(uint32_t suberror) {
   switch (suberror) {
-    case KVM_INTERNAL_ERROR_EMULATION: return "emulation failure";
-    case KVM_INTERNAL_ERROR_SIMUL_EX: return "exception while delivering another";
-    case KVM_INTERNAL_ERROR_DELIVERY_EV: return "event delivery failure";
-    default: return "internal error";
+    case KVM_INTERNAL_ERROR_EMULATION:
+      return "emulation failure";
+    case KVM_INTERNAL_ERROR_SIMUL_EX:
+      return "exception while delivering another";
+    case KVM_INTERNAL_ERROR_DELIVERY_EV:
+      return "event delivery failure";
+    default:
+      return "internal error";
   }
 }
 
@@ -56,8 +74,8 @@ absl::Status VcpuRunner::InstallKickSignal() {
   return absl::OkStatus();
 }
 
-VcpuRunner::VcpuRunner(kvm::Vcpu vcpu, const bus::Bus* pio_bus,
-                       const bus::Bus* mmio_bus, ExitCallback on_exit)
+VcpuRunner::VcpuRunner(kvm::Vcpu vcpu, const bus::Bus* pio_bus, const bus::Bus* mmio_bus,
+                       ExitCallback on_exit)
     : vcpu_(std::move(vcpu)),
       pio_bus_(pio_bus),
       mmio_bus_(mmio_bus),
@@ -70,8 +88,7 @@ VcpuRunner::~VcpuRunner() {
 
 absl::Status VcpuRunner::Start(std::function<absl::Status()> on_thread_start) {
   if (thread_.joinable()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("vCPU ", vcpu_.id(), " already started"));
+    return absl::FailedPreconditionError(absl::StrCat("vCPU ", vcpu_.id(), " already started"));
   }
   thread_ = std::thread(&VcpuRunner::ThreadMain, this, std::move(on_thread_start));
   return absl::OkStatus();
@@ -133,8 +150,7 @@ void VcpuRunner::ThreadMain(std::function<absl::Status()> on_thread_start) {
   if (on_thread_start) {
     absl::Status status = on_thread_start();
     if (!status.ok()) {
-      Finish(VcpuExit::Kind::kError,
-             absl::StrCat("vCPU thread setup failed: ", status.message()));
+      Finish(VcpuExit::Kind::kError, absl::StrCat("vCPU thread setup failed: ", status.message()));
       return;
     }
   }
@@ -167,8 +183,8 @@ bool VcpuRunner::HandleExit(uint32_t reason) {
       return true;
     case KVM_EXIT_SHUTDOWN:
       Finish(VcpuExit::Kind::kTripleFault,
-             absl::StrCat("guest triple fault (KVM_EXIT_SHUTDOWN) on vCPU ",
-                          vcpu_.id(), " ", DescribeRip()));
+             absl::StrCat("guest triple fault (KVM_EXIT_SHUTDOWN) on vCPU ", vcpu_.id(), " ",
+                          DescribeRip()));
       return false;
     case KVM_EXIT_SYSTEM_EVENT:
       switch (run->system_event.type) {
@@ -180,28 +196,25 @@ bool VcpuRunner::HandleExit(uint32_t reason) {
           return false;
         default:
           Finish(VcpuExit::Kind::kError,
-                 absl::StrCat("KVM_EXIT_SYSTEM_EVENT type ",
-                              run->system_event.type, " (guest crash) ",
-                              DescribeRip()));
+                 absl::StrCat("KVM_EXIT_SYSTEM_EVENT type ", run->system_event.type,
+                              " (guest crash) ", DescribeRip()));
           return false;
       }
     case KVM_EXIT_INTERNAL_ERROR:
       Finish(VcpuExit::Kind::kError,
-             absl::StrCat("KVM_EXIT_INTERNAL_ERROR suberror ",
-                          run->internal.suberror, " (",
-                          InternalErrorName(run->internal.suberror),
-                          ") on vCPU ", vcpu_.id(), " ", DescribeRip()));
+             absl::StrCat("KVM_EXIT_INTERNAL_ERROR suberror ", run->internal.suberror, " (",
+                          InternalErrorName(run->internal.suberror), ") on vCPU ", vcpu_.id(), " ",
+                          DescribeRip()));
       return false;
     case KVM_EXIT_FAIL_ENTRY:
       Finish(VcpuExit::Kind::kError,
              absl::StrCat("KVM_EXIT_FAIL_ENTRY hardware reason 0x",
-                          absl::Hex(run->fail_entry.hardware_entry_failure_reason),
-                          " on vCPU ", vcpu_.id(), " ", DescribeRip()));
+                          absl::Hex(run->fail_entry.hardware_entry_failure_reason), " on vCPU ",
+                          vcpu_.id(), " ", DescribeRip()));
       return false;
     default:
-      Finish(VcpuExit::Kind::kError,
-             absl::StrCat("unexpected ", ExitName(reason), " (", reason,
-                          ") on vCPU ", vcpu_.id(), " ", DescribeRip()));
+      Finish(VcpuExit::Kind::kError, absl::StrCat("unexpected ", ExitName(reason), " (", reason,
+                                                  ") on vCPU ", vcpu_.id(), " ", DescribeRip()));
       return false;
   }
 }

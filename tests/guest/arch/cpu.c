@@ -4,12 +4,9 @@
 #include "intr/idt.h"
 
 struct cpu cpus[MAX_CPUS];
-struct cpu_stacks cpu_stacks[MAX_CPUS]
-    __attribute__((section(".bss.stacks"), aligned(STACK_SIZE)));
+struct cpu_stacks cpu_stacks[MAX_CPUS] __attribute__((section(".bss.stacks"), aligned(STACK_SIZE)));
 
-static void set_stack_owner(uint8_t *stack, struct cpu *c) {
-  *(struct cpu **)stack_top(stack) = c;
-}
+static void set_stack_owner(uint8_t *stack, struct cpu *c) { *(struct cpu **)stack_top(stack) = c; }
 
 void cpu_init(uint32_t index) {
   struct cpu *c = &cpus[index];

@@ -43,9 +43,7 @@ extern struct cpu cpus[MAX_CPUS];
 extern struct cpu_stacks cpu_stacks[MAX_CPUS];
 
 // Initial rsp of a stack: below the 16-byte slot that holds the cpu pointer.
-static inline uint64_t stack_top(uint8_t *stack) {
-  return (uint64_t)(stack + STACK_SIZE - 16);
-}
+static inline uint64_t stack_top(uint8_t *stack) { return (uint64_t)(stack + STACK_SIZE - 16); }
 
 static inline struct cpu *this_cpu(void) {
   uint64_t sp;

@@ -21,8 +21,8 @@ void gdt_load_tss(uint32_t index, struct tss *tss) {
   uint64_t base = (uint64_t)tss;
   uint64_t limit = sizeof(*tss) - 1;
   uint64_t *d = &gdt[GDT_FIXED_ENTRIES + 2 * index];
-  d[0] = (limit & 0xffff) | (base & 0xffffff) << 16 | 0x89ull << 40 |
-         ((limit >> 16) & 0xf) << 48 | ((base >> 24) & 0xff) << 56;
+  d[0] = (limit & 0xffff) | (base & 0xffffff) << 16 | 0x89ull << 40 | ((limit >> 16) & 0xf) << 48 |
+         ((base >> 24) & 0xff) << 56;
   d[1] = base >> 32;
   ltr((uint16_t)(SEL_TSS_BASE + 16 * index));
 }

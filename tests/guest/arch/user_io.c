@@ -42,11 +42,17 @@ bool user_io_emulate(struct trap_frame *f) {
   }
   uint16_t port = (uint16_t)f->rdx;
   switch (p[0]) {
-    case 0xe4: case 0xe5: case 0xe6: case 0xe7:
+    case 0xe4:
+    case 0xe5:
+    case 0xe6:
+    case 0xe7:
       port = p[1];  // imm8 port
       len++;
       break;
-    case 0xec: case 0xed: case 0xee: case 0xef:
+    case 0xec:
+    case 0xed:
+    case 0xee:
+    case 0xef:
       break;
     default:
       return false;

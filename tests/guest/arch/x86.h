@@ -42,12 +42,8 @@ static inline uint32_t inl(uint16_t port) {
 // #GP and arch/user_io.c performs them at CPL0 (slowly: one trap each).
 
 // MMIO: volatile accesses, never merged or split by the compiler.
-static inline uint32_t mmio_read32(uint64_t addr) {
-  return *(volatile uint32_t *)addr;
-}
-static inline void mmio_write32(uint64_t addr, uint32_t v) {
-  *(volatile uint32_t *)addr = v;
-}
+static inline uint32_t mmio_read32(uint64_t addr) { return *(volatile uint32_t *)addr; }
+static inline void mmio_write32(uint64_t addr, uint32_t v) { *(volatile uint32_t *)addr = v; }
 
 static inline uint64_t rdtsc(void) {
   uint32_t lo, hi;

@@ -71,7 +71,7 @@ static void add_mem_range(uint64_t addr, uint64_t size, uint32_t type) {
 static void init_linux64(uint64_t zero_page) {
   const uint8_t *bp = (const uint8_t *)zero_page;
   uint64_t cmdline = *(const uint32_t *)(bp + BP_CMD_LINE_PTR) |
-                     (uint64_t)*(const uint32_t *)(bp + BP_EXT_CMD_LINE_PTR) << 32;
+                     (uint64_t) * (const uint32_t *)(bp + BP_EXT_CMD_LINE_PTR) << 32;
   copy_cmdline(cmdline);
   unsigned n = bp[BP_E820_ENTRIES];
   if (n > BP_E820_MAX) n = BP_E820_MAX;
@@ -102,9 +102,12 @@ const char *boot_info_init(int protocol, uint64_t ptr) {
 
 const char *boot_protocol_name(int protocol) {
   switch (protocol) {
-    case BOOT_PROTOCOL_LINUX64: return "linux64";
-    case BOOT_PROTOCOL_PVH: return "pvh";
-    default: return "unknown";
+    case BOOT_PROTOCOL_LINUX64:
+      return "linux64";
+    case BOOT_PROTOCOL_PVH:
+      return "pvh";
+    default:
+      return "unknown";
   }
 }
 

@@ -35,6 +35,4 @@ void ioapic_route(unsigned gsi, unsigned vector, uint32_t dest, bool level) {
   ioapic_write(IOAPIC_REG_REDIR + 2 * gsi, low);  // unmasks
 }
 
-void ioapic_mask(unsigned gsi) {
-  ioapic_write(IOAPIC_REG_REDIR + 2 * gsi, REDIR_MASKED);
-}
+void ioapic_mask(unsigned gsi) { ioapic_write(IOAPIC_REG_REDIR + 2 * gsi, REDIR_MASKED); }

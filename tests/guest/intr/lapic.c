@@ -48,9 +48,7 @@ static bool send_icr(uint32_t apic_id, uint32_t low) {
   return false;
 }
 
-bool lapic_send_init(uint32_t apic_id) {
-  return send_icr(apic_id, ICR_INIT | ICR_LEVEL_ASSERT);
-}
+bool lapic_send_init(uint32_t apic_id) { return send_icr(apic_id, ICR_INIT | ICR_LEVEL_ASSERT); }
 
 bool lapic_send_startup(uint32_t apic_id, uint32_t page) {
   return send_icr(apic_id, ICR_STARTUP | ICR_LEVEL_ASSERT | (page & 0xff));

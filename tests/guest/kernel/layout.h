@@ -41,9 +41,9 @@
 #define SEL_KERNEL_CODE 0x08
 #define SEL_KERNEL_DATA 0x10
 #define SEL_KERNEL_CODE32 0x18
-#define SEL_USER_DATA 0x23  // index 4, RPL 3
-#define SEL_USER_CODE 0x2b  // index 5, RPL 3
-#define SEL_TSS_BASE 0x30   // CPU n's TSS at SEL_TSS_BASE + 16 * n
+#define SEL_USER_DATA 0x23   // index 4, RPL 3
+#define SEL_USER_CODE 0x2b   // index 5, RPL 3
+#define SEL_TSS_BASE 0x30    // CPU n's TSS at SEL_TSS_BASE + 16 * n
 #define GDT_FIXED_ENTRIES 6  // null .. user code, then 16-byte TSS descriptors
 #define GDT_BYTES (GDT_FIXED_ENTRIES * 8 + 16 * MAX_CPUS)
 

@@ -13,8 +13,8 @@ static void put(struct out *o, char c) {
   if (o->len < o->cap) o->buf[o->len++] = c;
 }
 
-static void put_padded(struct out *o, const char *s, size_t len, unsigned width,
-                       char pad, bool left) {
+static void put_padded(struct out *o, const char *s, size_t len, unsigned width, char pad,
+                       bool left) {
   size_t fill = width > len ? width - len : 0;
   if (!left) {
     while (fill--) put(o, pad);
@@ -58,8 +58,10 @@ size_t vformat(char *buf, size_t n, const char *fmt, va_list ap) {
     bool left = false;
     char pad = ' ';
     for (; *fmt == '-' || *fmt == '0'; fmt++) {
-      if (*fmt == '-') left = true;
-      else pad = '0';
+      if (*fmt == '-')
+        left = true;
+      else
+        pad = '0';
     }
     unsigned width = 0;
     for (; *fmt >= '0' && *fmt <= '9'; fmt++) width = width * 10 + (unsigned)(*fmt - '0');
@@ -83,8 +85,7 @@ size_t vformat(char *buf, size_t n, const char *fmt, va_list ap) {
       case 'p':
         put(&o, '0');
         put(&o, 'x');
-        put_number(&o, (uint64_t)(uintptr_t)va_arg(ap, void *), 16, false, false, width, pad,
-                   left);
+        put_number(&o, (uint64_t)(uintptr_t)va_arg(ap, void *), 16, false, false, width, pad, left);
         break;
       case 'c': {
         char c = (char)va_arg(ap, int);

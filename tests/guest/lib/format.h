@@ -10,7 +10,6 @@
 // Like vsnprintf: always NUL-terminates (if n > 0), returns the length written
 // (not the length that would have been written).
 size_t vformat(char *buf, size_t n, const char *fmt, va_list ap);
-size_t format(char *buf, size_t n, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+size_t format(char *buf, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #endif  // GUEST_LIB_FORMAT_H_

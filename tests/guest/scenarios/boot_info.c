@@ -25,11 +25,16 @@ extern const char __image_end[];  // guest.ld
 
 static const char *type_name(uint32_t type) {
   switch (type) {
-    case MEM_TYPE_RAM: return "RAM";
-    case MEM_TYPE_RESERVED: return "reserved";
-    case MEM_TYPE_ACPI: return "ACPI";
-    case MEM_TYPE_NVS: return "NVS";
-    default: return "other";
+    case MEM_TYPE_RAM:
+      return "RAM";
+    case MEM_TYPE_RESERVED:
+      return "reserved";
+    case MEM_TYPE_ACPI:
+      return "ACPI";
+    case MEM_TYPE_NVS:
+      return "NVS";
+    default:
+      return "other";
   }
 }
 
@@ -46,8 +51,7 @@ static uint64_t report(uint64_t unused) {
            r->type, type_name(r->type));
   }
   uint64_t total = boot_mem_ram_total();
-  printk("boot_info: e820 entries=%u ram_total=%lu KiB\n", boot_info.num_mem_ranges,
-         total / 1024);
+  printk("boot_info: e820 entries=%u ram_total=%lu KiB\n", boot_info.num_mem_ranges, total / 1024);
   char word[64];
   if (cmdline_get("hearth.echo", word, sizeof(word))) printk("echo=%s\n", word);
 
@@ -62,8 +66,8 @@ static uint64_t report(uint64_t unused) {
   if (cmdline_get_u64("hearth.expect_mem_mib", &expect_mib)) {
     uint64_t expect = expect_mib * MIB;
     if (total > expect || total + MIB < expect) {
-      test_fail("ram_total %lu KiB not in [%lu, %lu] KiB (hearth.expect_mem_mib=%lu)",
-                total / 1024, (expect - MIB) / 1024, expect / 1024, expect_mib);
+      test_fail("ram_total %lu KiB not in [%lu, %lu] KiB (hearth.expect_mem_mib=%lu)", total / 1024,
+                (expect - MIB) / 1024, expect / 1024, expect_mib);
     }
   }
   test_pass();

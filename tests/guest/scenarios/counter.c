@@ -133,9 +133,8 @@ static uint64_t counter_main(uint64_t unused) {
     // One completed request first: the device activates on the VMM's
     // event loop some time after DRIVER_OK, and processes whatever is
     // available then, kicked or not (a queued request must come later).
-    if (have_disk &&
-        blk_io(&disk, VIRTIO_BLK_T_IN, FIRST_SECTOR, in, BLK_SECTOR_SIZE, 1, VIRTIO_IRQ) !=
-            VIRTIO_BLK_S_OK) {
+    if (have_disk && blk_io(&disk, VIRTIO_BLK_T_IN, FIRST_SECTOR, in, BLK_SECTOR_SIZE, 1,
+                            VIRTIO_IRQ) != VIRTIO_BLK_S_OK) {
       test_fail("counter: disk: first read failed");
     }
   }

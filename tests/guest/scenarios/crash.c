@@ -9,9 +9,7 @@
 #include "scenarios/scenario.h"
 
 // 256 not-present gates: #UD -> #NP -> #DF -> triple fault.
-static struct {
-  uint64_t low, high;
-} empty_idt[256] __attribute__((aligned(16)));
+static struct { uint64_t low, high; } empty_idt[256] __attribute__((aligned(16)));
 
 static void ud2(void) {
   printk("ud2: executing ud2 at cpl 0 with no #UD handler\n");

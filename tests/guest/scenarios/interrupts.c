@@ -87,8 +87,8 @@ static void on_serial(struct trap_frame *f, void *ctx) {
 
 static void serial_irq(void) {
   unsigned pins = ioapic_num_pins();
-  printk("serial_irq: I/O APIC id %u version 0x%x, %u pins\n", ioapic_id(),
-         ioapic_version() & 0xff, pins);
+  printk("serial_irq: I/O APIC id %u version 0x%x, %u pins\n", ioapic_id(), ioapic_version() & 0xff,
+         pins);
   if (pins < NUM_GSIS) test_fail("I/O APIC has %u pins, want %u", pins, NUM_GSIS);
   irq_register(VEC_LAPIC_TIMER, on_timer, NULL);
   irq_register(VEC_IRQ_BASE + SERIAL_GSI, on_serial, NULL);
@@ -99,8 +99,7 @@ static void serial_irq(void) {
   lapic_timer_stop();
   ioapic_mask(SERIAL_GSI);
   if (serial_irqs == 0) test_fail("no interrupt on GSI %u within 200 ms", SERIAL_GSI);
-  printk("serial_irq: %u interrupt(s) on vector 0x%x\n", serial_irqs,
-         VEC_IRQ_BASE + SERIAL_GSI);
+  printk("serial_irq: %u interrupt(s) on vector 0x%x\n", serial_irqs, VEC_IRQ_BASE + SERIAL_GSI);
   test_pass();
 }
 SCENARIO(serial_irq, serial_irq);

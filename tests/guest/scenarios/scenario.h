@@ -19,8 +19,8 @@ struct scenario {
 };
 
 // Places a struct scenario in the .scenarios section (collected by guest.ld).
-#define SCENARIO(name_, run_)                                                        \
-  static const struct scenario scenario_##name_                                      \
+#define SCENARIO(name_, run_)                   \
+  static const struct scenario scenario_##name_ \
       __attribute__((used, section(".scenarios"), aligned(8))) = {#name_, run_}
 
 // Looks a scenario up by name; NULL if there is none.

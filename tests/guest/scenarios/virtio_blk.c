@@ -33,12 +33,18 @@
 
 static const char *status_name(int s) {
   switch (s) {
-    case VIRTIO_BLK_S_OK: return "OK";
-    case VIRTIO_BLK_S_IOERR: return "IOERR";
-    case VIRTIO_BLK_S_UNSUPP: return "UNSUPP";
-    case BLK_TIMEOUT: return "timeout";
-    case BLK_QUEUE_FULL: return "queue full";
-    default: return "bad status";
+    case VIRTIO_BLK_S_OK:
+      return "OK";
+    case VIRTIO_BLK_S_IOERR:
+      return "IOERR";
+    case VIRTIO_BLK_S_UNSUPP:
+      return "UNSUPP";
+    case BLK_TIMEOUT:
+      return "timeout";
+    case BLK_QUEUE_FULL:
+      return "queue full";
+    default:
+      return "bad status";
   }
 }
 

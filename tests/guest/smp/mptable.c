@@ -44,8 +44,7 @@ static bool checksum_ok(const void *p, uint32_t len) {
 static const struct mp_floating *scan(uint64_t start, uint64_t len) {
   for (uint64_t a = start; a + sizeof(struct mp_floating) <= start + len; a += 16) {
     const struct mp_floating *f = (const void *)a;  // identity-mapped low memory
-    if (memcmp(f->signature, "_MP_", 4) == 0 && f->length == 1 &&
-        checksum_ok(f, sizeof(*f))) {
+    if (memcmp(f->signature, "_MP_", 4) == 0 && f->length == 1 && checksum_ok(f, sizeof(*f))) {
       return f;
     }
   }
@@ -55,7 +54,7 @@ static const struct mp_floating *scan(uint64_t start, uint64_t len) {
 static const struct mp_floating *find_floating(void) {
   // Where Linux looks (arch/x86/kernel/mpparse.c): the EBDA, whose segment
   // is in the BIOS data area at 0x40e, the top KiB of base memory, the BIOS.
-  uint64_t ebda = (uint64_t)*(const uint16_t *)0x40e << 4;
+  uint64_t ebda = (uint64_t) * (const uint16_t *)0x40e << 4;
   const struct mp_floating *f = NULL;
   if (ebda >= 0x80000 && ebda < 0xa0000) f = scan(ebda, 1024);
   if (f == NULL) f = scan(0x9fc00, 1024);

@@ -16,11 +16,11 @@ struct mp_info {
   uint32_t num_cpus;       // enabled processor entries
   uint32_t apic_ids[MAX_CPUS];
   uint32_t bsp_apic_id;
-  bool bsp_flagged;        // some entry had the BP flag
+  bool bsp_flagged;  // some entry had the BP flag
   uint32_t num_ioapics;
-  uint64_t ioapic_addr;    // first I/O APIC
+  uint64_t ioapic_addr;  // first I/O APIC
   uint64_t lapic_addr;
-  const char *error;       // NULL if the table is usable
+  const char *error;  // NULL if the table is usable
 };
 
 // Searches the EBDA, the last KiB of base memory and 0xf0000-0xfffff, checks

@@ -84,8 +84,7 @@ const char *smp_start_aps(void) {
   user_call(find_mp_table, (uint64_t)&smp_mp_info);  // a 64 KiB scan: CPL3
   if (smp_mp_info.error) return smp_mp_info.error;
   irq_register(VEC_IPI_WAKE, ipi_wake, NULL);
-  memcpy((void *)TRAMPOLINE_BASE, trampoline_start,
-         (size_t)(trampoline_end - trampoline_start));
+  memcpy((void *)TRAMPOLINE_BASE, trampoline_start, (size_t)(trampoline_end - trampoline_start));
   uint32_t bsp = cpus[0].apic_id;
   for (uint32_t i = 0; i < smp_mp_info.num_cpus; i++) {
     uint32_t apic_id = smp_mp_info.apic_ids[i];

@@ -25,12 +25,18 @@ static void reg_write(struct virtio_dev *d, uint32_t off, uint32_t v) {
 
 const char *virtio_device_name(uint32_t id) {
   switch (id) {
-    case VIRTIO_ID_NET: return "net";
-    case VIRTIO_ID_BLOCK: return "block";
-    case VIRTIO_ID_RNG: return "rng";
-    case VIRTIO_ID_BALLOON: return "balloon";
-    case VIRTIO_ID_VSOCK: return "vsock";
-    default: return "other";
+    case VIRTIO_ID_NET:
+      return "net";
+    case VIRTIO_ID_BLOCK:
+      return "block";
+    case VIRTIO_ID_RNG:
+      return "rng";
+    case VIRTIO_ID_BALLOON:
+      return "balloon";
+    case VIRTIO_ID_VSOCK:
+      return "vsock";
+    default:
+      return "other";
   }
 }
 
@@ -47,10 +53,14 @@ static int digit_value(char c, unsigned base) {
 
 static unsigned suffix_shift(char c) {
   switch (c | 0x20) {  // lower case
-    case 'g': return 30;
-    case 'm': return 20;
-    case 'k': return 10;
-    default: return 0;
+    case 'g':
+      return 30;
+    case 'm':
+      return 20;
+    case 'k':
+      return 10;
+    default:
+      return 0;
   }
 }
 

@@ -177,11 +177,15 @@ static void on_conn_packet(struct virtio_vsock *v, struct vsock_conn *c,
     case VSOCK_OP_RESPONSE:
       if (c->state == VSOCK_CONNECTING) c->state = VSOCK_CONNECTED;
       break;
-    case VSOCK_OP_RST: close_conn(c, true); break;
+    case VSOCK_OP_RST:
+      close_conn(c, true);
+      break;
     case VSOCK_OP_RW:
       if (c->state == VSOCK_CONNECTED || c->state == VSOCK_CLOSING) on_data(v, c, h, data);
       break;
-    case VSOCK_OP_CREDIT_REQUEST: send_op(v, c, VSOCK_OP_CREDIT_UPDATE, 0, NULL, 0); break;
+    case VSOCK_OP_CREDIT_REQUEST:
+      send_op(v, c, VSOCK_OP_CREDIT_UPDATE, 0, NULL, 0);
+      break;
     case VSOCK_OP_SHUTDOWN:
       c->peer_shutdown |= h->flags & (VSOCK_SHUTDOWN_RCV | VSOCK_SHUTDOWN_SEND);
       if (c->peer_shutdown == (VSOCK_SHUTDOWN_RCV | VSOCK_SHUTDOWN_SEND)) {

@@ -21,8 +21,7 @@ std::vector<E820Entry> BuildE820Map(uint64_t memory_size) {
   ram(0, std::min(low_end, layout::kLowRamEnd));
   ram(layout::kHighMemStart, low_end);
   if (memory_size > layout::kMmioHoleStart) {
-    ram(layout::kHighRamStart,
-        layout::kHighRamStart + memory_size - layout::kMmioHoleStart);
+    ram(layout::kHighRamStart, layout::kHighRamStart + memory_size - layout::kMmioHoleStart);
   }
   return map;
 }
@@ -30,13 +29,11 @@ std::vector<E820Entry> BuildE820Map(uint64_t memory_size) {
 absl::StatusOr<BootParams> BuildBootParams(const BootParamsInput& input) {
   if (input.e820.size() > kE820MaxEntries) {
     return absl::InvalidArgumentError(
-        absl::StrCat("e820 map has ", input.e820.size(), " entries, max ",
-                     kE820MaxEntries));
+        absl::StrCat("e820 map has ", input.e820.size(), " entries, max ", kE820MaxEntries));
   }
   if (input.cmdline_address > UINT32_MAX || input.initrd_address > UINT32_MAX ||
       input.initrd_size > UINT32_MAX) {
-    return absl::InvalidArgumentError(
-        "command line and initrd must lie below 4 GiB");
+    return absl::InvalidArgumentError("command line and initrd must lie below 4 GiB");
   }
   BootParams params;
   std::memset(&params, 0, sizeof(params));

@@ -16,8 +16,7 @@ constexpr uint32_t kLevelTypeInvalid = 0;
 constexpr uint32_t kLevelTypeSmt = 1;
 constexpr uint32_t kLevelTypeCore = 2;
 
-kvm_cpuid_entry2* Find(kvm::CpuidEntries* entries, uint32_t function,
-                       uint32_t index = 0) {
+kvm_cpuid_entry2* Find(kvm::CpuidEntries* entries, uint32_t function, uint32_t index = 0) {
   for (kvm_cpuid_entry2& e : *entries) {
     if (e.function != function) continue;
     bool indexed = e.flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX;
@@ -96,7 +95,7 @@ void NormalizeExtendedTopology(const CpuTopology& t, uint32_t function,
 void NormalizeAmd(const CpuTopology& t, kvm::CpuidEntries* entries) {
   uint32_t threads_per_core = t.smt ? 2 : 1;
   if (kvm_cpuid_entry2* e = Find(entries, 0x80000008)) {
-    SetBits(&e->ecx, 0, 7, t.vcpu_count - 1);  // NC: threads - 1
+    SetBits(&e->ecx, 0, 7, t.vcpu_count - 1);          // NC: threads - 1
     SetBits(&e->ecx, 12, 15, Log2Ceil(t.vcpu_count));  // ApicIdCoreIdSize
   }
   if (kvm_cpuid_entry2* e = Find(entries, 0x8000001e)) {
@@ -125,8 +124,8 @@ CpuVendor VendorOf(const kvm::CpuidEntries& entries) {
 
 absl::Status NormalizeCpuid(const CpuTopology& t, kvm::CpuidEntries* entries) {
   if (t.vcpu_count == 0 || t.vcpu_id >= t.vcpu_count) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "CPUID: vcpu ", t.vcpu_id, " of ", t.vcpu_count, " is not valid"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("CPUID: vcpu ", t.vcpu_id, " of ", t.vcpu_count, " is not valid"));
   }
   if (t.smt && t.vcpu_count % 2 != 0) {
     return absl::InvalidArgumentError(
@@ -134,8 +133,7 @@ absl::Status NormalizeCpuid(const CpuTopology& t, kvm::CpuidEntries* entries) {
   }
   kvm_cpuid_entry2* leaf1 = Find(entries, 0x1);
   if (Find(entries, 0x0) == nullptr || leaf1 == nullptr) {
-    return absl::FailedPreconditionError(
-        "KVM_GET_SUPPORTED_CPUID returned no leaf 0 or 1");
+    return absl::FailedPreconditionError("KVM_GET_SUPPORTED_CPUID returned no leaf 0 or 1");
   }
   NormalizeLeaf1(t, leaf1);
   NormalizeLeaf4(t, entries);

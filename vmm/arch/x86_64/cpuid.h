@@ -25,8 +25,7 @@ struct CpuTopology {
 
 // Rewrites `entries` in place for `topology`. Fails if leaf 0 or 1 is absent
 // or the topology is inconsistent.
-absl::Status NormalizeCpuid(const CpuTopology& topology,
-                            kvm::CpuidEntries* entries);
+absl::Status NormalizeCpuid(const CpuTopology& topology, kvm::CpuidEntries* entries);
 
 }  // namespace hearth::x86
 

@@ -71,11 +71,11 @@ TEST(Cpuid, IntelTopologyLeaves) {
   ASSERT_TRUE(NormalizeCpuid({5, 6, true}, &e).ok());
   EXPECT_EQ(Get(e, 0xb, 0).ebx, 2u);  // threads per core
   EXPECT_EQ(Get(e, 0xb, 0).eax, 1u);
-  EXPECT_EQ(Get(e, 0xb, 1).ebx, 6u);  // logical CPUs in the package
-  EXPECT_EQ(Get(e, 0xb, 1).eax, 3u);  // ceil(log2(6))
+  EXPECT_EQ(Get(e, 0xb, 1).ebx, 6u);       // logical CPUs in the package
+  EXPECT_EQ(Get(e, 0xb, 1).eax, 3u);       // ceil(log2(6))
   EXPECT_EQ(Get(e, 0xb, 2).ecx >> 8, 0u);  // invalid level terminates
   for (uint32_t i = 0; i < 3; ++i) EXPECT_EQ(Get(e, 0xb, i).edx, 5u);
-  EXPECT_EQ((Get(e, 4, 0).eax >> 26) + 1, 3u);  // cores per package
+  EXPECT_EQ((Get(e, 4, 0).eax >> 26) + 1, 3u);            // cores per package
   EXPECT_EQ(((Get(e, 4, 0).eax >> 14) & 0xfff) + 1, 2u);  // L1 per core
   EXPECT_EQ(((Get(e, 4, 3).eax >> 14) & 0xfff) + 1, 6u);  // L3 per package
 }
@@ -85,7 +85,7 @@ TEST(Cpuid, AmdTopologyLeaves) {
   ASSERT_TRUE(NormalizeCpuid({3, 4, true}, &e).ok());
   EXPECT_EQ(Get(e, 0x80000008).ecx & 0xff, 3u);
   EXPECT_EQ(Get(e, 0x8000001e).eax, 3u);
-  EXPECT_EQ(Get(e, 0x8000001e).ebx & 0xff, 1u);        // core id
+  EXPECT_EQ(Get(e, 0x8000001e).ebx & 0xff, 1u);         // core id
   EXPECT_EQ((Get(e, 0x8000001e).ebx >> 8) & 0xff, 1u);  // 2 threads per core
 }
 

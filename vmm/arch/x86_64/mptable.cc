@@ -59,9 +59,9 @@ struct __attribute__((packed)) MpIoapic {
 };
 
 struct __attribute__((packed)) MpInterrupt {
-  uint8_t type;  // 3 I/O interrupt, 4 local interrupt
+  uint8_t type;            // 3 I/O interrupt, 4 local interrupt
   uint8_t interrupt_type;  // 0 INT, 1 NMI, 2 SMI, 3 ExtINT
-  uint16_t flags;  // 0: polarity and trigger conform to the bus
+  uint16_t flags;          // 0: polarity and trigger conform to the bus
   uint8_t source_bus;
   uint8_t source_irq;
   uint8_t destination_apic;
@@ -98,8 +98,8 @@ uint8_t Checksum(const char* data, size_t length) {
 
 absl::StatusOr<std::string> BuildMpTable(uint64_t base, uint32_t vcpu_count) {
   if (vcpu_count == 0 || vcpu_count > kMaxVcpus) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "MP table: vcpu_count ", vcpu_count, " is outside 1..", kMaxVcpus));
+    return absl::InvalidArgumentError(
+        absl::StrCat("MP table: vcpu_count ", vcpu_count, " is outside 1..", kMaxVcpus));
   }
   std::string entries;
   uint16_t entry_count = 0;
@@ -117,8 +117,8 @@ absl::StatusOr<std::string> BuildMpTable(uint64_t base, uint32_t vcpu_count) {
   Append(&entries, bus);
   ++entry_count;
   const uint8_t ioapic_id = static_cast<uint8_t>(vcpu_count);
-  Append(&entries, MpIoapic{2, ioapic_id, kIoapicVersion, 1,
-                            static_cast<uint32_t>(layout::kIoapicAddress)});
+  Append(&entries,
+         MpIoapic{2, ioapic_id, kIoapicVersion, 1, static_cast<uint32_t>(layout::kIoapicAddress)});
   ++entry_count;
   for (uint8_t pin = 0; pin < kIoapicPins; ++pin) {
     Append(&entries, MpInterrupt{3, 0, 0, 0, pin, ioapic_id, pin});
@@ -154,8 +154,7 @@ absl::StatusOr<std::string> BuildMpTable(uint64_t base, uint32_t vcpu_count) {
 }
 
 absl::Status WriteMpTable(memory::GuestMemory* memory, uint32_t vcpu_count) {
-  absl::StatusOr<std::string> table =
-      BuildMpTable(layout::kMptableAddress, vcpu_count);
+  absl::StatusOr<std::string> table = BuildMpTable(layout::kMptableAddress, vcpu_count);
   if (!table.ok()) return table.status();
   if (layout::kMptableAddress + table->size() > layout::kHighMemStart) {
     return absl::InternalError("MP table does not fit below 1 MiB");

@@ -46,18 +46,15 @@ constexpr uint32_t kApicModeExtInt = 0x700;
 }  // namespace
 
 uint64_t GdtEntry(uint16_t flags, uint32_t base, uint32_t limit) {
-  return ((uint64_t{base} & 0xff000000) << (56 - 24)) |
-         ((uint64_t{flags} & 0x0000f0ff) << 40) |
-         ((uint64_t{limit} & 0x000f0000) << (48 - 16)) |
-         ((uint64_t{base} & 0x00ffffff) << 16) |
+  return ((uint64_t{base} & 0xff000000) << (56 - 24)) | ((uint64_t{flags} & 0x0000f0ff) << 40) |
+         ((uint64_t{limit} & 0x000f0000) << (48 - 16)) | ((uint64_t{base} & 0x00ffffff) << 16) |
          (uint64_t{limit} & 0x0000ffff);
 }
 
 kvm_segment SegmentFromGdtEntry(uint64_t entry, uint8_t index) {
   kvm_segment s = {};
   s.base = ((entry >> 16) & 0xffffff) | (((entry >> 56) & 0xff) << 24);
-  uint32_t limit = static_cast<uint32_t>((entry & 0xffff) |
-                                         (((entry >> 48) & 0xf) << 16));
+  uint32_t limit = static_cast<uint32_t>((entry & 0xffff) | (((entry >> 48) & 0xf) << 16));
   s.g = (entry >> 55) & 1;
   // With 4 KiB granularity the limit counts pages.
   s.limit = s.g ? (limit << 12) | 0xfff : limit;
@@ -85,20 +82,18 @@ std::array<uint64_t, 5> BootGdt() {
 
 absl::Status WriteBootTables(memory::GuestMemory* memory) {
   std::array<uint64_t, 5> gdt = BootGdt();
-  RETURN_IF_ERROR(memory->Write(layout::kGdtAddress, gdt.data(),
-                                gdt.size() * sizeof(uint64_t)));
+  RETURN_IF_ERROR(memory->Write(layout::kGdtAddress, gdt.data(), gdt.size() * sizeof(uint64_t)));
   RETURN_IF_ERROR(memory->WriteObject<uint64_t>(layout::kIdtAddress, 0));
   // PML4[0] -> PDPTE; PDPTE[0] -> PDE; PDE[i] maps 2 MiB at i * 2 MiB.
-  RETURN_IF_ERROR(memory->WriteObject<uint64_t>(
-      layout::kPml4Address, layout::kPdpteAddress | kPresent | kWritable));
-  RETURN_IF_ERROR(memory->WriteObject<uint64_t>(
-      layout::kPdpteAddress, layout::kPdeAddress | kPresent | kWritable));
+  RETURN_IF_ERROR(memory->WriteObject<uint64_t>(layout::kPml4Address,
+                                                layout::kPdpteAddress | kPresent | kWritable));
+  RETURN_IF_ERROR(memory->WriteObject<uint64_t>(layout::kPdpteAddress,
+                                                layout::kPdeAddress | kPresent | kWritable));
   std::array<uint64_t, 512> pde;
   for (uint64_t i = 0; i < pde.size(); ++i) {
     pde[i] = (i << 21) | kPresent | kWritable | kPageSize2M;
   }
-  return memory->Write(layout::kPdeAddress, pde.data(),
-                       pde.size() * sizeof(uint64_t));
+  return memory->Write(layout::kPdeAddress, pde.data(), pde.size() * sizeof(uint64_t));
 }
 
 kvm_regs BootRegs(uint64_t entry) {

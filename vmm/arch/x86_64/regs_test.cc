@@ -26,18 +26,14 @@ TEST(Gdt, EntriesEncodeAndDecode) {
 }
 
 TEST(BootTables, IdentityMapsFirstGigabyte) {
-  memory::GuestMemory mem =
-      *memory::GuestMemory::CreateAnonymous(16 * layout::kMiB, {});
+  memory::GuestMemory mem = *memory::GuestMemory::CreateAnonymous(16 * layout::kMiB, {});
   ASSERT_TRUE(WriteBootTables(&mem).ok());
-  EXPECT_EQ(*mem.ReadObject<uint64_t>(layout::kPml4Address) & ~0xfffull,
-            layout::kPdpteAddress);
-  EXPECT_EQ(*mem.ReadObject<uint64_t>(layout::kPdpteAddress) & ~0xfffull,
-            layout::kPdeAddress);
+  EXPECT_EQ(*mem.ReadObject<uint64_t>(layout::kPml4Address) & ~0xfffull, layout::kPdpteAddress);
+  EXPECT_EQ(*mem.ReadObject<uint64_t>(layout::kPdpteAddress) & ~0xfffull, layout::kPdeAddress);
   uint64_t pde511 = *mem.ReadObject<uint64_t>(layout::kPdeAddress + 511 * 8);
   EXPECT_EQ(pde511 & ~0xfffull, 511ull << 21);
   EXPECT_EQ(pde511 & 0x83, 0x83u);  // present, writable, 2 MiB
-  EXPECT_EQ(*mem.ReadObject<uint64_t>(layout::kGdtAddress + 2 * 8),
-            BootGdt()[2]);
+  EXPECT_EQ(*mem.ReadObject<uint64_t>(layout::kGdtAddress + 2 * 8), BootGdt()[2]);
 }
 
 TEST(BootRegs, LongModeEntryState) {

@@ -42,8 +42,7 @@ constexpr uint8_t kAuxAbsent = 0xff;
 
 }  // namespace
 
-I8042::I8042(std::unique_ptr<Interrupt> keyboard_interrupt,
-             std::function<void()> on_reset)
+I8042::I8042(std::unique_ptr<Interrupt> keyboard_interrupt, std::function<void()> on_reset)
     : interrupt_(std::move(keyboard_interrupt)),
       on_reset_(std::move(on_reset)),
       control_(kControlKeyboardInterrupt | kControlSystemFlag),

@@ -31,8 +31,7 @@ class I8042 : public bus::BusDevice {
 
   // `on_reset` runs (on the vCPU thread) when the guest pulses the reset
   // line; it must only signal, never block.
-  I8042(std::unique_ptr<Interrupt> keyboard_interrupt,
-        std::function<void()> on_reset);
+  I8042(std::unique_ptr<Interrupt> keyboard_interrupt, std::function<void()> on_reset);
 
   void Read(uint64_t offset, absl::Span<uint8_t> data) override;
   void Write(uint64_t offset, absl::Span<const uint8_t> data) override;

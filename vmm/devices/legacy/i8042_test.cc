@@ -32,9 +32,7 @@ class I8042Test : public ::testing::Test {
     i8042->Read(offset, absl::MakeSpan(&v, 1));
     return v;
   }
-  void Out(uint64_t offset, uint8_t v) {
-    i8042->Write(offset, absl::MakeConstSpan(&v, 1));
-  }
+  void Out(uint64_t offset, uint8_t v) { i8042->Write(offset, absl::MakeConstSpan(&v, 1)); }
   CountingInterrupt* interrupt;
   std::unique_ptr<I8042> i8042;
   int resets = 0;
@@ -80,8 +78,7 @@ TEST_F(I8042Test, CtrlAltDelQueuesScancodesAndInterrupts) {
   ASSERT_TRUE(i8042->TriggerCtrlAltDel().ok());
   ASSERT_TRUE(i8042->TriggerCtrlAltDel().ok());
   ASSERT_TRUE(i8042->TriggerCtrlAltDel().ok());
-  EXPECT_EQ(i8042->TriggerCtrlAltDel().code(),
-            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(i8042->TriggerCtrlAltDel().code(), absl::StatusCode::kResourceExhausted);
 }
 
 TEST_F(I8042Test, SnapshotKeepsQueuedScancodes) {

@@ -44,8 +44,7 @@ constexpr uint8_t kMsrDefault = 0x10 | 0x20 | 0x80;
 
 }  // namespace
 
-Serial::Serial(std::unique_ptr<Interrupt> interrupt,
-               std::shared_ptr<SerialOutput> output)
+Serial::Serial(std::unique_ptr<Interrupt> interrupt, std::shared_ptr<SerialOutput> output)
     : interrupt_(std::move(interrupt)), output_(std::move(output)) {}
 
 void Serial::Read(uint64_t offset, absl::Span<uint8_t> data) {
@@ -95,8 +94,7 @@ uint8_t Serial::ReadRegister(uint64_t offset) {
     case kMcr:
       return mcr_;
     case kLsr:
-      return static_cast<uint8_t>(kLsrThrEmpty | kLsrIdle |
-                                  (rx_fifo_.empty() ? 0 : kLsrDataReady));
+      return static_cast<uint8_t>(kLsrThrEmpty | kLsrIdle | (rx_fifo_.empty() ? 0 : kLsrDataReady));
     case kMsr:
       if (loopback()) {
         // MCR's DTR, RTS, OUT1, OUT2 loop back to DSR, CTS, RI, DCD.

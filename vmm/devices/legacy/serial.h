@@ -36,8 +36,7 @@ class Serial : public bus::BusDevice {
  public:
   static constexpr size_t kFifoSize = 64;
 
-  Serial(std::unique_ptr<Interrupt> interrupt,
-         std::shared_ptr<SerialOutput> output);
+  Serial(std::unique_ptr<Interrupt> interrupt, std::shared_ptr<SerialOutput> output);
 
   void Read(uint64_t offset, absl::Span<uint8_t> data) override;
   void Write(uint64_t offset, absl::Span<const uint8_t> data) override;
@@ -57,8 +56,7 @@ class Serial : public bus::BusDevice {
 
  private:
   uint8_t ReadRegister(uint64_t offset) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
-  void WriteRegister(uint64_t offset, uint8_t value)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  void WriteRegister(uint64_t offset, uint8_t value) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   // Raises the line if an enabled interrupt is pending.
   void UpdateInterrupt() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   uint8_t InterruptIdentification() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);

@@ -10,9 +10,7 @@ namespace {
 
 class StringOutput : public SerialOutput {
  public:
-  void Write(absl::Span<const uint8_t> bytes) override {
-    text.append(bytes.begin(), bytes.end());
-  }
+  void Write(absl::Span<const uint8_t> bytes) override { text.append(bytes.begin(), bytes.end()); }
   std::string text;
 };
 
@@ -43,9 +41,7 @@ class SerialTest : public ::testing::Test {
     serial->Read(offset, absl::MakeSpan(&v, 1));
     return v;
   }
-  void Out(uint64_t offset, uint8_t v) {
-    serial->Write(offset, absl::MakeConstSpan(&v, 1));
-  }
+  void Out(uint64_t offset, uint8_t v) { serial->Write(offset, absl::MakeConstSpan(&v, 1)); }
   CountingInterrupt* interrupt;
   std::shared_ptr<StringOutput> output;
   std::unique_ptr<Serial> serial;
@@ -96,8 +92,8 @@ TEST_F(SerialTest, ReceiveFifoAndDataReadyInterrupt) {
 
 TEST_F(SerialTest, FifoIsBoundedAndCanBeCleared) {
   std::string lots(100, 'z');
-  EXPECT_EQ(serial->EnqueueInput(absl::MakeConstSpan(
-                reinterpret_cast<const uint8_t*>(lots.data()), lots.size())),
+  EXPECT_EQ(serial->EnqueueInput(
+                absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(lots.data()), lots.size())),
             Serial::kFifoSize);
   EXPECT_EQ(serial->InputSpace(), 0u);
   Out(2, 0x03);  // FIFO enable + clear RX
@@ -105,7 +101,7 @@ TEST_F(SerialTest, FifoIsBoundedAndCanBeCleared) {
 }
 
 TEST_F(SerialTest, LoopbackModeEchoesAndMirrorsModemLines) {
-  Out(4, 0x10 | 0x0a);  // LOOP | RTS | OUT2
+  Out(4, 0x10 | 0x0a);     // LOOP | RTS | OUT2
   EXPECT_EQ(In(6), 0x90);  // CTS | DCD, as Linux's 8250 probe expects
   Out(0, 'q');
   EXPECT_EQ(output->text, "");

@@ -21,28 +21,25 @@ namespace hearth::virtio {
 
 // Copies `destination.size()` bytes starting `offset` bytes into the chain's
 // readable stream.
-absl::Status ReadFromChain(const memory::GuestMemory& memory,
-                           const DescriptorChain& chain, uint64_t offset,
-                           absl::Span<uint8_t> destination);
+absl::Status ReadFromChain(const memory::GuestMemory& memory, const DescriptorChain& chain,
+                           uint64_t offset, absl::Span<uint8_t> destination);
 // Copies `source` to `offset` bytes into the chain's writable stream and
 // marks the pages dirty.
-absl::Status WriteToChain(memory::GuestMemory* memory,
-                          const DescriptorChain& chain, uint64_t offset,
-                          absl::Span<const uint8_t> source);
+absl::Status WriteToChain(memory::GuestMemory* memory, const DescriptorChain& chain,
+                          uint64_t offset, absl::Span<const uint8_t> source);
 
 // iovecs covering [offset, offset + length) of the readable (or writable)
 // stream. Fails if the chain is shorter.
-absl::StatusOr<std::vector<iovec>> ReadableIovecs(
-    const memory::GuestMemory& memory, const DescriptorChain& chain,
-    uint64_t offset, uint64_t length);
-absl::StatusOr<std::vector<iovec>> WritableIovecs(
-    const memory::GuestMemory& memory, const DescriptorChain& chain,
-    uint64_t offset, uint64_t length);
+absl::StatusOr<std::vector<iovec>> ReadableIovecs(const memory::GuestMemory& memory,
+                                                  const DescriptorChain& chain, uint64_t offset,
+                                                  uint64_t length);
+absl::StatusOr<std::vector<iovec>> WritableIovecs(const memory::GuestMemory& memory,
+                                                  const DescriptorChain& chain, uint64_t offset,
+                                                  uint64_t length);
 
 // Marks the first `length` bytes of the writable stream dirty (after a
 // device wrote them through WritableIovecs).
-void MarkWritableDirty(memory::GuestMemory* memory,
-                       const DescriptorChain& chain, uint64_t length);
+void MarkWritableDirty(memory::GuestMemory* memory, const DescriptorChain& chain, uint64_t length);
 
 }  // namespace hearth::virtio
 

@@ -11,8 +11,8 @@
 namespace hearth::virtio {
 namespace {
 
-using ::testing::HasSubstr;
 using testing::FakeGuest;
+using ::testing::HasSubstr;
 
 constexpr uint64_t kPage = 4096;
 
@@ -51,9 +51,9 @@ class ChainIoTest : public ::testing::Test {
     return s.ok() ? out : "";
   }
   absl::Status Write(uint64_t offset, const std::string& bytes) {
-    return WriteToChain(guest.memory(), chain, offset,
-                        absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(bytes.data()),
-                                            bytes.size()));
+    return WriteToChain(
+        guest.memory(), chain, offset,
+        absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
   }
 
   FakeGuest guest;
@@ -67,8 +67,7 @@ TEST_F(ChainIoTest, ReadGathersAcrossOddDescriptorSplits) {
   EXPECT_EQ(Read(0, 16), text);
   for (uint64_t offset = 0; offset <= 16; ++offset) {
     for (uint64_t length = 0; offset + length <= 16; ++length) {
-      EXPECT_EQ(Read(offset, length), text.substr(offset, length))
-          << offset << "+" << length;
+      EXPECT_EQ(Read(offset, length), text.substr(offset, length)) << offset << "+" << length;
     }
   }
 }
@@ -120,8 +119,7 @@ TEST_F(ChainIoTest, WriteBeyondTheWritablePartFails) {
 TEST_F(ChainIoTest, IovecsCoverTheRequestedRangeAndSkipEmptyPieces) {
   const std::string text = "The quick brown fox";
   AddReadable(text, {4, 0, 6, 9});
-  absl::StatusOr<std::vector<iovec>> iovecs =
-      ReadableIovecs(guest.memory_ref(), chain, 2, 15);
+  absl::StatusOr<std::vector<iovec>> iovecs = ReadableIovecs(guest.memory_ref(), chain, 2, 15);
   ASSERT_TRUE(iovecs.ok()) << iovecs.status();
   ASSERT_EQ(iovecs->size(), 3u);
   std::string gathered;
@@ -135,8 +133,7 @@ TEST_F(ChainIoTest, IovecsCoverTheRequestedRangeAndSkipEmptyPieces) {
   EXPECT_EQ((*iovecs)[2].iov_len, 7u);
 
   EXPECT_FALSE(ReadableIovecs(guest.memory_ref(), chain, 2, 18).ok());
-  absl::StatusOr<std::vector<iovec>> none =
-      ReadableIovecs(guest.memory_ref(), chain, 19, 0);
+  absl::StatusOr<std::vector<iovec>> none = ReadableIovecs(guest.memory_ref(), chain, 19, 0);
   ASSERT_TRUE(none.ok());
   EXPECT_TRUE(none->empty());
 }
@@ -144,8 +141,7 @@ TEST_F(ChainIoTest, IovecsCoverTheRequestedRangeAndSkipEmptyPieces) {
 TEST_F(ChainIoTest, WritableIovecsPointIntoGuestMemory) {
   AddReadable("r", {1});
   std::vector<uint64_t> out = AddWritable({3, 10});
-  absl::StatusOr<std::vector<iovec>> iovecs =
-      WritableIovecs(guest.memory_ref(), chain, 1, 6);
+  absl::StatusOr<std::vector<iovec>> iovecs = WritableIovecs(guest.memory_ref(), chain, 1, 6);
   ASSERT_TRUE(iovecs.ok()) << iovecs.status();
   ASSERT_EQ(iovecs->size(), 2u);
   std::memcpy((*iovecs)[0].iov_base, "ab", 2);
@@ -154,8 +150,7 @@ TEST_F(ChainIoTest, WritableIovecsPointIntoGuestMemory) {
   EXPECT_EQ(guest.Read(out[0], 3), std::string(1, '\0') + "ab");
   EXPECT_EQ(guest.Read(out[1], 5), std::string("cdef") + '\0');
 
-  absl::StatusOr<std::vector<iovec>> too_long =
-      WritableIovecs(guest.memory_ref(), chain, 0, 14);
+  absl::StatusOr<std::vector<iovec>> too_long = WritableIovecs(guest.memory_ref(), chain, 0, 14);
   EXPECT_FALSE(too_long.ok());
   EXPECT_THAT(too_long.status().message(), HasSubstr("writable part has 13 bytes"));
 }

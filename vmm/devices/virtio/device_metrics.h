@@ -22,15 +22,15 @@ struct DeviceMetrics {
   virtual ~DeviceMetrics() = default;
 
   Counter activations;
-  Counter notifications;    // queue kicks handled
-  Counter requests;         // chains completed successfully
-  Counter read_bytes;       // moved from the backend into the guest
-  Counter write_bytes;      // moved from the guest to the backend
-  Counter errors;           // requests failed (bad request or backend error)
-  Counter invalid_chains;   // malformed descriptor chains (guest bugs/attacks)
-  Counter broken_queues;    // rings disabled until reset (avail index jumps)
-  Counter throttled;        // times the rate limiter made the device wait
-  Counter interrupts;       // used-buffer interrupts raised
+  Counter notifications;   // queue kicks handled
+  Counter requests;        // chains completed successfully
+  Counter read_bytes;      // moved from the backend into the guest
+  Counter write_bytes;     // moved from the guest to the backend
+  Counter errors;          // requests failed (bad request or backend error)
+  Counter invalid_chains;  // malformed descriptor chains (guest bugs/attacks)
+  Counter broken_queues;   // rings disabled until reset (avail index jumps)
+  Counter throttled;       // times the rate limiter made the device wait
+  Counter interrupts;      // used-buffer interrupts raised
 
   // (name, value) pairs in a stable order, for JSON output. A device with
   // counters of its own appends them after these.

@@ -10,8 +10,7 @@
 
 namespace hearth::virtio {
 
-MmioTransport::MmioTransport(std::shared_ptr<VirtioDevice> device,
-                             memory::GuestMemory* memory,
+MmioTransport::MmioTransport(std::shared_ptr<VirtioDevice> device, memory::GuestMemory* memory,
                              EventLoop* event_loop,
                              std::unique_ptr<devices::Interrupt> interrupt_line)
     : device_(std::move(device)),
@@ -70,10 +69,14 @@ bool MmioTransport::QueuesWritable() const {
 
 uint32_t MmioTransport::ReadRegister(uint64_t offset) {
   switch (offset) {
-    case kMmioMagicValue: return kMmioMagic;
-    case kMmioVersion: return 2;
-    case kMmioDeviceId: return device_->device_type();
-    case kMmioVendorId: return kVendorId;
+    case kMmioMagicValue:
+      return kMmioMagic;
+    case kMmioVersion:
+      return 2;
+    case kMmioDeviceId:
+      return device_->device_type();
+    case kMmioVendorId:
+      return kVendorId;
     case kMmioDeviceFeatures:
       if (device_features_sel_ > 1) return 0;
       return static_cast<uint32_t>(device_->features() >> (32 * device_features_sel_));
@@ -85,9 +88,12 @@ uint32_t MmioTransport::ReadRegister(uint64_t offset) {
       QueueConfig* q = SelectedQueue();
       return q != nullptr && q->ready ? 1 : 0;
     }
-    case kMmioInterruptStatus: return interrupt_.status();
-    case kMmioStatus: return status_;
-    case kMmioConfigGeneration: return device_->config_generation();
+    case kMmioInterruptStatus:
+      return interrupt_.status();
+    case kMmioStatus:
+      return status_;
+    case kMmioConfigGeneration:
+      return device_->config_generation();
     default:
       metrics_.bad_register_accesses++;
       return 0;
@@ -95,9 +101,7 @@ uint32_t MmioTransport::ReadRegister(uint64_t offset) {
 }
 
 void MmioTransport::WriteRegister(uint64_t offset, uint32_t value) {
-  auto set_low = [](uint64_t* field, uint32_t v) {
-    *field = (*field & 0xffffffff00000000ull) | v;
-  };
+  auto set_low = [](uint64_t* field, uint32_t v) { *field = (*field & 0xffffffff00000000ull) | v; };
   auto set_high = [](uint64_t* field, uint32_t v) {
     *field = (*field & 0xffffffffull) | (uint64_t{v} << 32);
   };
@@ -186,8 +190,7 @@ void MmioTransport::WriteStatus(uint32_t value) {
   uint32_t added = value & ~status_;
   if (added & kStatusFeaturesOk) {
     uint64_t offered = device_->features();
-    if (!(status_ & kStatusDriver) ||
-        (driver_features_ & ~offered) != 0 ||
+    if (!(status_ & kStatusDriver) || (driver_features_ & ~offered) != 0 ||
         !(driver_features_ & kFeatureVersion1)) {
       // Leaving FEATURES_OK clear tells the driver its features were refused.
       metrics_.rejected_features++;
@@ -203,8 +206,7 @@ void MmioTransport::WriteStatus(uint32_t value) {
 
   absl::StatusOr<ActivateContext> context = MakeContextLocked();
   if (!context.ok()) {
-    LOG(WARNING) << device_->name() << ": " << context.status().message()
-                 << "; device needs reset";
+    LOG(WARNING) << device_->name() << ": " << context.status().message() << "; device needs reset";
     metrics_.activation_failures++;
     status_ |= kStatusNeedsReset;
     interrupt_.SignalConfigChange();
@@ -301,13 +303,12 @@ absl::Status MmioTransport::SaveState(hearth::vmm::v1::VirtioState* state) const
 absl::Status MmioTransport::RestoreState(const hearth::vmm::v1::VirtioState& state) {
   const std::string name = device_->name();
   if (state.device_type() != device_->device_type()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        name, ": the snapshot has a device of type ", state.device_type(), " here"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, ": the snapshot has a device of type ", state.device_type(), " here"));
   }
   if (static_cast<size_t>(state.queues_size()) != queue_count_) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(name, ": the snapshot has ", state.queues_size(), " queues, the device ",
-                     queue_count_));
+    return absl::InvalidArgumentError(absl::StrCat(name, ": the snapshot has ", state.queues_size(),
+                                                   " queues, the device ", queue_count_));
   }
   if ((state.driver_features() & ~device_->features()) != 0) {
     return absl::InvalidArgumentError(
@@ -330,8 +331,7 @@ absl::Status MmioTransport::RestoreState(const hearth::vmm::v1::VirtioState& sta
     // NEEDS_RESET alone means the activation failed: the driver must reset.
     // A device that was running when it set NEEDS_RESET (a queue the driver
     // broke) kept serving its other queues, and goes on doing so.
-    if ((status_ & kStatusDriverOk) &&
-        (state.activated() || !(status_ & kStatusNeedsReset))) {
+    if ((status_ & kStatusDriverOk) && (state.activated() || !(status_ & kStatusNeedsReset))) {
       ASSIGN_OR_RETURN(ActivateContext made, MakeContextLocked());
       context = std::move(made);
       for (size_t i = 0; i < queue_count_; ++i) {

@@ -75,9 +75,8 @@ struct TransportMetrics {
 
 class MmioTransport : public bus::BusDevice {
  public:
-  MmioTransport(std::shared_ptr<VirtioDevice> device,
-                memory::GuestMemory* memory, EventLoop* event_loop,
-                std::unique_ptr<devices::Interrupt> interrupt_line);
+  MmioTransport(std::shared_ptr<VirtioDevice> device, memory::GuestMemory* memory,
+                EventLoop* event_loop, std::unique_ptr<devices::Interrupt> interrupt_line);
 
   void Read(uint64_t offset, absl::Span<uint8_t> data) override;
   void Write(uint64_t offset, absl::Span<const uint8_t> data) override;
@@ -100,8 +99,7 @@ class MmioTransport : public bus::BusDevice {
 
  private:
   uint32_t ReadRegister(uint64_t offset) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
-  void WriteRegister(uint64_t offset, uint32_t value)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  void WriteRegister(uint64_t offset, uint32_t value) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   void WriteStatus(uint32_t value) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   void ResetLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   QueueConfig* SelectedQueue() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);

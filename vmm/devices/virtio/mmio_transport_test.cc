@@ -100,8 +100,8 @@ class MmioTransportTest : public ::testing::Test {
   MmioTransportTest() {
     auto line = std::make_unique<devices::CountingInterrupt>();
     interrupt_line = line.get();
-    transport = std::make_unique<MmioTransport>(device, guest.memory(), loop.get(),
-                                                std::move(line));
+    transport =
+        std::make_unique<MmioTransport>(device, guest.memory(), loop.get(), std::move(line));
   }
 
   static uint32_t ReadFrom(MmioTransport* to, uint64_t offset) {
@@ -140,8 +140,7 @@ class MmioTransportTest : public ::testing::Test {
     Write(kMmioQueueReady, 1);
   }
   void DriverOk() {
-    Write(kMmioStatus, kStatusAcknowledge | kStatusDriver | kStatusFeaturesOk |
-                           kStatusDriverOk);
+    Write(kMmioStatus, kStatusAcknowledge | kStatusDriver | kStatusFeaturesOk | kStatusDriverOk);
   }
   // The whole initialisation with queue 0 only; runs the posted activation.
   void Activate() {
@@ -253,10 +252,9 @@ TEST_F(MmioTransportTest, QueueRegistersAreOnlyWritableBetweenFeaturesOkAndDrive
   EXPECT_EQ(Read(kMmioQueueReady), 0u);
 
   // Before FEATURES_OK: every queue register write is refused.
-  const uint64_t queue_registers[] = {kMmioQueueNum,       kMmioQueueReady,
-                                      kMmioQueueDescLow,   kMmioQueueDescHigh,
-                                      kMmioQueueDriverLow, kMmioQueueDriverHigh,
-                                      kMmioQueueDeviceLow, kMmioQueueDeviceHigh};
+  const uint64_t queue_registers[] = {
+      kMmioQueueNum,       kMmioQueueReady,      kMmioQueueDescLow,   kMmioQueueDescHigh,
+      kMmioQueueDriverLow, kMmioQueueDriverHigh, kMmioQueueDeviceLow, kMmioQueueDeviceHigh};
   Write(kMmioQueueSel, 0);
   uint64_t before = transport->metrics().bad_register_accesses;
   for (uint64_t r : queue_registers) Write(r, 1);
@@ -425,7 +423,7 @@ TEST_F(MmioTransportTest, ResetBeforeTheDeviceWasActiveDoesNotResetIt) {
 TEST_F(MmioTransportTest, StaleActivationPostedBeforeAResetIsDropped) {
   Negotiate(kOffered);
   SetUpQueue(0, *queue0);
-  DriverOk();        // activation posted ...
+  DriverOk();             // activation posted ...
   Write(kMmioStatus, 0);  // ... and the driver resets before it ran
   RunLoop();
   EXPECT_EQ(device->activations, 0);
@@ -533,8 +531,8 @@ class MmioTransportSnapshotTest : public MmioTransportTest {
     fresh_device->complete_requests = true;
     auto line = std::make_unique<devices::CountingInterrupt>();
     fresh_line = line.get();
-    fresh = std::make_unique<MmioTransport>(fresh_device, guest.memory(), loop.get(),
-                                            std::move(line));
+    fresh =
+        std::make_unique<MmioTransport>(fresh_device, guest.memory(), loop.get(), std::move(line));
   }
   VirtioState Save() {
     VirtioState state;

@@ -22,19 +22,15 @@ constexpr uint64_t kUsedElementSize = 8;
 
 bool PowerOfTwo(uint32_t n) { return n != 0 && (n & (n - 1)) == 0; }
 
-absl::Status Bad(absl::string_view what) {
-  return absl::InvalidArgumentError(what);
-}
+absl::Status Bad(absl::string_view what) { return absl::InvalidArgumentError(what); }
 
 }  // namespace
 
-absl::StatusOr<Queue> Queue::Create(const QueueConfig& config,
-                                    memory::GuestMemory* memory,
+absl::StatusOr<Queue> Queue::Create(const QueueConfig& config, memory::GuestMemory* memory,
                                     bool event_idx, bool indirect) {
   const uint64_t n = config.size;
   if (!PowerOfTwo(config.size) || config.size > kMaxQueueSize) {
-    return Bad(absl::StrCat("queue size ", n, " is not a power of two in 1..",
-                            kMaxQueueSize));
+    return Bad(absl::StrCat("queue size ", n, " is not a power of two in 1..", kMaxQueueSize));
   }
   struct Ring {
     const char* name;
@@ -49,19 +45,18 @@ absl::StatusOr<Queue> Queue::Create(const QueueConfig& config,
   };
   for (const Ring& ring : rings) {
     if (ring.address % ring.alignment != 0) {
-      return Bad(absl::StrCat(ring.name, " at 0x", absl::Hex(ring.address),
-                              " is not ", ring.alignment, "-byte aligned"));
+      return Bad(absl::StrCat(ring.name, " at 0x", absl::Hex(ring.address), " is not ",
+                              ring.alignment, "-byte aligned"));
     }
     if (!memory->Contains(ring.address, ring.length)) {
-      return Bad(absl::StrCat(ring.name, " [0x", absl::Hex(ring.address),
-                              ", +", ring.length, ") is outside guest RAM"));
+      return Bad(absl::StrCat(ring.name, " [0x", absl::Hex(ring.address), ", +", ring.length,
+                              ") is outside guest RAM"));
     }
   }
   return Queue(memory, config, event_idx, indirect);
 }
 
-Queue::Queue(memory::GuestMemory* memory, const QueueConfig& config,
-             bool event_idx, bool indirect)
+Queue::Queue(memory::GuestMemory* memory, const QueueConfig& config, bool event_idx, bool indirect)
     : memory_(memory),
       size_(config.size),
       desc_table_(config.desc_table),
@@ -94,9 +89,8 @@ Queue::PopResult Queue::Pop() {
   if (pending > size_) {
     broken_ = true;
     result.error = ChainError{
-        0xffff, absl::StrCat("available index ", *avail_idx, " is ", pending,
-                             " ahead of ", next_avail_, " (queue size ", size_,
-                             "); queue disabled until reset")};
+        0xffff, absl::StrCat("available index ", *avail_idx, " is ", pending, " ahead of ",
+                             next_avail_, " (queue size ", size_, "); queue disabled until reset")};
     return result;
   }
   uint64_t slot = avail_ring_ + kRingHeader + 2ull * (next_avail_ % size_);
@@ -132,12 +126,11 @@ void Queue::SetNotifications(bool enabled) {
   (void)memory_->StoreU16(used_ring_, enabled ? 0 : kVirtqUsedFNoNotify);
 }
 
-absl::Status Queue::AppendDescriptor(uint64_t address, uint32_t length,
-                                     bool writable,
+absl::Status Queue::AppendDescriptor(uint64_t address, uint32_t length, bool writable,
                                      DescriptorChain* chain) const {
   if (!memory_->Contains(address, length)) {
-    return Bad(absl::StrCat("descriptor buffer [0x", absl::Hex(address), ", +",
-                            length, ") is outside guest RAM"));
+    return Bad(absl::StrCat("descriptor buffer [0x", absl::Hex(address), ", +", length,
+                            ") is outside guest RAM"));
   }
   if (!writable && chain->writable_bytes > 0) {
     return Bad("device-readable descriptor after a device-writable one");
@@ -158,10 +151,11 @@ absl::Status Queue::WalkChain(uint16_t head, DescriptorChain* chain) const {
       return Bad(absl::StrCat("descriptor index ", index, " >= queue size ", size_));
     }
     if (count > size_) return Bad("descriptor chain loops or exceeds the queue size");
-    ASSIGN_OR_RETURN(RawDescriptor d, memory_->ReadObject<RawDescriptor>(
-                                          desc_table_ + 16ull * index));
+    ASSIGN_OR_RETURN(RawDescriptor d,
+                     memory_->ReadObject<RawDescriptor>(desc_table_ + 16ull * index));
     if (d.flags & kVirtqDescFIndirect) {
-      if (!indirect_) return Bad("indirect descriptor, but VIRTIO_F_INDIRECT_DESC was not negotiated");
+      if (!indirect_)
+        return Bad("indirect descriptor, but VIRTIO_F_INDIRECT_DESC was not negotiated");
       if (d.flags & kVirtqDescFNext) return Bad("indirect descriptor also has NEXT set");
       if (d.length == 0 || d.length % 16 != 0 || d.length / 16 > size_) {
         return Bad(absl::StrCat("indirect table length ", d.length,
@@ -174,30 +168,26 @@ absl::Status Queue::WalkChain(uint16_t head, DescriptorChain* chain) const {
       uint32_t i = 0;
       for (uint32_t walked = 1;; ++walked) {
         if (walked > entries) return Bad("indirect chain loops");
-        ASSIGN_OR_RETURN(RawDescriptor e, memory_->ReadObject<RawDescriptor>(
-                                              d.address + 16ull * i));
+        ASSIGN_OR_RETURN(RawDescriptor e,
+                         memory_->ReadObject<RawDescriptor>(d.address + 16ull * i));
         if (e.flags & kVirtqDescFIndirect) return Bad("nested indirect descriptor");
-        RETURN_IF_ERROR(AppendDescriptor(e.address, e.length,
-                                         e.flags & kVirtqDescFWrite, chain));
+        RETURN_IF_ERROR(AppendDescriptor(e.address, e.length, e.flags & kVirtqDescFWrite, chain));
         if (!(e.flags & kVirtqDescFNext)) break;
         i = e.next;
         if (i >= entries) {
-          return Bad(absl::StrCat("indirect descriptor index ", i,
-                                  " >= table size ", entries));
+          return Bad(absl::StrCat("indirect descriptor index ", i, " >= table size ", entries));
         }
       }
       return absl::OkStatus();
     }
-    RETURN_IF_ERROR(AppendDescriptor(d.address, d.length,
-                                     d.flags & kVirtqDescFWrite, chain));
+    RETURN_IF_ERROR(AppendDescriptor(d.address, d.length, d.flags & kVirtqDescFWrite, chain));
     if (!(d.flags & kVirtqDescFNext)) return absl::OkStatus();
     index = d.next;
   }
 }
 
 absl::Status Queue::AddUsed(uint16_t head, uint32_t length) {
-  uint64_t element =
-      used_ring_ + kRingHeader + kUsedElementSize * (next_used_ % size_);
+  uint64_t element = used_ring_ + kRingHeader + kUsedElementSize * (next_used_ % size_);
   uint32_t raw[2] = {head, length};
   RETURN_IF_ERROR(memory_->Write(element, raw, sizeof(raw)));
   ++next_used_;

@@ -74,8 +74,7 @@ class Queue {
  public:
   // Checks `config` against guest memory (sizes, alignment, every ring inside
   // RAM). `event_idx` and `indirect` are the negotiated features.
-  static absl::StatusOr<Queue> Create(const QueueConfig& config,
-                                      memory::GuestMemory* memory,
+  static absl::StatusOr<Queue> Create(const QueueConfig& config, memory::GuestMemory* memory,
                                       bool event_idx, bool indirect);
 
   // The next available chain, nothing if the ring is empty or broken, or a
@@ -121,8 +120,7 @@ class Queue {
   void MarkBroken() { broken_ = true; }
 
  private:
-  Queue(memory::GuestMemory* memory, const QueueConfig& config, bool event_idx,
-        bool indirect);
+  Queue(memory::GuestMemory* memory, const QueueConfig& config, bool event_idx, bool indirect);
   std::optional<uint16_t> ReadAvailIndex() const;
   absl::Status WalkChain(uint16_t head, DescriptorChain* chain) const;
   absl::Status AppendDescriptor(uint64_t address, uint32_t length, bool writable,

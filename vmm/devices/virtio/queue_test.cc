@@ -10,10 +10,10 @@
 namespace hearth::virtio {
 namespace {
 
-using ::testing::HasSubstr;
 using testing::Buffer;
 using testing::FakeGuest;
 using testing::FakeQueue;
+using ::testing::HasSubstr;
 
 constexpr uint64_t kRamSize = FakeGuest::kDefaultMemorySize;
 
@@ -65,16 +65,13 @@ TEST_F(QueueTest, CreateRejectsMisalignedRings) {
   const QueueConfig good = guest.AddQueue(16)->config();
   QueueConfig config = good;
   config.desc_table += 8;
-  EXPECT_THAT(CreateStatus(config, guest.memory()).message(),
-              HasSubstr("descriptor table at 0x"));
+  EXPECT_THAT(CreateStatus(config, guest.memory()).message(), HasSubstr("descriptor table at 0x"));
   config = good;
   config.avail_ring += 1;
-  EXPECT_THAT(CreateStatus(config, guest.memory()).message(),
-              HasSubstr("available ring at 0x"));
+  EXPECT_THAT(CreateStatus(config, guest.memory()).message(), HasSubstr("available ring at 0x"));
   config = good;
   config.used_ring += 2;
-  EXPECT_THAT(CreateStatus(config, guest.memory()).message(),
-              HasSubstr("used ring at 0x"));
+  EXPECT_THAT(CreateStatus(config, guest.memory()).message(), HasSubstr("used ring at 0x"));
 }
 
 TEST_F(QueueTest, CreateRejectsRingsOutsideRam) {
@@ -224,11 +221,11 @@ TEST_F(QueueTest, BuffersOutsideRamAreErrors) {
   FakeQueue* fake = guest.AddQueue(8);
   Queue queue = Make(fake);
   const Buffer bad[] = {
-      {kRamSize - 4, 8, false},           // straddles the end
-      {kRamSize, 1, true},                // just past it
-      {1ull << 40, 1, false},             // far away
+      {kRamSize - 4, 8, false},               // straddles the end
+      {kRamSize, 1, true},                    // just past it
+      {1ull << 40, 1, false},                 // far away
       {0xfffffffffffff000ull, 0x2000, true},  // address + length wraps
-      {0x1000, 0xffffffffu, false},       // 4 GiB from a valid address
+      {0x1000, 0xffffffffu, false},           // 4 GiB from a valid address
   };
   for (const Buffer& buffer : bad) {
     uint16_t head = fake->AddChain({buffer});
@@ -354,8 +351,7 @@ TEST_F(QueueTest, ChainsMovingMoreThan4GiBAreErrors) {
   for (uint16_t i = 0; i < 256; ++i) {
     const bool last = i == 255;
     guest.WriteDescriptorAt(table + 16 * i, 0, kRamSize,
-                            kVirtqDescFWrite | (last ? 0 : kVirtqDescFNext),
-                            last ? 0 : i + 1);
+                            kVirtqDescFWrite | (last ? 0 : kVirtqDescFNext), last ? 0 : i + 1);
   }
   fake->WriteDescriptor(0, 0, kRamSize, kVirtqDescFNext, 1);
   fake->WriteDescriptor(1, table, 16 * 256, kVirtqDescFIndirect, 0);
@@ -482,7 +478,7 @@ TEST_F(QueueTest, NeedsInterruptFollowsUsedEventWithEventIdx) {
   fake->SetUsedEvent(0);
   ASSERT_TRUE(queue.AddUsed(0, 0).ok());  // used idx 1
   EXPECT_TRUE(queue.NeedsInterrupt());
-  EXPECT_FALSE(queue.NeedsInterrupt());   // nothing new since
+  EXPECT_FALSE(queue.NeedsInterrupt());  // nothing new since
 
   // used_event 2: no interrupt at used idx 2, one at 3.
   fake->SetUsedEvent(2);

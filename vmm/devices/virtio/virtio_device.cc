@@ -51,8 +51,7 @@ absl::Status VirtioDevice::RestoreState(const hearth::vmm::v1::VirtioState&) {
   return absl::OkStatus();
 }
 
-void ReadConfigBytes(absl::Span<const uint8_t> config, uint64_t offset,
-                     absl::Span<uint8_t> data) {
+void ReadConfigBytes(absl::Span<const uint8_t> config, uint64_t offset, absl::Span<uint8_t> data) {
   std::fill(data.begin(), data.end(), 0);
   if (offset >= config.size()) return;
   size_t n = std::min<uint64_t>(data.size(), config.size() - offset);

@@ -51,8 +51,7 @@ class VirtioInterrupt {
   static constexpr uint32_t kUsedBuffer = 1;
   static constexpr uint32_t kConfigChange = 2;
 
-  explicit VirtioInterrupt(std::unique_ptr<devices::Interrupt> line)
-      : line_(std::move(line)) {}
+  explicit VirtioInterrupt(std::unique_ptr<devices::Interrupt> line) : line_(std::move(line)) {}
   void SignalUsedBuffer() { Signal(kUsedBuffer); }
   void SignalConfigChange() { Signal(kConfigChange); }
   uint32_t status() const { return status_.load(); }
@@ -144,8 +143,7 @@ void SignalUsed(ActivateContext* context, Queue* queue, DeviceMetrics* metrics);
 
 // Copies `data.size()` bytes of `config` at `offset` into `data`, zeros where
 // out of range. A helper for ReadConfig implementations.
-void ReadConfigBytes(absl::Span<const uint8_t> config, uint64_t offset,
-                     absl::Span<uint8_t> data);
+void ReadConfigBytes(absl::Span<const uint8_t> config, uint64_t offset, absl::Span<uint8_t> data);
 
 }  // namespace hearth::virtio
 

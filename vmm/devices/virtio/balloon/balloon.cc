@@ -20,16 +20,14 @@ constexpr size_t kMaxStatEntries = 32;
 
 }  // namespace
 
-absl::StatusOr<std::shared_ptr<Balloon>> Balloon::Create(
-    uint32_t amount_mib, bool deflate_on_oom, uint32_t stats_polling_interval_s) {
+absl::StatusOr<std::shared_ptr<Balloon>> Balloon::Create(uint32_t amount_mib, bool deflate_on_oom,
+                                                         uint32_t stats_polling_interval_s) {
   ASSIGN_OR_RETURN(TimerFd timer, TimerFd::Create());
-  return std::shared_ptr<Balloon>(new Balloon(amount_mib, deflate_on_oom,
-                                              stats_polling_interval_s,
-                                              std::move(timer)));
+  return std::shared_ptr<Balloon>(
+      new Balloon(amount_mib, deflate_on_oom, stats_polling_interval_s, std::move(timer)));
 }
 
-Balloon::Balloon(uint32_t amount_mib, bool deflate_on_oom, uint32_t interval_s,
-                 TimerFd timer)
+Balloon::Balloon(uint32_t amount_mib, bool deflate_on_oom, uint32_t interval_s, TimerFd timer)
     : deflate_on_oom_(deflate_on_oom),
       stats_interval_s_(interval_s),
       stats_timer_(std::move(timer)),
@@ -132,8 +130,8 @@ void Balloon::ProcessPfns(size_t index) {
         ReleasePages(index, *run, pages);
       } else {
         for (size_t i = first; i < end; ++i) {
-          absl::StatusOr<uint8_t*> host = active_->memory->HostAddress(
-              uint64_t{pfns[i]} * kBalloonPageSize, kBalloonPageSize);
+          absl::StatusOr<uint8_t*> host =
+              active_->memory->HostAddress(uint64_t{pfns[i]} * kBalloonPageSize, kBalloonPageSize);
           if (host.ok()) {
             ReleasePages(index, *host, 1);
           } else {
@@ -174,8 +172,7 @@ void Balloon::ProcessStats() {
   while (std::optional<DescriptorChain> popped =
              NextChain(&*active_, kStatsQueue, &metrics_, &used_any)) {
     const DescriptorChain& chain = *popped;
-    const size_t entries =
-        std::min<size_t>(chain.readable_bytes / kStatEntrySize, kMaxStatEntries);
+    const size_t entries = std::min<size_t>(chain.readable_bytes / kStatEntrySize, kMaxStatEntries);
     std::vector<uint8_t> raw(entries * kStatEntrySize);
     if (ReadFromChain(*active_->memory, chain, 0, absl::MakeSpan(raw)).ok()) {
       absl::MutexLock lock(&mutex_);

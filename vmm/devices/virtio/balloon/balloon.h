@@ -57,8 +57,8 @@ class Balloon : public VirtioDevice {
   static constexpr size_t kDeflateQueue = 1;
   static constexpr size_t kStatsQueue = 2;
 
-  static absl::StatusOr<std::shared_ptr<Balloon>> Create(
-      uint32_t amount_mib, bool deflate_on_oom, uint32_t stats_polling_interval_s);
+  static absl::StatusOr<std::shared_ptr<Balloon>> Create(uint32_t amount_mib, bool deflate_on_oom,
+                                                         uint32_t stats_polling_interval_s);
   ~Balloon() override;
 
   uint32_t device_type() const override { return kDeviceBalloon; }

@@ -146,8 +146,7 @@ TEST_F(BalloonTest, RunsOfFramesAreReleasedAndBadOnesInThemCounted) {
     guest.Write(uint64_t{pfn} * kPage, "data");
   }
   guest.Write(0xc03 * kPage, "keep");
-  inflate->AddChain(
-      {guest.Readable(Pfns({0xc02, 0xc10, 0xc00, last + 1, last, 0xc01, last + 2}))});
+  inflate->AddChain({guest.Readable(Pfns({0xc02, 0xc10, 0xc00, last + 1, last, 0xc01, last + 2}))});
   balloon->ProcessQueue(Balloon::kInflateQueue);
   EXPECT_EQ(balloon->metrics().inflated_pages.Get(), 5u);
   EXPECT_EQ(balloon->metrics().bad_pfns.Get(), 2u);
@@ -176,8 +175,7 @@ TEST_F(BalloonTest, ActivationNeedsInflateAndDeflateQueues) {
                    .ok());
   EXPECT_FALSE(device
                    ->Activate(testing::MakeActivateContext(&guest, {inflate, nullptr},
-                                                           interrupt.get(), loop.get(),
-                                                           kFeatures))
+                                                           interrupt.get(), loop.get(), kFeatures))
                    .ok());
 }
 
@@ -322,8 +320,7 @@ TEST_F(BalloonTest, RestoreRefusesAStatsBufferOutsideTheStatsQueue) {
   for (uint32_t head : {16u, 256u, 0xffffffffu}) {
     ReplaceDevice(4, 60);
     state.mutable_balloon()->set_stats_head(head);
-    EXPECT_EQ(driver->transport()->RestoreState(state).code(),
-              absl::StatusCode::kInvalidArgument)
+    EXPECT_EQ(driver->transport()->RestoreState(state).code(), absl::StatusCode::kInvalidArgument)
         << head;
     EXPECT_EQ(balloon->activated(), nullptr);
   }

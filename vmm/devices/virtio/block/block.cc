@@ -26,8 +26,12 @@ absl::Status Transfer(int fd, std::vector<iovec> iovecs, uint64_t offset, bool w
   size_t index = 0;
   while (index < iovecs.size()) {
     ssize_t n = RetryOnEintr([&] {
-      return write ? ::pwritev(fd, &iovecs[index], static_cast<int>(std::min<size_t>(iovecs.size() - index, IOV_MAX)), static_cast<off_t>(offset))
-                   : ::preadv(fd, &iovecs[index], static_cast<int>(std::min<size_t>(iovecs.size() - index, IOV_MAX)), static_cast<off_t>(offset));
+      return write ? ::pwritev(fd, &iovecs[index],
+                               static_cast<int>(std::min<size_t>(iovecs.size() - index, IOV_MAX)),
+                               static_cast<off_t>(offset))
+                   : ::preadv(fd, &iovecs[index],
+                              static_cast<int>(std::min<size_t>(iovecs.size() - index, IOV_MAX)),
+                              static_cast<off_t>(offset));
     });
     if (n < 0) return ErrnoStatus(write ? "pwritev" : "preadv");
     if (n == 0) return absl::DataLossError("unexpected end of the backing file");
@@ -51,8 +55,8 @@ absl::StatusOr<uint64_t> DriveSectors(int fd, const std::string& drive_id) {
   struct stat st;
   if (::fstat(fd, &st) < 0) return ErrnoStatus(absl::StrCat("fstat drive ", drive_id));
   if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "drive ", drive_id, ": backing file is not a regular file or block device"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("drive ", drive_id, ": backing file is not a regular file or block device"));
   }
   uint64_t bytes = static_cast<uint64_t>(st.st_size);
   if (S_ISBLK(st.st_mode)) {
@@ -63,17 +67,17 @@ absl::StatusOr<uint64_t> DriveSectors(int fd, const std::string& drive_id) {
   return bytes / kSectorSize;
 }
 
-absl::StatusOr<std::shared_ptr<Block>> Block::Create(
-    std::string drive_id, UniqueFd file, bool read_only,
-    std::unique_ptr<vmm::RateLimiter> limiter) {
+absl::StatusOr<std::shared_ptr<Block>> Block::Create(std::string drive_id, UniqueFd file,
+                                                     bool read_only,
+                                                     std::unique_ptr<vmm::RateLimiter> limiter) {
   absl::StatusOr<uint64_t> capacity = DriveSectors(file.get(), drive_id);
   if (!capacity.ok()) return capacity.status();
-  return std::shared_ptr<Block>(new Block(std::move(drive_id), std::move(file),
-                                          *capacity, read_only, std::move(limiter)));
+  return std::shared_ptr<Block>(
+      new Block(std::move(drive_id), std::move(file), *capacity, read_only, std::move(limiter)));
 }
 
-Block::Block(std::string drive_id, UniqueFd file, uint64_t capacity,
-             bool read_only, std::unique_ptr<vmm::RateLimiter> limiter)
+Block::Block(std::string drive_id, UniqueFd file, uint64_t capacity, bool read_only,
+             std::unique_ptr<vmm::RateLimiter> limiter)
     : drive_id_(std::move(drive_id)),
       read_only_(read_only),
       file_(std::move(file)),
@@ -83,8 +87,8 @@ Block::Block(std::string drive_id, UniqueFd file, uint64_t capacity,
 Block::~Block() { Reset(); }
 
 uint64_t Block::features() const {
-  return kFeatureVersion1 | kFeatureIndirectDesc | kFeatureEventIdx |
-         kBlkFFlush | kBlkFSegMax | (read_only_ ? kBlkFRo : 0);
+  return kFeatureVersion1 | kFeatureIndirectDesc | kFeatureEventIdx | kBlkFFlush | kBlkFSegMax |
+         (read_only_ ? kBlkFRo : 0);
 }
 
 uint64_t Block::capacity() const {
@@ -156,10 +160,9 @@ uint8_t Block::Execute(const DescriptorChain& chain, const BlockRequest& request
       absl::StatusOr<std::vector<iovec>> iovecs =
           write ? ReadableIovecs(*memory, chain, 16, request.data_length)
                 : WritableIovecs(*memory, chain, 0, request.data_length);
-      absl::Status status =
-          iovecs.ok() ? Transfer(file_.get(), std::move(*iovecs),
-                                 request.sector * kSectorSize, write)
-                      : iovecs.status();
+      absl::Status status = iovecs.ok() ? Transfer(file_.get(), std::move(*iovecs),
+                                                   request.sector * kSectorSize, write)
+                                        : iovecs.status();
       if (!status.ok()) {
         LOG_EVERY_N(WARNING, 100) << name() << ": " << status.message();
         return kBlkSIoErr;
@@ -196,9 +199,9 @@ void Block::SaveState(hearth::vmm::v1::VirtioState* state) const {
 
 absl::Status Block::RestoreState(const hearth::vmm::v1::VirtioState& state) {
   if (state.block().capacity() != capacity()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        name(), ": the drive has ", capacity(), " sectors; the snapshot's had ",
-        state.block().capacity(), " (a restored drive must keep its size)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(name(), ": the drive has ", capacity(), " sectors; the snapshot's had ",
+                     state.block().capacity(), " (a restored drive must keep its size)"));
   }
   return absl::OkStatus();
 }
@@ -328,10 +331,10 @@ void Block::ExecuteBatch(std::vector<PendingIo>* batch) {
       next_offset += io.request.data_length;
       ++j;
     }
-    absl::Status status =
-        mapped ? Transfer(file_.get(), std::move(iovecs), (*batch)[i].request.sector * kSectorSize,
-                          write)
-               : absl::InvalidArgumentError("a data buffer is outside guest memory");
+    absl::Status status = mapped
+                              ? Transfer(file_.get(), std::move(iovecs),
+                                         (*batch)[i].request.sector * kSectorSize, write)
+                              : absl::InvalidArgumentError("a data buffer is outside guest memory");
     if (!status.ok() && j - i > 1) {
       // One of the merged requests failed: redo them one by one, so each
       // gets its own status.

@@ -33,9 +33,9 @@ absl::StatusOr<uint64_t> DriveSectors(int fd, const std::string& drive_id);
 
 class Block : public VirtioDevice {
  public:
-  static absl::StatusOr<std::shared_ptr<Block>> Create(
-      std::string drive_id, UniqueFd file, bool read_only,
-      std::unique_ptr<vmm::RateLimiter> limiter);
+  static absl::StatusOr<std::shared_ptr<Block>> Create(std::string drive_id, UniqueFd file,
+                                                       bool read_only,
+                                                       std::unique_ptr<vmm::RateLimiter> limiter);
   ~Block() override;
 
   uint32_t device_type() const override { return kDeviceBlock; }
@@ -83,8 +83,7 @@ class Block : public VirtioDevice {
   bool PollForMore(const Queue& queue) const;
   // Executes a parsed request; returns the status byte and sets *written to
   // the bytes of data put into the guest's buffers.
-  uint8_t Execute(const DescriptorChain& chain, const BlockRequest& request,
-                  uint32_t* written);
+  uint8_t Execute(const DescriptorChain& chain, const BlockRequest& request, uint32_t* written);
 
   const std::string drive_id_;
   const bool read_only_;

@@ -148,8 +148,8 @@ TEST_F(BlockTest, CreateRejectsBackingsThatAreNotFilesOrBlockDevices) {
   UniqueFd write_end(pipe_fds[1]);
   auto created = Block::Create("p", UniqueFd(pipe_fds[0]), false, Unlimited());
   EXPECT_EQ(created.status().code(), absl::StatusCode::kInvalidArgument);
-  auto directory = Block::Create("d", UniqueFd(::open("/", O_RDONLY | O_DIRECTORY)),
-                                 false, Unlimited());
+  auto directory =
+      Block::Create("d", UniqueFd(::open("/", O_RDONLY | O_DIRECTORY)), false, Unlimited());
   EXPECT_FALSE(directory.ok());
 }
 
@@ -174,8 +174,8 @@ TEST_F(BlockTest, ReadsIntoScatteredBuffers) {
 TEST_F(BlockTest, WritesReachTheFile) {
   Start();
   std::string data = std::string(512, 'A') + std::string(512, 'B');
-  Request request = Submit(kBlkTOut, 10, {guest.Readable(data.substr(0, 700)),
-                                          guest.Readable(data.substr(700))});
+  Request request =
+      Submit(kBlkTOut, 10, {guest.Readable(data.substr(0, 700)), guest.Readable(data.substr(700))});
   std::vector<UsedElement> used = Kick();
   ASSERT_EQ(used.size(), 1u);
   EXPECT_EQ(used[0].length, 1u);  // only the status byte was written
@@ -225,7 +225,7 @@ TEST_F(BlockTest, AdjacentRequestsQueuedTogetherAreServedExactly) {
 TEST_F(BlockTest, AFailingRequestInAMergedRunFailsAlone) {
   Start();
   Buffer first = guest.Writable(512);
-  Request good = Submit(kBlkTIn, 126, {first});  // the disk's last two sectors
+  Request good = Submit(kBlkTIn, 126, {first});                   // the disk's last two sectors
   Request beyond = Submit(kBlkTIn, 127, {guest.Writable(1024)});  // runs past the end
   std::vector<UsedElement> used = Kick();
   ASSERT_EQ(used.size(), 2u);

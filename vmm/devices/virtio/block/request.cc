@@ -25,9 +25,9 @@ absl::Status Fail(BlockParseError* error, bool status_writable, uint8_t status,
 
 }  // namespace
 
-absl::StatusOr<BlockRequest> ParseBlockRequest(
-    const memory::GuestMemory& memory, const DescriptorChain& chain,
-    uint64_t capacity, bool read_only, BlockParseError* error) {
+absl::StatusOr<BlockRequest> ParseBlockRequest(const memory::GuestMemory& memory,
+                                               const DescriptorChain& chain, uint64_t capacity,
+                                               bool read_only, BlockParseError* error) {
   const bool has_status = chain.writable_bytes >= 1;
   if (!has_status) {
     return Fail(error, false, kBlkSIoErr, "no writable status byte");
@@ -35,8 +35,7 @@ absl::StatusOr<BlockRequest> ParseBlockRequest(
   RawHeader header;
   if (chain.readable_bytes < sizeof(header) ||
       !ReadFromChain(memory, chain, 0,
-                     absl::MakeSpan(reinterpret_cast<uint8_t*>(&header),
-                                    sizeof(header)))
+                     absl::MakeSpan(reinterpret_cast<uint8_t*>(&header), sizeof(header)))
            .ok()) {
     return Fail(error, true, kBlkSIoErr, "request header shorter than 16 bytes");
   }
@@ -48,8 +47,7 @@ absl::StatusOr<BlockRequest> ParseBlockRequest(
   auto check_range = [&](uint64_t bytes) -> absl::Status {
     if (bytes % kSectorSize != 0) {
       return Fail(error, true, kBlkSIoErr,
-                  absl::StrCat("data length ", bytes,
-                               " is not a multiple of 512"));
+                  absl::StrCat("data length ", bytes, " is not a multiple of 512"));
     }
     const uint64_t sectors = bytes / kSectorSize;
     if (request.sector > capacity || sectors > capacity - request.sector) {

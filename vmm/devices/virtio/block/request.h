@@ -48,9 +48,9 @@ struct BlockParseError {
 };
 
 // `capacity` in sectors.
-absl::StatusOr<BlockRequest> ParseBlockRequest(
-    const memory::GuestMemory& memory, const DescriptorChain& chain,
-    uint64_t capacity, bool read_only, BlockParseError* error);
+absl::StatusOr<BlockRequest> ParseBlockRequest(const memory::GuestMemory& memory,
+                                               const DescriptorChain& chain, uint64_t capacity,
+                                               bool read_only, BlockParseError* error);
 
 }  // namespace hearth::virtio
 

@@ -10,8 +10,8 @@
 namespace hearth::virtio {
 namespace {
 
-using ::testing::HasSubstr;
 using testing::FakeGuest;
+using ::testing::HasSubstr;
 
 std::string Header(uint32_t type, uint64_t sector) {
   std::string header(16, '\0');
@@ -131,11 +131,11 @@ TEST_F(BlockRequestTest, RangesMustLieWithinTheCapacity) {
     bool ok;
   };
   const Case cases[] = {
-      {6, 1024, 8, true},       // the last two sectors
-      {7, 1024, 8, false},      // one past the end
-      {8, 0, 8, true},          // empty, at the end
-      {9, 0, 8, false},         // empty, beyond it
-      {~0ull, 512, 8, false},   // sector * 512 would wrap
+      {6, 1024, 8, true},      // the last two sectors
+      {7, 1024, 8, false},     // one past the end
+      {8, 0, 8, true},         // empty, at the end
+      {9, 0, 8, false},        // empty, beyond it
+      {~0ull, 512, 8, false},  // sector * 512 would wrap
       {~0ull >> 9, 512, 8, false},
       {~0ull, 0, ~0ull, true},  // the largest possible disk
       {~0ull, 512, ~0ull, false},

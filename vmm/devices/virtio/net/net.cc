@@ -33,27 +33,26 @@ unsigned TapOffloads(uint64_t acked) {
 
 }  // namespace
 
-absl::StatusOr<std::shared_ptr<Net>> Net::Create(
-    std::string iface_id, UniqueFd tap, std::optional<std::array<uint8_t, 6>> mac,
-    uint16_t mtu, std::unique_ptr<vmm::RateLimiter> rx_limiter,
-    std::unique_ptr<vmm::RateLimiter> tx_limiter) {
-  return CreateInternal(std::move(iface_id), std::move(tap), mac, mtu,
-                        std::move(rx_limiter), std::move(tx_limiter), true);
+absl::StatusOr<std::shared_ptr<Net>> Net::Create(std::string iface_id, UniqueFd tap,
+                                                 std::optional<std::array<uint8_t, 6>> mac,
+                                                 uint16_t mtu,
+                                                 std::unique_ptr<vmm::RateLimiter> rx_limiter,
+                                                 std::unique_ptr<vmm::RateLimiter> tx_limiter) {
+  return CreateInternal(std::move(iface_id), std::move(tap), mac, mtu, std::move(rx_limiter),
+                        std::move(tx_limiter), true);
 }
 
 absl::StatusOr<std::shared_ptr<Net>> Net::CreateForTesting(
-    std::string iface_id, UniqueFd backend,
-    std::optional<std::array<uint8_t, 6>> mac, uint16_t mtu,
-    std::unique_ptr<vmm::RateLimiter> rx_limiter,
-    std::unique_ptr<vmm::RateLimiter> tx_limiter) {
-  return CreateInternal(std::move(iface_id), std::move(backend), mac, mtu,
-                        std::move(rx_limiter), std::move(tx_limiter), false);
+    std::string iface_id, UniqueFd backend, std::optional<std::array<uint8_t, 6>> mac, uint16_t mtu,
+    std::unique_ptr<vmm::RateLimiter> rx_limiter, std::unique_ptr<vmm::RateLimiter> tx_limiter) {
+  return CreateInternal(std::move(iface_id), std::move(backend), mac, mtu, std::move(rx_limiter),
+                        std::move(tx_limiter), false);
 }
 
 absl::StatusOr<std::shared_ptr<Net>> Net::CreateInternal(
-    std::string iface_id, UniqueFd tap, std::optional<std::array<uint8_t, 6>> mac,
-    uint16_t mtu, std::unique_ptr<vmm::RateLimiter> rx_limiter,
-    std::unique_ptr<vmm::RateLimiter> tx_limiter, bool is_tap) {
+    std::string iface_id, UniqueFd tap, std::optional<std::array<uint8_t, 6>> mac, uint16_t mtu,
+    std::unique_ptr<vmm::RateLimiter> rx_limiter, std::unique_ptr<vmm::RateLimiter> tx_limiter,
+    bool is_tap) {
   int flags = ::fcntl(tap.get(), F_GETFL);
   if (flags < 0 || ::fcntl(tap.get(), F_SETFL, flags | O_NONBLOCK) < 0) {
     return ErrnoStatus(absl::StrCat("net ", iface_id, ": making the tap non-blocking"));
@@ -62,17 +61,15 @@ absl::StatusOr<std::shared_ptr<Net>> Net::CreateInternal(
   // every frame on the tap.
   int header_size = static_cast<int>(kVnetHeaderSize);
   if (is_tap && ::ioctl(tap.get(), TUNSETVNETHDRSZ, &header_size) < 0) {
-    return ErrnoStatus(absl::StrCat(
-        "net ", iface_id, ": TUNSETVNETHDRSZ (is it a tap opened with IFF_VNET_HDR?)"));
+    return ErrnoStatus(absl::StrCat("net ", iface_id,
+                                    ": TUNSETVNETHDRSZ (is it a tap opened with IFF_VNET_HDR?)"));
   }
   return std::shared_ptr<Net>(new Net(std::move(iface_id), std::move(tap), mac, mtu,
-                                      std::move(rx_limiter), std::move(tx_limiter),
-                                      is_tap));
+                                      std::move(rx_limiter), std::move(tx_limiter), is_tap));
 }
 
-Net::Net(std::string iface_id, UniqueFd tap,
-         std::optional<std::array<uint8_t, 6>> mac, uint16_t mtu,
-         std::unique_ptr<vmm::RateLimiter> rx_limiter,
+Net::Net(std::string iface_id, UniqueFd tap, std::optional<std::array<uint8_t, 6>> mac,
+         uint16_t mtu, std::unique_ptr<vmm::RateLimiter> rx_limiter,
          std::unique_ptr<vmm::RateLimiter> tx_limiter, bool is_tap)
     : iface_id_(std::move(iface_id)),
       tap_(std::move(tap)),
@@ -85,10 +82,9 @@ Net::Net(std::string iface_id, UniqueFd tap,
 Net::~Net() { Reset(); }
 
 uint64_t Net::features() const {
-  return kFeatureVersion1 | kFeatureIndirectDesc | kFeatureEventIdx |
-         kNetFCsum | kNetFGuestCsum | kNetFGuestTso4 | kNetFGuestTso6 |
-         kNetFGuestUfo | kNetFHostTso4 | kNetFHostTso6 | kNetFHostUfo |
-         (mac_.has_value() ? kNetFMac : 0) | (mtu_ != 0 ? kNetFMtu : 0);
+  return kFeatureVersion1 | kFeatureIndirectDesc | kFeatureEventIdx | kNetFCsum | kNetFGuestCsum |
+         kNetFGuestTso4 | kNetFGuestTso6 | kNetFGuestUfo | kNetFHostTso4 | kNetFHostTso6 |
+         kNetFHostUfo | (mac_.has_value() ? kNetFMac : 0) | (mtu_ != 0 ? kNetFMtu : 0);
 }
 
 void Net::ReadConfig(uint64_t offset, absl::Span<uint8_t> data) {
@@ -105,9 +101,7 @@ void Net::ReadConfig(uint64_t offset, absl::Span<uint8_t> data) {
 void Net::WatchTap(bool readable) {
   if (!active_.has_value() || readable == tap_watched_) return;
   if (readable) {
-    tap_watched_ = active_->event_loop
-                       ->Add(tap_.get(), [this](uint32_t) { ProcessRx(); })
-                       .ok();
+    tap_watched_ = active_->event_loop->Add(tap_.get(), [this](uint32_t) { ProcessRx(); }).ok();
   } else {
     (void)active_->event_loop->Remove(tap_.get());
     tap_watched_ = false;
@@ -224,8 +218,7 @@ void Net::ProcessRx() {
       keep_watching = false;  // the limiter's timer brings us back
       break;
     }
-    std::optional<DescriptorChain> popped =
-        NextChain(&*active_, kRxQueue, &metrics_, &used_any);
+    std::optional<DescriptorChain> popped = NextChain(&*active_, kRxQueue, &metrics_, &used_any);
     if (!popped.has_value()) {
       // No guest buffers (or a broken ring): leave frames in the tap until
       // the guest refills.
@@ -240,17 +233,16 @@ void Net::ProcessRx() {
       used_any = true;
       continue;
     }
-    absl::StatusOr<std::vector<iovec>> iovecs = WritableIovecs(
-        *active_->memory, chain, 0, std::min(chain.writable_bytes, kMaxFrameBytes));
+    absl::StatusOr<std::vector<iovec>> iovecs =
+        WritableIovecs(*active_->memory, chain, 0, std::min(chain.writable_bytes, kMaxFrameBytes));
     if (!iovecs.ok()) {
       metrics_.invalid_chains.Add();
       (void)queue.AddUsed(chain.head, 0);
       used_any = true;
       continue;
     }
-    ssize_t n = RetryOnEintr([&] {
-      return ::readv(tap_.get(), iovecs->data(), static_cast<int>(iovecs->size()));
-    });
+    ssize_t n = RetryOnEintr(
+        [&] { return ::readv(tap_.get(), iovecs->data(), static_cast<int>(iovecs->size())); });
     if (n <= 0) {
       queue.Undo();  // nothing to read (or the tap failed): keep the buffer
       if (n < 0 && errno != EAGAIN) {
@@ -278,12 +270,10 @@ void Net::ProcessTx() {
   Queue& queue = *active_->queues[kTxQueue];
   bool used_any = false;
   while (!tx_limiter_->blocked()) {
-    std::optional<DescriptorChain> popped =
-        NextChain(&*active_, kTxQueue, &metrics_, &used_any);
+    std::optional<DescriptorChain> popped = NextChain(&*active_, kTxQueue, &metrics_, &used_any);
     if (!popped.has_value()) break;
     const DescriptorChain& chain = *popped;
-    if (chain.readable_bytes < kVnetHeaderSize ||
-        chain.readable_bytes > kMaxFrameBytes) {
+    if (chain.readable_bytes < kVnetHeaderSize || chain.readable_bytes > kMaxFrameBytes) {
       metrics_.invalid_chains.Add();
       (void)queue.AddUsed(chain.head, 0);
       used_any = true;
@@ -299,9 +289,8 @@ void Net::ProcessTx() {
         ReadableIovecs(*active_->memory, chain, 0, chain.readable_bytes);
     ssize_t n = -1;
     if (iovecs.ok()) {
-      n = RetryOnEintr([&] {
-        return ::writev(tap_.get(), iovecs->data(), static_cast<int>(iovecs->size()));
-      });
+      n = RetryOnEintr(
+          [&] { return ::writev(tap_.get(), iovecs->data(), static_cast<int>(iovecs->size())); });
     }
     if (n < 0) {
       metrics_.tx_dropped.Add();  // tap full or down: the frame is lost

@@ -45,7 +45,7 @@ inline constexpr uint64_t kMaxFrameBytes = 65562;
 struct NetMetrics : DeviceMetrics {
   Counter rx_frames;
   Counter tx_frames;
-  Counter tx_dropped;  // tap refused the frame
+  Counter tx_dropped;     // tap refused the frame
   Counter rx_no_buffers;  // times rx stalled waiting for guest buffers
 
   std::vector<std::pair<std::string, uint64_t>> Snapshot() const override {
@@ -64,27 +64,24 @@ class Net : public VirtioDevice {
   static constexpr size_t kTxQueue = 1;
 
   // `tap`: an open tap fd (made non-blocking here).
-  static absl::StatusOr<std::shared_ptr<Net>> Create(
-      std::string iface_id, UniqueFd tap,
-      std::optional<std::array<uint8_t, 6>> mac, uint16_t mtu,
-      std::unique_ptr<vmm::RateLimiter> rx_limiter,
-      std::unique_ptr<vmm::RateLimiter> tx_limiter);
+  static absl::StatusOr<std::shared_ptr<Net>> Create(std::string iface_id, UniqueFd tap,
+                                                     std::optional<std::array<uint8_t, 6>> mac,
+                                                     uint16_t mtu,
+                                                     std::unique_ptr<vmm::RateLimiter> rx_limiter,
+                                                     std::unique_ptr<vmm::RateLimiter> tx_limiter);
   // For unit tests only: `backend` is any non-blocking-capable datagram fd
   // standing in for the tap (one end of a SOCK_SEQPACKET socketpair, each
   // datagram a 12-byte vnet header + frame), and the tap ioctls
   // (TUNSETVNETHDRSZ, TUNSETOFFLOAD), which need a real tap, are skipped.
   static absl::StatusOr<std::shared_ptr<Net>> CreateForTesting(
-      std::string iface_id, UniqueFd backend,
-      std::optional<std::array<uint8_t, 6>> mac, uint16_t mtu,
-      std::unique_ptr<vmm::RateLimiter> rx_limiter,
+      std::string iface_id, UniqueFd backend, std::optional<std::array<uint8_t, 6>> mac,
+      uint16_t mtu, std::unique_ptr<vmm::RateLimiter> rx_limiter,
       std::unique_ptr<vmm::RateLimiter> tx_limiter);
   ~Net() override;
 
   uint32_t device_type() const override { return kDeviceNet; }
   uint64_t features() const override;
-  std::vector<uint16_t> queue_max_sizes() const override {
-    return {kMaxQueueSize, kMaxQueueSize};
-  }
+  std::vector<uint16_t> queue_max_sizes() const override { return {kMaxQueueSize, kMaxQueueSize}; }
   std::string name() const override { return "net " + iface_id_; }
   void ReadConfig(uint64_t offset, absl::Span<uint8_t> data) override;
 
@@ -103,14 +100,12 @@ class Net : public VirtioDevice {
 
  private:
   static absl::StatusOr<std::shared_ptr<Net>> CreateInternal(
-      std::string iface_id, UniqueFd tap,
-      std::optional<std::array<uint8_t, 6>> mac, uint16_t mtu,
-      std::unique_ptr<vmm::RateLimiter> rx_limiter,
-      std::unique_ptr<vmm::RateLimiter> tx_limiter, bool is_tap);
-  Net(std::string iface_id, UniqueFd tap,
-      std::optional<std::array<uint8_t, 6>> mac, uint16_t mtu,
-      std::unique_ptr<vmm::RateLimiter> rx_limiter,
-      std::unique_ptr<vmm::RateLimiter> tx_limiter, bool is_tap);
+      std::string iface_id, UniqueFd tap, std::optional<std::array<uint8_t, 6>> mac, uint16_t mtu,
+      std::unique_ptr<vmm::RateLimiter> rx_limiter, std::unique_ptr<vmm::RateLimiter> tx_limiter,
+      bool is_tap);
+  Net(std::string iface_id, UniqueFd tap, std::optional<std::array<uint8_t, 6>> mac, uint16_t mtu,
+      std::unique_ptr<vmm::RateLimiter> rx_limiter, std::unique_ptr<vmm::RateLimiter> tx_limiter,
+      bool is_tap);
   void ProcessRx();
   void ProcessTx();
   // Watch the tap for input (true) or stop (no guest buffers).

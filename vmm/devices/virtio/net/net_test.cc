@@ -117,9 +117,8 @@ TEST_F(NetTest, ConfigAndFeatures) {
 }
 
 TEST_F(NetTest, CreateForTestingStillNeedsAnFd) {
-  EXPECT_FALSE(Net::CreateForTesting("x", UniqueFd(), std::nullopt, 0, Unlimited(),
-                                     Unlimited())
-                   .ok());
+  EXPECT_FALSE(
+      Net::CreateForTesting("x", UniqueFd(), std::nullopt, 0, Unlimited(), Unlimited()).ok());
 }
 
 TEST_F(NetTest, TxFramesReachTheBackend) {
@@ -306,8 +305,7 @@ TEST_F(NetTest, RestoreRefusesAPendingRxHeadOutsideTheRxQueue) {
   for (uint32_t head : {16u, 256u, 0xffffffffu}) {
     ReplaceDevice();
     state.mutable_net()->set_pending_rx_head(head);
-    EXPECT_EQ(driver->transport()->RestoreState(state).code(),
-              absl::StatusCode::kInvalidArgument)
+    EXPECT_EQ(driver->transport()->RestoreState(state).code(), absl::StatusCode::kInvalidArgument)
         << head;
     EXPECT_EQ(net->activated(), nullptr);
   }

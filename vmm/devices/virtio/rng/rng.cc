@@ -50,8 +50,7 @@ void Rng::Process() {
   if (!active_.has_value()) return;
   Queue& queue = *active_->queues[0];
   bool used_any = false;
-  while (std::optional<DescriptorChain> chain =
-             NextChain(&*active_, 0, &metrics_, &used_any)) {
+  while (std::optional<DescriptorChain> chain = NextChain(&*active_, 0, &metrics_, &used_any)) {
     uint64_t length = std::min(chain->writable_bytes, kMaxRequestBytes);
     if (!limiter_->ConsumeRequest(length)) {
       queue.Undo();
@@ -59,8 +58,7 @@ void Rng::Process() {
       break;
     }
     uint32_t written = 0;
-    absl::StatusOr<std::vector<iovec>> iovecs =
-        WritableIovecs(*active_->memory, *chain, 0, length);
+    absl::StatusOr<std::vector<iovec>> iovecs = WritableIovecs(*active_->memory, *chain, 0, length);
     if (iovecs.ok()) {
       for (const iovec& v : *iovecs) {
         // getrandom() fills up to 32 MiB per call from the urandom pool and

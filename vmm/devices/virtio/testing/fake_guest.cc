@@ -33,9 +33,8 @@ void WriteOrDie(memory::GuestMemory* memory, uint64_t address, const T& value) {
 
 }  // namespace
 
-FakeQueue::FakeQueue(memory::GuestMemory* memory, uint16_t size,
-                     uint64_t desc_table, uint64_t avail_ring,
-                     uint64_t used_ring)
+FakeQueue::FakeQueue(memory::GuestMemory* memory, uint16_t size, uint64_t desc_table,
+                     uint64_t avail_ring, uint64_t used_ring)
     : memory_(memory),
       size_(size),
       desc_table_(desc_table),
@@ -52,20 +51,18 @@ QueueConfig FakeQueue::config() const {
   return config;
 }
 
-void FakeQueue::WriteDescriptorAt(uint64_t guest_address, uint64_t address,
-                                  uint32_t length, uint16_t flags,
-                                  uint16_t next) {
+void FakeQueue::WriteDescriptorAt(uint64_t guest_address, uint64_t address, uint32_t length,
+                                  uint16_t flags, uint16_t next) {
   WriteOrDie(memory_, guest_address, RawDescriptor{address, length, flags, next});
 }
 
-void FakeGuest::WriteDescriptorAt(uint64_t guest_address, uint64_t address,
-                                  uint32_t length, uint16_t flags,
-                                  uint16_t next) {
+void FakeGuest::WriteDescriptorAt(uint64_t guest_address, uint64_t address, uint32_t length,
+                                  uint16_t flags, uint16_t next) {
   WriteOrDie(&memory_, guest_address, RawDescriptor{address, length, flags, next});
 }
 
-void FakeQueue::WriteDescriptor(uint16_t index, uint64_t address,
-                                uint32_t length, uint16_t flags, uint16_t next) {
+void FakeQueue::WriteDescriptor(uint16_t index, uint64_t address, uint32_t length, uint16_t flags,
+                                uint16_t next) {
   CHECK_LT(index, size_);
   WriteDescriptorAt(desc_table_ + 16ull * index, address, length, flags, next);
 }
@@ -80,8 +77,7 @@ uint16_t FakeQueue::AddChain(const std::vector<Buffer>& buffers) {
   }
   for (size_t i = 0; i < buffers.size(); ++i) {
     const bool last = i + 1 == buffers.size();
-    uint16_t flags = (buffers[i].writable ? kVirtqDescFWrite : 0) |
-                     (last ? 0 : kVirtqDescFNext);
+    uint16_t flags = (buffers[i].writable ? kVirtqDescFWrite : 0) | (last ? 0 : kVirtqDescFNext);
     WriteDescriptor(indices[i], buffers[i].address, buffers[i].length, flags,
                     last ? 0 : indices[i + 1]);
   }
@@ -89,20 +85,17 @@ uint16_t FakeQueue::AddChain(const std::vector<Buffer>& buffers) {
   return indices[0];
 }
 
-uint16_t FakeQueue::AddIndirectChain(const std::vector<Buffer>& buffers,
-                                     uint64_t table) {
+uint16_t FakeQueue::AddIndirectChain(const std::vector<Buffer>& buffers, uint64_t table) {
   CHECK(!buffers.empty());
   for (size_t i = 0; i < buffers.size(); ++i) {
     const bool last = i + 1 == buffers.size();
-    uint16_t flags = (buffers[i].writable ? kVirtqDescFWrite : 0) |
-                     (last ? 0 : kVirtqDescFNext);
-    WriteDescriptorAt(table + 16 * i, buffers[i].address, buffers[i].length,
-                      flags, last ? 0 : static_cast<uint16_t>(i + 1));
+    uint16_t flags = (buffers[i].writable ? kVirtqDescFWrite : 0) | (last ? 0 : kVirtqDescFNext);
+    WriteDescriptorAt(table + 16 * i, buffers[i].address, buffers[i].length, flags,
+                      last ? 0 : static_cast<uint16_t>(i + 1));
   }
   uint16_t head = next_descriptor_;
   next_descriptor_ = static_cast<uint16_t>((next_descriptor_ + 1) % size_);
-  WriteDescriptor(head, table, static_cast<uint32_t>(16 * buffers.size()),
-                  kVirtqDescFIndirect, 0);
+  WriteDescriptor(head, table, static_cast<uint32_t>(16 * buffers.size()), kVirtqDescFIndirect, 0);
   Publish(head);
   return head;
 }
@@ -113,17 +106,11 @@ void FakeQueue::Publish(uint16_t head) {
   SetAvailIdx(static_cast<uint16_t>(idx + 1));
 }
 
-void FakeQueue::SetAvailIdx(uint16_t idx) {
-  WriteOrDie(memory_, avail_ring_ + 2, idx);
-}
+void FakeQueue::SetAvailIdx(uint16_t idx) { WriteOrDie(memory_, avail_ring_ + 2, idx); }
 
-uint16_t FakeQueue::avail_idx() const {
-  return ReadOrDie<uint16_t>(*memory_, avail_ring_ + 2);
-}
+uint16_t FakeQueue::avail_idx() const { return ReadOrDie<uint16_t>(*memory_, avail_ring_ + 2); }
 
-uint16_t FakeQueue::used_idx() const {
-  return ReadOrDie<uint16_t>(*memory_, used_ring_ + 2);
-}
+uint16_t FakeQueue::used_idx() const { return ReadOrDie<uint16_t>(*memory_, used_ring_ + 2); }
 
 UsedElement FakeQueue::used(uint16_t position) const {
   uint64_t element = used_ring_ + kRingHeader + 8ull * (position % size_);
@@ -198,18 +185,14 @@ Buffer FakeGuest::Readable(absl::string_view bytes) {
   return Buffer{Put(bytes), static_cast<uint32_t>(bytes.size()), false};
 }
 
-Buffer FakeGuest::Writable(uint32_t length) {
-  return Buffer{Allocate(length), length, true};
-}
+Buffer FakeGuest::Writable(uint32_t length) { return Buffer{Allocate(length), length, true}; }
 
 TestInterrupt::TestInterrupt()
     : line_(new devices::CountingInterrupt),
       interrupt_(std::unique_ptr<devices::Interrupt>(line_)) {}
 
-ActivateContext MakeActivateContext(FakeGuest* guest,
-                                    const std::vector<FakeQueue*>& queues,
-                                    VirtioInterrupt* interrupt,
-                                    EventLoop* event_loop,
+ActivateContext MakeActivateContext(FakeGuest* guest, const std::vector<FakeQueue*>& queues,
+                                    VirtioInterrupt* interrupt, EventLoop* event_loop,
                                     uint64_t acked_features) {
   ActivateContext context;
   context.memory = guest->memory();
@@ -222,8 +205,7 @@ ActivateContext MakeActivateContext(FakeGuest* guest,
       continue;
     }
     absl::StatusOr<Queue> queue =
-        Queue::Create(fake->config(), guest->memory(),
-                      acked_features & kFeatureEventIdx,
+        Queue::Create(fake->config(), guest->memory(), acked_features & kFeatureEventIdx,
                       acked_features & kFeatureIndirectDesc);
     CHECK(queue.ok()) << queue.status();
     context.queues.push_back(std::move(*queue));
@@ -236,8 +218,8 @@ FakeDriver::FakeDriver(std::shared_ptr<VirtioDevice> device, FakeGuest* guest,
     : event_loop_(event_loop) {
   auto line = std::make_unique<devices::CountingInterrupt>();
   line_ = line.get();
-  transport_ = std::make_unique<MmioTransport>(std::move(device), guest->memory(),
-                                               event_loop, std::move(line));
+  transport_ = std::make_unique<MmioTransport>(std::move(device), guest->memory(), event_loop,
+                                               std::move(line));
 }
 
 uint32_t FakeDriver::Read(uint64_t offset) {
@@ -265,8 +247,8 @@ void FakeDriver::Initialize(uint64_t features, const std::vector<FakeQueue*>& qu
     Write(kMmioDriverFeatures, static_cast<uint32_t>(features >> (32 * half)));
   }
   Write(kMmioStatus, kStatusAcknowledge | kStatusDriver | kStatusFeaturesOk);
-  CHECK(Read(kMmioStatus) & kStatusFeaturesOk) << "features 0x" << std::hex << features
-                                               << " refused";
+  CHECK(Read(kMmioStatus) & kStatusFeaturesOk)
+      << "features 0x" << std::hex << features << " refused";
   for (uint32_t i = 0; i < queues.size(); ++i) {
     if (queues[i] == nullptr) continue;
     const FakeQueue& queue = *queues[i];
@@ -280,8 +262,7 @@ void FakeDriver::Initialize(uint64_t features, const std::vector<FakeQueue*>& qu
     Write(kMmioQueueDeviceHigh, static_cast<uint32_t>(queue.used_ring() >> 32));
     Write(kMmioQueueReady, 1);
   }
-  Write(kMmioStatus,
-        kStatusAcknowledge | kStatusDriver | kStatusFeaturesOk | kStatusDriverOk);
+  Write(kMmioStatus, kStatusAcknowledge | kStatusDriver | kStatusFeaturesOk | kStatusDriverOk);
   absl::Status ran = event_loop_->RunOnce(0);
   CHECK(ran.ok()) << ran;
   CHECK(transport_->device()->activated() != nullptr)

@@ -16,8 +16,8 @@
 #include <vector>
 
 #include "absl/strings/string_view.h"
-#include "hearth/vmm/v1/snapshot.pb.h"
 #include "common/event_loop.h"
+#include "hearth/vmm/v1/snapshot.pb.h"
 #include "vmm/devices/interrupt.h"
 #include "vmm/devices/virtio/mmio_transport.h"
 #include "vmm/devices/virtio/queue.h"
@@ -41,8 +41,8 @@ struct UsedElement {
 // The driver's view of one split virtqueue in guest memory.
 class FakeQueue {
  public:
-  FakeQueue(memory::GuestMemory* memory, uint16_t size, uint64_t desc_table,
-            uint64_t avail_ring, uint64_t used_ring);
+  FakeQueue(memory::GuestMemory* memory, uint16_t size, uint64_t desc_table, uint64_t avail_ring,
+            uint64_t used_ring);
 
   // What the driver would program through the transport.
   QueueConfig config() const;
@@ -60,10 +60,10 @@ class FakeQueue {
 
   // Hostile-driver tools: a raw descriptor at `index` of the table, or at
   // any guest address (an indirect table entry).
-  void WriteDescriptor(uint16_t index, uint64_t address, uint32_t length,
-                       uint16_t flags, uint16_t next);
-  void WriteDescriptorAt(uint64_t guest_address, uint64_t address,
-                         uint32_t length, uint16_t flags, uint16_t next);
+  void WriteDescriptor(uint16_t index, uint64_t address, uint32_t length, uint16_t flags,
+                       uint16_t next);
+  void WriteDescriptorAt(uint64_t guest_address, uint64_t address, uint32_t length, uint16_t flags,
+                         uint16_t next);
   // Puts `head` in the next avail slot and bumps avail idx by one.
   void Publish(uint16_t head);
   void SetAvailIdx(uint16_t idx);
@@ -117,8 +117,8 @@ class FakeGuest {
   void Write(uint64_t address, absl::string_view bytes);
   std::string Read(uint64_t address, uint64_t length) const;
   // A raw descriptor anywhere in RAM (an indirect table entry).
-  void WriteDescriptorAt(uint64_t guest_address, uint64_t address,
-                         uint32_t length, uint16_t flags, uint16_t next);
+  void WriteDescriptorAt(uint64_t guest_address, uint64_t address, uint32_t length, uint16_t flags,
+                         uint16_t next);
 
   // A device-readable buffer holding `bytes`, or a zeroed writable one.
   Buffer Readable(absl::string_view bytes);
@@ -146,10 +146,8 @@ class TestInterrupt {
 
 // What the transport would hand a device at DRIVER_OK: one Queue per
 // FakeQueue (nullptr: not set up). CHECK-fails on an invalid layout.
-ActivateContext MakeActivateContext(FakeGuest* guest,
-                                    const std::vector<FakeQueue*>& queues,
-                                    VirtioInterrupt* interrupt,
-                                    EventLoop* event_loop,
+ActivateContext MakeActivateContext(FakeGuest* guest, const std::vector<FakeQueue*>& queues,
+                                    VirtioInterrupt* interrupt, EventLoop* event_loop,
                                     uint64_t acked_features);
 
 // The driver's side of virtio-mmio (virtio 1.2 §4.2.3): a real MmioTransport
@@ -158,8 +156,7 @@ ActivateContext MakeActivateContext(FakeGuest* guest,
 // into a fresh one over the same guest memory.
 class FakeDriver {
  public:
-  FakeDriver(std::shared_ptr<VirtioDevice> device, FakeGuest* guest,
-             EventLoop* event_loop);
+  FakeDriver(std::shared_ptr<VirtioDevice> device, FakeGuest* guest, EventLoop* event_loop);
 
   MmioTransport* transport() { return transport_.get(); }
   uint32_t Read(uint64_t offset);

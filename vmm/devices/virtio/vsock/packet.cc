@@ -9,8 +9,8 @@ namespace hearth::virtio {
 absl::StatusOr<VsockPacket> ParseVsockPacket(const memory::GuestMemory& memory,
                                              const DescriptorChain& chain) {
   if (chain.readable_bytes < sizeof(VsockHeader)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "vsock packet of ", chain.readable_bytes, " bytes has no 44-byte header"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("vsock packet of ", chain.readable_bytes, " bytes has no 44-byte header"));
   }
   VsockPacket packet;
   RETURN_IF_ERROR(ReadFromChain(
@@ -22,9 +22,9 @@ absl::StatusOr<VsockPacket> ParseVsockPacket(const memory::GuestMemory& memory,
         absl::StrCat("vsock payload of ", len, " bytes exceeds ", kVsockMaxPayload));
   }
   if (len > chain.readable_bytes - sizeof(VsockHeader)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "vsock header announces ", len, " payload bytes; the chain has ",
-        chain.readable_bytes - sizeof(VsockHeader)));
+    return absl::InvalidArgumentError(absl::StrCat("vsock header announces ", len,
+                                                   " payload bytes; the chain has ",
+                                                   chain.readable_bytes - sizeof(VsockHeader)));
   }
   return packet;
 }

@@ -9,8 +9,8 @@
 namespace hearth::virtio {
 namespace {
 
-using ::testing::HasSubstr;
 using testing::FakeGuest;
+using ::testing::HasSubstr;
 
 std::string Bytes(const VsockHeader& header) {
   return std::string(reinterpret_cast<const char*>(&header), sizeof(header));

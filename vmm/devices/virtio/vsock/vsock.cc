@@ -63,8 +63,7 @@ void PathVsockConnector::Connect(uint32_t port,
   done(std::move(fd));
 }
 
-Vsock::Vsock(uint64_t guest_cid, UniqueFd listener,
-             std::unique_ptr<VsockConnector> connector)
+Vsock::Vsock(uint64_t guest_cid, UniqueFd listener, std::unique_ptr<VsockConnector> connector)
     : guest_cid_(guest_cid), listener_(std::move(listener)), connector_(std::move(connector)) {}
 
 Vsock::~Vsock() { Reset(); }
@@ -88,8 +87,8 @@ absl::Status Vsock::Activate(ActivateContext context) {
   active_ = std::move(context);
   metrics_.activations.Add();
   if (listener_.valid()) {
-    absl::Status status = active_->event_loop->Add(
-        listener_.get(), [this](uint32_t) { AcceptHostConnections(); });
+    absl::Status status =
+        active_->event_loop->Add(listener_.get(), [this](uint32_t) { AcceptHostConnections(); });
     if (!status.ok()) return status;
   }
   ProcessTx();
@@ -189,7 +188,10 @@ void Vsock::ReadHandshake(int fd) {
     return;
   }
   Key key{AllocateHostPort(), *port};
-  if (!active_->event_loop->Add(fd, [this, key](uint32_t events) { OnSocketEvent(key, events); }, 0).ok()) {
+  if (!active_->event_loop
+           ->Add(
+               fd, [this, key](uint32_t events) { OnSocketEvent(key, events); }, 0)
+           .ok()) {
     return;
   }
   Connection& connection = connections_[key];
@@ -209,8 +211,8 @@ uint32_t Vsock::AllocateHostPort() {
   }
 }
 
-VsockHeader Vsock::MakeHeader(const Key& key, uint16_t op, uint32_t len,
-                              uint32_t flags, const Connection* connection) const {
+VsockHeader Vsock::MakeHeader(const Key& key, uint16_t op, uint32_t len, uint32_t flags,
+                              const Connection* connection) const {
   VsockHeader h = {};
   h.src_cid = kVsockHostCid;
   h.dst_cid = guest_cid_;
@@ -373,7 +375,10 @@ void Vsock::HandlePacket(const VsockPacket& packet, const DescriptorChain& chain
       int raw = fd->get();
       int flags = ::fcntl(raw, F_GETFL);
       (void)::fcntl(raw, F_SETFL, flags | O_NONBLOCK);
-      if (!active_->event_loop->Add(raw, [this, key](uint32_t e) { OnSocketEvent(key, e); }, 0).ok()) {
+      if (!active_->event_loop
+               ->Add(
+                   raw, [this, key](uint32_t e) { OnSocketEvent(key, e); }, 0)
+               .ok()) {
         Close(key, true);
         ProcessRx();
         return;
@@ -440,9 +445,9 @@ void Vsock::HandlePacket(const VsockPacket& packet, const DescriptorChain& chain
       }
       size_t old = connection.to_host.size();
       connection.to_host.resize(old + h.len);
-      if (!ReadFromChain(*active_->memory, chain, sizeof(VsockHeader),
-                         absl::MakeSpan(reinterpret_cast<uint8_t*>(&connection.to_host[old]),
-                                        h.len))
+      if (!ReadFromChain(
+               *active_->memory, chain, sizeof(VsockHeader),
+               absl::MakeSpan(reinterpret_cast<uint8_t*>(&connection.to_host[old]), h.len))
                .ok()) {
         Close(key, true);
         return;
@@ -465,9 +470,8 @@ void Vsock::HandlePacket(const VsockPacket& packet, const DescriptorChain& chain
 std::optional<uint32_t> Vsock::SendData(const Key& key, Connection* connection,
                                         const DescriptorChain& chain) {
   uint32_t in_flight = connection->tx_cnt - connection->peer_fwd_cnt;
-  uint32_t credit = connection->peer_buf_alloc > in_flight
-                        ? connection->peer_buf_alloc - in_flight
-                        : 0;
+  uint32_t credit =
+      connection->peer_buf_alloc > in_flight ? connection->peer_buf_alloc - in_flight : 0;
   if (credit == 0) {
     if (!connection->credit_requested) {
       connection->credit_requested = true;
@@ -500,8 +504,9 @@ std::optional<uint32_t> Vsock::SendData(const Key& key, Connection* connection,
   }
   VsockHeader header = MakeHeader(key, kVsockOpRw, static_cast<uint32_t>(n), 0, connection);
   connection->last_fwd_cnt_sent = connection->fwd_cnt;
-  (void)WriteToChain(active_->memory, chain, 0,
-                     absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(&header), sizeof(header)));
+  (void)WriteToChain(
+      active_->memory, chain, 0,
+      absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(&header), sizeof(header)));
   MarkWritableDirty(active_->memory, chain, sizeof(header) + static_cast<uint64_t>(n));
   connection->tx_cnt += static_cast<uint32_t>(n);
   metrics_.read_bytes.Add(static_cast<uint64_t>(n));
@@ -533,8 +538,7 @@ void Vsock::ProcessRx() {
     return it;
   };
   while (!control_.empty() || next_sender() != connections_.end()) {
-    std::optional<DescriptorChain> popped =
-        NextChain(&*active_, kRxQueue, &metrics_, &used_any);
+    std::optional<DescriptorChain> popped = NextChain(&*active_, kRxQueue, &metrics_, &used_any);
     if (!popped.has_value()) break;  // no rx buffers: resume on kick
     const DescriptorChain& chain = *popped;
     if (chain.writable_bytes < sizeof(VsockHeader)) {
@@ -545,9 +549,9 @@ void Vsock::ProcessRx() {
     }
     if (!control_.empty()) {
       const VsockHeader& header = control_.front().second;
-      (void)WriteToChain(active_->memory, chain, 0,
-                         absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(&header),
-                                             sizeof(header)));
+      (void)WriteToChain(
+          active_->memory, chain, 0,
+          absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(&header), sizeof(header)));
       control_.pop_front();
       (void)queue.AddUsed(chain.head, sizeof(VsockHeader));
       metrics_.rx_packets.Add();
@@ -568,6 +572,5 @@ void Vsock::ProcessRx() {
   }
   if (used_any) SignalUsed(&*active_, &queue, &metrics_);
 }
-
 
 }  // namespace hearth::virtio

@@ -36,8 +36,7 @@ namespace hearth::virtio {
 class VsockConnector {
  public:
   virtual ~VsockConnector() = default;
-  virtual void Connect(uint32_t port,
-                       std::function<void(absl::StatusOr<UniqueFd>)> done) = 0;
+  virtual void Connect(uint32_t port, std::function<void(absl::StatusOr<UniqueFd>)> done) = 0;
 };
 
 // Connects to "<uds_path>_<port>" directly (standalone mode, no jail).
@@ -80,8 +79,7 @@ class Vsock : public VirtioDevice {
   static constexpr size_t kMaxConnections = 1024;
   static constexpr size_t kMaxPendingControl = 4096;
 
-  Vsock(uint64_t guest_cid, UniqueFd listener,
-        std::unique_ptr<VsockConnector> connector);
+  Vsock(uint64_t guest_cid, UniqueFd listener, std::unique_ptr<VsockConnector> connector);
   ~Vsock() override;
 
   uint32_t device_type() const override { return kDeviceVsock; }

@@ -107,9 +107,8 @@ class VsockTest : public ::testing::Test {
     vsock = std::make_unique<Vsock>(kGuestCid, std::move(listener), std::move(owned));
     PostRx(4);
     ASSERT_TRUE(vsock
-                    ->Activate(testing::MakeActivateContext(&guest, {rx, tx, event},
-                                                            interrupt.get(), loop.get(),
-                                                            kFeatureVersion1))
+                    ->Activate(testing::MakeActivateContext(
+                        &guest, {rx, tx, event}, interrupt.get(), loop.get(), kFeatureVersion1))
                     .ok());
   }
   // The device behind a virtio-mmio transport, brought up by the fake
@@ -152,8 +151,8 @@ class VsockTest : public ::testing::Test {
       std::memcpy(&packet.header, header.data(), sizeof(VsockHeader));
       packet.used_length = used.length;
       if (used.length > sizeof(VsockHeader)) {
-        packet.payload = guest.Read(address + sizeof(VsockHeader),
-                                    used.length - sizeof(VsockHeader));
+        packet.payload =
+            guest.Read(address + sizeof(VsockHeader), used.length - sizeof(VsockHeader));
       }
       packets.push_back(packet);
     }
@@ -260,8 +259,7 @@ TEST_F(VsockTest, GuestPayloadReachesTheHostSocket) {
   VsockHeader h = FromGuest(kVsockOpRw, kGuestPort, kHostPort, 6);
   std::memcpy(header_bytes.data(), &h, sizeof(h));
   tx->AddChain({guest.Readable(header_bytes.substr(0, 20)),
-                guest.Readable(header_bytes.substr(20) + "wo"),
-                guest.Readable("rld!")});
+                guest.Readable(header_bytes.substr(20) + "wo"), guest.Readable("rld!")});
   vsock->ProcessQueue(Vsock::kTxQueue);
   EXPECT_EQ(Receive(host), "world!");
 }
@@ -522,9 +520,8 @@ TEST_F(VsockTest, HostInitiatedConnectionGetsOkAndRelays) {
 TEST_F(VsockTest, MalformedConnectLinesAreRefused) {
   Start(Listen());
   const std::string lines[] = {
-      "CONNECT\n",          "CONNECT \n",     "connect 52\n",
-      "CONNECT x52\n",      "CONNECT 52 \n",  "CONNECT -1\n",
-      "CONNECT 4294967296\n", "CONNECT +5\n", std::string(40, 'C'),
+      "CONNECT\n",    "CONNECT \n",           "connect 52\n", "CONNECT x52\n",      "CONNECT 52 \n",
+      "CONNECT -1\n", "CONNECT 4294967296\n", "CONNECT +5\n", std::string(40, 'C'),
       "CONNECT 5",  // then hangs up
   };
   uint64_t refused = 0;
