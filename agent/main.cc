@@ -24,6 +24,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "agent/api_metrics.h"
+#include "agent/process_launcher.h"
 #include "agent/service.h"
 #include "agent/vm_manager.h"
 #include "gflags/gflags.h"
@@ -154,17 +155,18 @@ int Main() {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
 
+  LauncherOptions launch;
+  launch.vmm_path = FindBinary(FLAGS_vmm, "hearth-vmm", "vmm");
+  launch.jailer_path = FLAGS_no_jail ? "" : FindBinary(FLAGS_jailer, "hearth-jailer", "jailer");
+  launch.chroot_base_dir = FLAGS_chroot_base_dir;
+  launch.run_dir = FLAGS_run_dir;
+  launch.cgroup_version = FLAGS_cgroup_version;
+  launch.parent_cgroup = FLAGS_parent_cgroup;
+  launch.vmm_overhead_mib = FLAGS_vmm_overhead_mib;
   ManagerOptions options;
-  options.vmm_path = FindBinary(FLAGS_vmm, "hearth-vmm", "vmm");
-  options.jailer_path = FLAGS_no_jail ? "" : FindBinary(FLAGS_jailer, "hearth-jailer", "jailer");
-  options.chroot_base_dir = FLAGS_chroot_base_dir;
   options.state_dir = FLAGS_state_dir;
-  options.run_dir = FLAGS_run_dir;
   options.image_roots = absl::StrSplit(FLAGS_image_roots, ',', absl::SkipEmpty());
   options.vmm_uid_base = FLAGS_vmm_uid_base;
-  options.cgroup_version = FLAGS_cgroup_version;
-  options.parent_cgroup = FLAGS_parent_cgroup;
-  options.vmm_overhead_mib = FLAGS_vmm_overhead_mib;
   options.max_vcpus = FLAGS_max_vcpus;
   options.max_memory_mib = FLAGS_max_memory_mib;
   options.max_vms = FLAGS_max_vms;
@@ -173,7 +175,7 @@ int Main() {
     std::fprintf(stderr, "hearthd: --image_roots: at least one directory is required\n");
     return 2;
   }
-  for (const std::string& binary : {options.vmm_path, options.jailer_path}) {
+  for (const std::string& binary : {launch.vmm_path, launch.jailer_path}) {
     if (!binary.empty() && ::access(binary.c_str(), X_OK) != 0) {
       std::fprintf(stderr, "hearthd: %s is not an executable (use --vmm / --jailer)\n",
                    binary.c_str());
@@ -182,7 +184,13 @@ int Main() {
   }
   if (FLAGS_no_jail) LOG(WARNING) << "--no_jail: VMMs run unconfined, as this agent's user";
 
-  absl::StatusOr<std::unique_ptr<VmManager>> manager = VmManager::Create(options);
+  absl::StatusOr<std::unique_ptr<ProcessLauncher>> launcher = ProcessLauncher::Create(launch);
+  if (!launcher.ok()) {
+    std::fprintf(stderr, "hearthd: %s\n", std::string(launcher.status().message()).c_str());
+    return 1;
+  }
+  absl::StatusOr<std::unique_ptr<VmManager>> manager =
+      VmManager::Create(options, std::move(*launcher));
   if (!manager.ok()) {
     std::fprintf(stderr, "hearthd: %s\n", std::string(manager.status().message()).c_str());
     return 1;

@@ -1,16 +1,16 @@
 // The hearth.v1.Hearth gRPC service: request checks that need no VM state
 // (field validation, paths under the image roots) happen here, on gRPC's
-// threads; everything else is handed to the VmManager, whose answer
+// threads; everything else is handed to the VmApi (the VmManager), whose answer
 // finishes the call. Every call is counted in ApiMetrics.
 //
 // Uses gRPC's callback API: unary handlers return the context's default
 // reactor and finish it from whichever thread has the answer; WatchVms and
-// StreamConsole have reactors of their own (service.cc).
+// StreamConsole have reactors of their own (service_streams.cc).
 #ifndef HEARTH_AGENT_SERVICE_H_
 #define HEARTH_AGENT_SERVICE_H_
 
 #include "agent/api_metrics.h"
-#include "agent/vm_manager.h"
+#include "agent/vm_api.h"
 #include "hearth/v1/hearth.grpc.pb.h"
 
 namespace hearth::agent {
@@ -20,7 +20,7 @@ grpc::Status ToGrpcStatus(const absl::Status& status);
 
 class HearthService final : public hearth::v1::Hearth::CallbackService {
  public:
-  HearthService(VmManager* manager, ApiMetrics* metrics) : manager_(manager), metrics_(metrics) {}
+  HearthService(VmApi* manager, ApiMetrics* metrics) : manager_(manager), metrics_(metrics) {}
 
   using Unary = grpc::ServerUnaryReactor;
   using Context = grpc::CallbackServerContext;
@@ -115,7 +115,7 @@ class HearthService final : public hearth::v1::Hearth::CallbackService {
   absl::StatusOr<hearth::v1::VmConfig> ConfigWithBalloon(const std::string& vm_id,
                                                          bool needs_statistics) const;
 
-  VmManager* const manager_;
+  VmApi* const manager_;
   ApiMetrics* const metrics_;
 };
 

@@ -75,6 +75,52 @@ std::optional<control::Event> VmmConnection::TakeEvent() {
   return event;
 }
 
+absl::Status VmmConnection::Start(control::Request request, absl::Span<const int> fds,
+                                  absl::Time deadline, Callback done) {
+  ASSIGN_OR_RETURN(uint64_t id, Send(std::move(request), fds));
+  pending_[id] = Pending{deadline, std::move(done)};
+  return absl::OkStatus();
+}
+
+std::vector<std::function<void()>> VmmConnection::TakeCompleted() {
+  std::vector<std::function<void()>> completed;
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    std::optional<control::Response> response = TakeResponse(it->first);
+    if (!response.has_value()) {
+      ++it;
+      continue;
+    }
+    completed.push_back([done = std::move(it->second.done), r = std::move(*response)]() mutable {
+      done(std::move(r));
+    });
+    it = pending_.erase(it);
+  }
+  // What is left answers no waiting call (a late answer to an expired one,
+  // or an id the VMM made up): nothing will take it.
+  responses_.clear();
+  return completed;
+}
+
+std::vector<VmmConnection::Callback> VmmConnection::TakeExpired(absl::Time now) {
+  std::vector<Callback> expired;
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    if (it->second.deadline > now) {
+      ++it;
+      continue;
+    }
+    expired.push_back(std::move(it->second.done));
+    it = pending_.erase(it);
+  }
+  return expired;
+}
+
+std::vector<VmmConnection::Callback> VmmConnection::TakeAllPending() {
+  std::vector<Callback> all;
+  for (auto& [id, call] : pending_) all.push_back(std::move(call.done));
+  pending_.clear();
+  return all;
+}
+
 absl::Status VmmConnection::WaitReadable(absl::Time deadline) {
   struct pollfd pfd = {channel_.fd(), POLLIN, 0};
   int64_t left = absl::ToInt64Milliseconds(deadline - absl::Now());

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -40,6 +41,24 @@ class VmmConnection {
   std::optional<control::Response> TakeResponse(uint64_t id);
   std::optional<control::Event> TakeEvent();
 
+  // Asynchronous calls (the agent's event loop): Start sends `request` and
+  // keeps `done` until the answer is read (TakeCompleted), the deadline
+  // passes (TakeExpired) or the VMM is gone (TakeAllPending). If the
+  // request cannot be sent, Start returns why and does not keep `done`.
+  // A connection uses either these or the blocking helpers below.
+  using Callback = std::function<void(absl::StatusOr<control::Response>)>;
+  absl::Status Start(control::Request request, absl::Span<const int> fds, absl::Time deadline,
+                     Callback done);
+  // The calls answered by what ReadAvailable read, each bound to its
+  // answer, in the order they were sent. The caller runs them (they may
+  // destroy this connection's owner).
+  std::vector<std::function<void()>> TakeCompleted();
+  // The calls whose deadline is at or before `now`.
+  std::vector<Callback> TakeExpired(absl::Time now);
+  // Every call still waiting.
+  std::vector<Callback> TakeAllPending();
+  size_t pending() const { return pending_.size(); }
+
   // Blocking helpers (tests, and the agent's start-up path): wait up to
   // `timeout` for the answer to `request` / for the next event.
   absl::StatusOr<control::Response> Call(control::Request request, absl::Span<const int> fds,
@@ -58,6 +77,11 @@ class VmmConnection {
   MessageChannel channel_;
   uint64_t next_id_ = 1;
   std::map<uint64_t, control::Response> responses_;
+  struct Pending {
+    absl::Time deadline;
+    Callback done;
+  };
+  std::map<uint64_t, Pending> pending_;
   std::deque<control::Event> events_;
   bool closed_ = false;
   uint64_t malformed_ = 0;

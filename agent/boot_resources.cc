@@ -1,0 +1,117 @@
+#include "agent/boot_resources.h"
+
+#include <fcntl.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "agent/host_resources.h"
+#include "common/errno_status.h"
+#include "common/fd_passing.h"
+#include "common/status_macros.h"
+
+namespace hearth::agent {
+
+namespace api = ::hearth::v1;
+namespace control = ::hearth::vmm::v1;
+
+absl::StatusOr<UniqueFd> OpenTap(const std::string& name, const std::string& field) {
+  int fd = ::open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+  if (fd < 0) return ErrnoStatus(absl::StrCat(field, ": open /dev/net/tun"));
+  UniqueFd tun(fd);
+  struct ifreq request = {};
+  std::strncpy(request.ifr_name, name.c_str(), IFNAMSIZ - 1);
+  request.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+  if (::ioctl(tun.get(), TUNSETIFF, &request) < 0) {
+    return ErrnoStatus(absl::StrCat(field, ": attaching to tap ", name));
+  }
+  return tun;
+}
+
+absl::StatusOr<BootResources> OpenBootResources(const ImageRoots& roots, const api::VmConfig& spec,
+                                                bool boot, control::FdMap* map) {
+  BootResources out;
+  auto add = [&](UniqueFd fd) {
+    out.fds.push_back(std::move(fd));
+    return static_cast<int32_t>(out.fds.size() - 1);
+  };
+  if (boot) {
+    ASSIGN_OR_RETURN(UniqueFd kernel,
+                     roots.OpenFile("boot_source.kernel_image_path",
+                                    spec.boot_source().kernel_image_path(), O_RDONLY));
+    map->set_kernel(add(std::move(kernel)));
+  }
+  if (boot && !spec.boot_source().initrd_path().empty()) {
+    ASSIGN_OR_RETURN(UniqueFd initrd, roots.OpenFile("boot_source.initrd_path",
+                                                     spec.boot_source().initrd_path(), O_RDONLY));
+    map->set_initrd(add(std::move(initrd)));
+  }
+  for (int i = 0; i < spec.drives_size(); ++i) {
+    const api::Drive& drive = spec.drives(i);
+    ASSIGN_OR_RETURN(UniqueFd file, roots.OpenFile(absl::StrCat("drives[", i, "].path_on_host"),
+                                                   drive.path_on_host(), DriveOpenFlags(drive)));
+    (*map->mutable_drives())[drive.drive_id()] = add(std::move(file));
+  }
+  for (int i = 0; i < spec.network_interfaces_size(); ++i) {
+    const api::NetworkInterface& iface = spec.network_interfaces(i);
+    ASSIGN_OR_RETURN(
+        UniqueFd tap,
+        OpenTap(iface.host_dev_name(), absl::StrCat("network_interfaces[", i, "].host_dev_name")));
+    (*map->mutable_taps())[iface.iface_id()] = add(std::move(tap));
+  }
+  if (spec.has_vsock()) {
+    ASSIGN_OR_RETURN(ImageRoots::Parent parent,
+                     roots.OpenParent("vsock.uds_path", spec.vsock().uds_path()));
+    std::string proc_path = parent.ProcPath();
+    struct stat st;
+    // A stale socket from an earlier VM is replaced; anything else stays
+    // and the bind below fails naming the field.
+    if (::lstat(proc_path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode) &&
+        ::unlink(proc_path.c_str()) < 0) {
+      return ErrnoStatus(
+          absl::StrCat("vsock.uds_path: removing the stale socket ", spec.vsock().uds_path()));
+    }
+    UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    ASSIGN_OR_RETURN(sockaddr_un address, UnixSocketAddress(proc_path, "vsock.uds_path"));
+    if (!listener.valid() ||
+        ::bind(listener.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)) < 0 ||
+        ::listen(listener.get(), 64) < 0) {
+      return ErrnoStatus(absl::StrCat("vsock.uds_path: listening on ", spec.vsock().uds_path()));
+    }
+    out.vsock_uds = spec.vsock().uds_path();
+    map->set_vsock_listener(add(std::move(listener)));
+  }
+  if (spec.has_metrics()) {
+    ASSIGN_OR_RETURN(
+        UniqueFd metrics,
+        roots.OpenFile("metrics.metrics_path", spec.metrics().metrics_path(), kOutputFileFlags));
+    map->set_metrics(add(std::move(metrics)));
+  }
+  if (spec.has_logger() && !spec.logger().log_path().empty()) {
+    ASSIGN_OR_RETURN(UniqueFd log,
+                     roots.OpenFile("logger.log_path", spec.logger().log_path(), kOutputFileFlags));
+    map->set_log(add(std::move(log)));
+  }
+  if (spec.has_serial() && !spec.serial().serial_out_path().empty()) {
+    ASSIGN_OR_RETURN(out.serial_out,
+                     roots.OpenFile("serial.serial_out_path", spec.serial().serial_out_path(),
+                                    kOutputFileFlags));
+  }
+  // Both ends non-blocking: the agent reads on its event loop, and so does
+  // the VMM (its output goes with MSG_DONTWAIT either way).
+  int pair[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, pair) < 0) {
+    return ErrnoStatus("console socketpair");
+  }
+  out.console.Reset(pair[0]);
+  map->set_console(add(UniqueFd(pair[1])));
+  return out;
+}
+
+}  // namespace hearth::agent

@@ -1,0 +1,42 @@
+// The host resources of a VM's configuration, opened for its VMM: files
+// beneath the image roots with the right modes, tap devices, the vsock
+// listening socket, output files, and a console socket pair. The VMM gets
+// them as fds (control.proto's FdMap) and never resolves a host path.
+#ifndef HEARTH_AGENT_BOOT_RESOURCES_H_
+#define HEARTH_AGENT_BOOT_RESOURCES_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "agent/image_roots.h"
+#include "common/unique_fd.h"
+#include "hearth/v1/config.pb.h"
+#include "hearth/vmm/v1/control.pb.h"
+
+namespace hearth::agent {
+
+struct BootResources {
+  // Indexed by the FdMap the caller passed.
+  std::vector<UniqueFd> fds;
+  // The agent's end of the console socket.
+  UniqueFd console;
+  // serial.serial_out_path, if set: the agent copies console output there.
+  UniqueFd serial_out;
+  // The vsock socket path the agent bound (removed when the VMM ends).
+  std::string vsock_uds;
+};
+
+// Opens everything `spec` names and fills `map`; `boot` adds the kernel and
+// initrd (not for a snapshot load). Errors name the field.
+absl::StatusOr<BootResources> OpenBootResources(const ImageRoots& roots,
+                                                const hearth::v1::VmConfig& spec, bool boot,
+                                                hearth::vmm::v1::FdMap* map);
+
+// The tap device `name`, opened for a VMM (IFF_TAP | IFF_NO_PI |
+// IFF_VNET_HDR); `field` names it in errors.
+absl::StatusOr<UniqueFd> OpenTap(const std::string& name, const std::string& field);
+
+}  // namespace hearth::agent
+
+#endif  // HEARTH_AGENT_BOOT_RESOURCES_H_
