@@ -11,7 +11,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -24,6 +26,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "agent/api_metrics.h"
+#include "agent/flag_values.h"
 #include "agent/process_launcher.h"
 #include "agent/service.h"
 #include "agent/vm_manager.h"
@@ -171,6 +174,11 @@ int Main() {
   options.max_memory_mib = FLAGS_max_memory_mib;
   options.max_vms = FLAGS_max_vms;
   options.console_buffer_bytes = FLAGS_console_buffer_kib * 1024;
+  absl::StatusOr<mode_t> socket_mode = ParseSocketMode(FLAGS_socket_mode);
+  if (!socket_mode.ok()) {
+    std::fprintf(stderr, "hearthd: %s\n", std::string(socket_mode.status().message()).c_str());
+    return 2;
+  }
   if (options.image_roots.empty()) {
     std::fprintf(stderr, "hearthd: --image_roots: at least one directory is required\n");
     return 2;
@@ -229,7 +237,6 @@ int Main() {
     std::fprintf(stderr, "hearthd: cannot listen on %s\n", FLAGS_listen.c_str());
     return 1;
   }
-  mode_t mode = static_cast<mode_t>(std::strtoul(FLAGS_socket_mode.c_str(), nullptr, 8));
   gid_t group = static_cast<gid_t>(-1);
   if (!FLAGS_socket_group.empty()) {
     struct group* entry = ::getgrnam(FLAGS_socket_group.c_str());
@@ -241,10 +248,15 @@ int Main() {
     group = entry->gr_gid;
   }
   for (const std::string& path : unix_paths) {
-    if (::chmod(path.c_str(), mode) < 0) PLOG(WARNING) << "chmod " << path;
+    if (::chmod(path.c_str(), *socket_mode) < 0) {
+      // A socket left with the wrong mode may let the wrong users in.
+      std::fprintf(stderr, "hearthd: chmod %s: %s\n", path.c_str(), std::strerror(errno));
+      return 1;
+    }
     if (group != static_cast<gid_t>(-1) &&
         ::chown(path.c_str(), static_cast<uid_t>(-1), group) < 0) {
-      PLOG(WARNING) << "chown " << path;
+      std::fprintf(stderr, "hearthd: chown %s: %s\n", path.c_str(), std::strerror(errno));
+      return 1;
     }
   }
   LOG(INFO) << "hearthd " << kAgentVersion << " serving on " << FLAGS_listen;

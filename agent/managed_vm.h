@@ -47,6 +47,9 @@ struct ManagedVm {
   absl::Time start_requested = absl::InfinitePast();
   bool first_output_seen = false;
   std::vector<Done<bool>> pending_deletes;
+  // Identical CreateVm(start) calls that arrived while this VM was
+  // starting: they get the start's answer.
+  std::vector<Done<hearth::v1::Vm>> start_waiters;
 
   hearth::v1::Vm* vm() { return record.mutable_vm(); }
   const std::string& id() const { return record.vm().vm_id(); }

@@ -10,6 +10,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "agent/field_limits.h"
 #include "agent/host_resources.h"
 #include "api/validate.h"
 #include "common/status_macros.h"
@@ -22,7 +23,8 @@ namespace validate = ::hearth::api;
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
+                      TruncateMessage(status.message()));
 }
 
 namespace {
@@ -150,6 +152,9 @@ absl::StatusOr<api::VmConfig> HearthService::ConfigWithBalloon(const std::string
 grpc::ServerUnaryReactor* HearthService::GetInstanceInfo(Context* context,
                                                          const api::GetInstanceInfoRequest* request,
                                                          api::InstanceInfo* response) {
+  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
+    return Call(context, metrics_, "GetInstanceInfo").Finish(bounded);
+  }
   Call call(context, metrics_, "GetInstanceInfo");
   absl::StatusOr<api::Vm> vm = manager_->GetVm(request->vm_id());
   if (vm.ok()) {
@@ -164,6 +169,9 @@ grpc::ServerUnaryReactor* HearthService::GetInstanceInfo(Context* context,
 grpc::ServerUnaryReactor* HearthService::GetVersion(Context* context,
                                                     const api::GetVersionRequest* request,
                                                     api::VersionInfo* response) {
+  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
+    return Call(context, metrics_, "GetVersion").Finish(bounded);
+  }
   Call call(context, metrics_, "GetVersion");
   if (!request->vm_id().empty()) {
     absl::StatusOr<api::Vm> vm = manager_->GetVm(request->vm_id());
@@ -176,6 +184,9 @@ grpc::ServerUnaryReactor* HearthService::GetVersion(Context* context,
 grpc::ServerUnaryReactor* HearthService::PutAction(Context* context,
                                                    const api::PutActionRequest* request,
                                                    api::PutActionResponse*) {
+  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
+    return Call(context, metrics_, "PutAction").Finish(bounded);
+  }
   Call call(context, metrics_, "PutAction");
   const std::string& type = request->action().action_type();
   if (type == "InstanceStart") {
@@ -198,6 +209,9 @@ grpc::ServerUnaryReactor* HearthService::PutAction(Context* context,
 grpc::ServerUnaryReactor* HearthService::PutBootSource(Context* context,
                                                        const api::PutBootSourceRequest* request,
                                                        api::BootSource* response) {
+  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
+    return Call(context, metrics_, "PutBootSource").Finish(bounded);
+  }
   const api::BootSource& boot = request->boot_source();
   absl::Status checked = Required(request->has_boot_source(), "boot_source");
   if (checked.ok()) checked = validate::ValidateBootSource(boot);
@@ -214,6 +228,9 @@ grpc::ServerUnaryReactor* HearthService::PutBootSource(Context* context,
 
 grpc::ServerUnaryReactor* HearthService::GetMachineConfig(
     Context* context, const api::GetMachineConfigRequest* request, api::MachineConfig* response) {
+  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
+    return Call(context, metrics_, "GetMachineConfig").Finish(bounded);
+  }
   Call call(context, metrics_, "GetMachineConfig");
   absl::StatusOr<api::VmConfig> config = manager_->GetConfig(request->vm_id());
   if (config.ok()) {
@@ -225,6 +242,9 @@ grpc::ServerUnaryReactor* HearthService::GetMachineConfig(
 
 grpc::ServerUnaryReactor* HearthService::PutMachineConfig(
     Context* context, const api::PutMachineConfigRequest* request, api::MachineConfig* response) {
+  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
+    return Call(context, metrics_, "PutMachineConfig").Finish(bounded);
+  }
   const api::MachineConfig& machine = request->machine_config();
   absl::Status checked = Required(request->has_machine_config(), "machine_config");
   if (checked.ok()) checked = Required(machine.has_vcpu_count(), "machine_config.vcpu_count");
@@ -244,6 +264,9 @@ grpc::ServerUnaryReactor* HearthService::PutMachineConfig(
 
 grpc::ServerUnaryReactor* HearthService::PatchMachineConfig(
     Context* context, const api::PatchMachineConfigRequest* request, api::MachineConfig* response) {
+  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
+    return Call(context, metrics_, "PatchMachineConfig").Finish(bounded);
+  }
   const api::MachineConfig& patch = request->machine_config();
   if (!patch.has_vcpu_count() && !patch.has_mem_size_mib() && !patch.has_smt() &&
       !patch.has_track_dirty_pages() && !patch.has_huge_pages() && !patch.has_cpu_template()) {
@@ -263,6 +286,9 @@ grpc::ServerUnaryReactor* HearthService::PatchMachineConfig(
 grpc::ServerUnaryReactor* HearthService::PutCpuConfig(Context* context,
                                                       const api::PutCpuConfigRequest* request,
                                                       api::CpuConfig* response) {
+  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
+    return Call(context, metrics_, "PutCpuConfig").Finish(bounded);
+  }
   return Replace(context, "PutCpuConfig", request->vm_id(),
                  validate::ValidateCpuConfig(request->cpu_config()), request->cpu_config(),
                  &api::VmConfig::mutable_cpu_config, &api::VmConfig::cpu_config, response);
@@ -271,6 +297,9 @@ grpc::ServerUnaryReactor* HearthService::PutCpuConfig(Context* context,
 grpc::ServerUnaryReactor* HearthService::PutDrive(Context* context,
                                                   const api::PutDriveRequest* request,
                                                   api::Drive* response) {
+  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
+    return Call(context, metrics_, "PutDrive").Finish(bounded);
+  }
   const api::Drive& drive = request->drive();
   absl::Status checked = Required(request->has_drive(), "drive");
   if (checked.ok()) checked = validate::ValidateDrive(drive, "drive");
@@ -291,6 +320,9 @@ grpc::ServerUnaryReactor* HearthService::PutDrive(Context* context,
 grpc::ServerUnaryReactor* HearthService::PatchDrive(Context* context,
                                                     const api::PatchDriveRequest* request,
                                                     api::Drive* response) {
+  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
+    return Call(context, metrics_, "PatchDrive").Finish(bounded);
+  }
   Call call(context, metrics_, "PatchDrive");
   const api::PartialDrive& patch = request->drive();
   absl::Status checked = validate::ValidateId("drive.drive_id", patch.drive_id());
@@ -306,6 +338,9 @@ grpc::ServerUnaryReactor* HearthService::PatchDrive(Context* context,
 grpc::ServerUnaryReactor* HearthService::PutNetworkInterface(
     Context* context, const api::PutNetworkInterfaceRequest* request,
     api::NetworkInterface* response) {
+  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
+    return Call(context, metrics_, "PutNetworkInterface").Finish(bounded);
+  }
   const api::NetworkInterface& iface = request->network_interface();
   absl::Status checked = Required(request->has_network_interface(), "network_interface");
   if (checked.ok()) checked = validate::ValidateNetworkInterface(iface, "network_interface");
@@ -323,6 +358,9 @@ grpc::ServerUnaryReactor* HearthService::PutNetworkInterface(
 grpc::ServerUnaryReactor* HearthService::PatchNetworkInterface(
     Context* context, const api::PatchNetworkInterfaceRequest* request,
     api::NetworkInterface* response) {
+  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
+    return Call(context, metrics_, "PatchNetworkInterface").Finish(bounded);
+  }
   Call call(context, metrics_, "PatchNetworkInterface");
   const api::PartialNetworkInterface& patch = request->network_interface();
   absl::Status checked = validate::ValidateId("network_interface.iface_id", patch.iface_id());
@@ -338,6 +376,9 @@ grpc::ServerUnaryReactor* HearthService::PatchNetworkInterface(
 grpc::ServerUnaryReactor* HearthService::PutVsock(Context* context,
                                                   const api::PutVsockRequest* request,
                                                   api::Vsock* response) {
+  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
+    return Call(context, metrics_, "PutVsock").Finish(bounded);
+  }
   const api::Vsock& vsock = request->vsock();
   absl::Status checked = Required(request->has_vsock(), "vsock");
   if (checked.ok()) checked = validate::ValidateVsock(vsock);
@@ -349,6 +390,9 @@ grpc::ServerUnaryReactor* HearthService::PutVsock(Context* context,
 grpc::ServerUnaryReactor* HearthService::PutEntropy(Context* context,
                                                     const api::PutEntropyRequest* request,
                                                     api::Entropy* response) {
+  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
+    return Call(context, metrics_, "PutEntropy").Finish(bounded);
+  }
   return Replace(context, "PutEntropy", request->vm_id(),
                  validate::ValidateEntropy(request->entropy()), request->entropy(),
                  &api::VmConfig::mutable_entropy, &api::VmConfig::entropy, response);
@@ -357,6 +401,9 @@ grpc::ServerUnaryReactor* HearthService::PutEntropy(Context* context,
 grpc::ServerUnaryReactor* HearthService::PutSerial(Context* context,
                                                    const api::PutSerialRequest* request,
                                                    api::Serial* response) {
+  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
+    return Call(context, metrics_, "PutSerial").Finish(bounded);
+  }
   const api::Serial& serial = request->serial();
   absl::Status checked = validate::ValidateSerial(serial);
   if (checked.ok()) {
@@ -370,6 +417,9 @@ grpc::ServerUnaryReactor* HearthService::PutSerial(Context* context,
 grpc::ServerUnaryReactor* HearthService::GetBalloon(Context* context,
                                                     const api::GetBalloonRequest* request,
                                                     api::Balloon* response) {
+  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
+    return Call(context, metrics_, "GetBalloon").Finish(bounded);
+  }
   Call call(context, metrics_, "GetBalloon");
   absl::StatusOr<api::VmConfig> config = ConfigWithBalloon(request->vm_id(), false);
   if (config.ok()) *response = config->balloon();
@@ -379,6 +429,9 @@ grpc::ServerUnaryReactor* HearthService::GetBalloon(Context* context,
 grpc::ServerUnaryReactor* HearthService::PutBalloon(Context* context,
                                                     const api::PutBalloonRequest* request,
                                                     api::Balloon* response) {
+  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
+    return Call(context, metrics_, "PutBalloon").Finish(bounded);
+  }
   absl::Status checked = Required(request->has_balloon(), "balloon");
   if (!checked.ok()) return Call(context, metrics_, "PutBalloon").Finish(checked);
   api::Balloon balloon = request->balloon();
@@ -396,6 +449,9 @@ grpc::ServerUnaryReactor* HearthService::PutBalloon(Context* context,
 grpc::ServerUnaryReactor* HearthService::PatchBalloon(Context* context,
                                                       const api::PatchBalloonRequest* request,
                                                       api::Balloon* response) {
+  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
+    return Call(context, metrics_, "PatchBalloon").Finish(bounded);
+  }
   Call call(context, metrics_, "PatchBalloon");
   absl::StatusOr<api::VmConfig> config = ConfigWithBalloon(request->vm_id(), false);
   if (!config.ok()) return call.Finish(config.status());
@@ -412,6 +468,9 @@ grpc::ServerUnaryReactor* HearthService::PatchBalloon(Context* context,
 grpc::ServerUnaryReactor* HearthService::GetBalloonStatistics(
     Context* context, const api::GetBalloonStatisticsRequest* request,
     api::BalloonStatistics* response) {
+  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
+    return Call(context, metrics_, "GetBalloonStatistics").Finish(bounded);
+  }
   Call call(context, metrics_, "GetBalloonStatistics");
   absl::StatusOr<api::VmConfig> config = ConfigWithBalloon(request->vm_id(), true);
   if (!config.ok()) return call.Finish(config.status());
@@ -421,6 +480,9 @@ grpc::ServerUnaryReactor* HearthService::GetBalloonStatistics(
 
 grpc::ServerUnaryReactor* HearthService::PatchBalloonStatistics(
     Context* context, const api::PatchBalloonStatisticsRequest* request, api::Balloon* response) {
+  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
+    return Call(context, metrics_, "PatchBalloonStatistics").Finish(bounded);
+  }
   Call call(context, metrics_, "PatchBalloonStatistics");
   uint32_t interval = request->statistics().stats_polling_interval_s();
   if (interval == 0) {
@@ -437,6 +499,9 @@ grpc::ServerUnaryReactor* HearthService::PatchBalloonStatistics(
 grpc::ServerUnaryReactor* HearthService::PutLogger(Context* context,
                                                    const api::PutLoggerRequest* request,
                                                    api::Logger* response) {
+  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
+    return Call(context, metrics_, "PutLogger").Finish(bounded);
+  }
   const api::Logger& logger = request->logger();
   absl::Status checked = validate::ValidateLogger(logger);
   if (checked.ok()) {
@@ -449,6 +514,9 @@ grpc::ServerUnaryReactor* HearthService::PutLogger(Context* context,
 grpc::ServerUnaryReactor* HearthService::PutMetrics(Context* context,
                                                     const api::PutMetricsRequest* request,
                                                     api::Metrics* response) {
+  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
+    return Call(context, metrics_, "PutMetrics").Finish(bounded);
+  }
   const api::Metrics& metrics = request->metrics();
   absl::Status checked = validate::ValidateMetrics(metrics);
   if (checked.ok()) {
@@ -485,30 +553,45 @@ grpc::ServerUnaryReactor* HearthService::MmdsUnimplemented(Context* context, con
 grpc::ServerUnaryReactor* HearthService::PutMmds(Context* context,
                                                  const api::PutMmdsRequest* request,
                                                  google::protobuf::Struct*) {
+  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
+    return Call(context, metrics_, "PutMmds").Finish(bounded);
+  }
   return MmdsUnimplemented(context, "PutMmds", request->vm_id());
 }
 
 grpc::ServerUnaryReactor* HearthService::PatchMmds(Context* context,
                                                    const api::PatchMmdsRequest* request,
                                                    google::protobuf::Struct*) {
+  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
+    return Call(context, metrics_, "PatchMmds").Finish(bounded);
+  }
   return MmdsUnimplemented(context, "PatchMmds", request->vm_id());
 }
 
 grpc::ServerUnaryReactor* HearthService::GetMmds(Context* context,
                                                  const api::GetMmdsRequest* request,
                                                  google::protobuf::Struct*) {
+  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
+    return Call(context, metrics_, "GetMmds").Finish(bounded);
+  }
   return MmdsUnimplemented(context, "GetMmds", request->vm_id());
 }
 
 grpc::ServerUnaryReactor* HearthService::PutMmdsConfig(Context* context,
                                                        const api::PutMmdsConfigRequest* request,
                                                        api::MmdsConfig*) {
+  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
+    return Call(context, metrics_, "PutMmdsConfig").Finish(bounded);
+  }
   return MmdsUnimplemented(context, "PutMmdsConfig", request->vm_id());
 }
 
 grpc::ServerUnaryReactor* HearthService::CreateSnapshot(Context* context,
                                                         const api::CreateSnapshotRequest* request,
                                                         api::CreateSnapshotResponse* response) {
+  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
+    return Call(context, metrics_, "CreateSnapshot").Finish(bounded);
+  }
   Call call(context, metrics_, "CreateSnapshot");
   manager_->CreateSnapshot(request->vm_id(), request->params(), call.Into(response));
   return call.reactor();
@@ -517,6 +600,9 @@ grpc::ServerUnaryReactor* HearthService::CreateSnapshot(Context* context,
 grpc::ServerUnaryReactor* HearthService::LoadSnapshot(Context* context,
                                                       const api::LoadSnapshotRequest* request,
                                                       api::LoadSnapshotResponse* response) {
+  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
+    return Call(context, metrics_, "LoadSnapshot").Finish(bounded);
+  }
   Call call(context, metrics_, "LoadSnapshot");
   manager_->LoadSnapshot(request->vm_id(), request->params(),
                          [call, response](absl::StatusOr<api::Vm> vm) {
@@ -529,6 +615,9 @@ grpc::ServerUnaryReactor* HearthService::LoadSnapshot(Context* context,
 grpc::ServerUnaryReactor* HearthService::PatchVm(Context* context,
                                                  const api::PatchVmRequest* request,
                                                  api::Vm* response) {
+  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
+    return Call(context, metrics_, "PatchVm").Finish(bounded);
+  }
   Call call(context, metrics_, "PatchVm");
   manager_->SetVmState(request->vm_id(), request->vm_state().state(), call.Into(response));
   return call.reactor();
@@ -537,6 +626,9 @@ grpc::ServerUnaryReactor* HearthService::PatchVm(Context* context,
 grpc::ServerUnaryReactor* HearthService::GetVmConfig(Context* context,
                                                      const api::GetVmConfigRequest* request,
                                                      api::VmConfig* response) {
+  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
+    return Call(context, metrics_, "GetVmConfig").Finish(bounded);
+  }
   Call call(context, metrics_, "GetVmConfig");
   absl::StatusOr<api::VmConfig> config = manager_->GetConfig(request->vm_id());
   if (config.ok()) *response = std::move(*config);
@@ -549,6 +641,9 @@ grpc::ServerUnaryReactor* HearthService::GetVmConfig(Context* context,
 grpc::ServerUnaryReactor* HearthService::CreateVm(Context* context,
                                                   const api::CreateVmRequest* request,
                                                   api::Vm* response) {
+  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
+    return Call(context, metrics_, "CreateVm").Finish(bounded);
+  }
   Call call(context, metrics_, "CreateVm");
   manager_->CreateVm(*request, call.Into(response));
   return call.reactor();
@@ -557,6 +652,9 @@ grpc::ServerUnaryReactor* HearthService::CreateVm(Context* context,
 grpc::ServerUnaryReactor* HearthService::DeleteVm(Context* context,
                                                   const api::DeleteVmRequest* request,
                                                   api::DeleteVmResponse* response) {
+  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
+    return Call(context, metrics_, "DeleteVm").Finish(bounded);
+  }
   Call call(context, metrics_, "DeleteVm");
   manager_->DeleteVm(request->vm_id(), request->force(),
                      [call, response](absl::StatusOr<bool> deleted) {
@@ -568,6 +666,9 @@ grpc::ServerUnaryReactor* HearthService::DeleteVm(Context* context,
 
 grpc::ServerUnaryReactor* HearthService::GetVm(Context* context, const api::GetVmRequest* request,
                                                api::Vm* response) {
+  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
+    return Call(context, metrics_, "GetVm").Finish(bounded);
+  }
   Call call(context, metrics_, "GetVm");
   absl::StatusOr<api::Vm> vm = manager_->GetVm(request->vm_id());
   if (vm.ok()) *response = std::move(*vm);
@@ -577,6 +678,9 @@ grpc::ServerUnaryReactor* HearthService::GetVm(Context* context, const api::GetV
 grpc::ServerUnaryReactor* HearthService::ListVms(Context* context,
                                                  const api::ListVmsRequest* request,
                                                  api::ListVmsResponse* response) {
+  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
+    return Call(context, metrics_, "ListVms").Finish(bounded);
+  }
   Call call(context, metrics_, "ListVms");
   absl::StatusOr<api::ListVmsResponse> list = manager_->ListVms(*request);
   if (list.ok()) *response = std::move(*list);
@@ -594,6 +698,9 @@ grpc::ServerUnaryReactor* HearthService::GetHostInfo(Context* context,
 grpc::ServerUnaryReactor* HearthService::CloneVm(Context* context,
                                                  const api::CloneVmRequest* request,
                                                  api::CloneVmResponse* response) {
+  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
+    return Call(context, metrics_, "CloneVm").Finish(bounded);
+  }
   Call call(context, metrics_, "CloneVm");
   manager_->CloneVm(*request, call.Into(response));
   return call.reactor();

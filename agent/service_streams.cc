@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "agent/field_limits.h"
 #include "agent/service.h"
 #include "common/status_macros.h"
 
@@ -29,8 +30,11 @@ class WatchReactor : public grpc::ServerWriteReactor<api::WatchEvent> {
 
   WatchReactor(VmApi* manager, ApiMetrics* metrics, const api::WatchVmsRequest& request)
       : manager_(manager), metrics_(metrics), start_(absl::Now()) {
+    absl::Status bounded = CheckFieldSizes(request);
     absl::StatusOr<int> id =
-        manager_->Watch(request, [this](const api::WatchEvent& event) { Enqueue(event); });
+        bounded.ok()
+            ? manager_->Watch(request, [this](const api::WatchEvent& event) { Enqueue(event); })
+            : absl::StatusOr<int>(bounded);
     if (!id.ok()) {
       absl::MutexLock lock(&mutex_);
       FinishLocked(id.status());

@@ -192,9 +192,14 @@ void VmManager::CreateVm(const api::CreateVmRequest& request, Done<api::Vm> done
                                                           absl::StrJoin(differences, ", "))));
       }
       // An idempotent repeat. A create-and-start whose start never happened
-      // (the agent restarted in between) starts now.
+      // (the agent restarted in between) starts now; one whose start is
+      // under way gets that start's answer.
       if (request.start() && existing->state() == api::VM_STATE_CONFIGURING) {
-        return InstanceStart(request.vm_id(), done);
+        return StartNow(existing, done);
+      }
+      if (request.start() && existing->state() == api::VM_STATE_STARTING) {
+        existing->start_waiters.push_back(done);
+        return;
       }
       return done(existing->record.vm());
     }
@@ -204,9 +209,19 @@ void VmManager::CreateVm(const api::CreateVmRequest& request, Done<api::Vm> done
     if (!admitted.ok()) return done(admitted);
     absl::Status spawned = AddVm(request.vm_id(), request.labels(), spec, request.config(), "");
     if (!spawned.ok()) return done(spawned);
-    if (!request.start()) return done(Find(request.vm_id())->record.vm());
+    ManagedVm* entry = Find(request.vm_id());
+    if (!request.start()) return done(entry->record.vm());
+    // A create whose start fails leaves nothing: the VM is deleted before
+    // the error is answered, so the corrected request can be sent again.
     std::string vm_id = request.vm_id();
-    Post([this, vm_id, done] { InstanceStart(vm_id, done); });
+    StartNow(entry, [this, vm_id, done](absl::StatusOr<api::Vm> started) {
+      if (started.ok()) return done(started);
+      absl::Status failed = started.status();
+      DeleteVm(vm_id, /*force=*/true, [vm_id, failed, done](absl::StatusOr<bool> deleted) {
+        if (!deleted.ok()) LOG(ERROR) << "vm " << vm_id << ": " << deleted.status();
+        done(failed);
+      });
+    });
   });
 }
 

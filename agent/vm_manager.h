@@ -186,6 +186,9 @@ class VmManager final : public VmApi {
     absl::Duration timeout = absl::Seconds(30);
   };
   void RunStart(ManagedVm* entry, StartPlan plan, Done<hearth::v1::Vm> done);
+  // InstanceStart on the supervisor thread, for a VM that may start; the
+  // answer goes to `done` and to every start waiter.
+  void StartNow(ManagedVm* entry, Done<hearth::v1::Vm> done);
   void OnStartAnswer(const std::string& vm_id, const StartPlan& plan,
                      absl::StatusOr<hearth::vmm::v1::Response> response, Done<hearth::v1::Vm> done);
   // Sends `request` to the VMM of a VM `op` is allowed for and hands the

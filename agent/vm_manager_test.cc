@@ -53,6 +53,40 @@ TEST(VmManager, CreateAndStartBoots) {
   EXPECT_EQ(h.host().Vmm("vm1")->count(vmm::v1::Request::kBoot), 1);
 }
 
+TEST(VmManager, IdenticalCreateAndStartCallsAllGetTheRunningVm) {
+  ManagerHarness h;
+  std::vector<std::thread> threads;
+  std::vector<absl::StatusOr<api::Vm>> results(8, absl::UnknownError(""));
+  for (int i = 0; i < 8; ++i) {
+    threads.emplace_back([&, i] { results[i] = h.Create("vm1", true); });
+  }
+  for (auto& t : threads) t.join();
+  for (const auto& r : results) {
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->state(), api::VM_STATE_RUNNING);
+  }
+  EXPECT_EQ(h.host().All().size(), 1u);
+  EXPECT_EQ(h.host().Vmm("vm1")->count(vmm::v1::Request::kBoot), 1);
+}
+
+TEST(VmManager, ACreateWhoseStartFailsLeavesNothing) {
+  ManagerHarness h;
+  h.host().OnSpawn([](testing::FakeVmm& vmm) {
+    vmm.FailNext(vmm::v1::Request::kBoot,
+                 absl::InvalidArgumentError("machine_config.mem_size_mib: too small to boot"));
+  });
+  absl::StatusOr<api::Vm> vm = h.Create("vm1", true);
+  EXPECT_EQ(vm.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(vm.status().message(), "machine_config.mem_size_mib: too small to boot");
+  EXPECT_EQ(h.manager().GetVm("vm1").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(h.host().Live(), 0);
+  // The corrected request (here: the same, with a VMM that boots) works.
+  h.host().OnSpawn(nullptr);
+  vm = h.Create("vm1", true);
+  ASSERT_TRUE(vm.ok()) << vm.status();
+  EXPECT_EQ(vm->state(), api::VM_STATE_RUNNING);
+}
+
 TEST(VmManager, InvalidCreatesNameTheField) {
   ManagerHarness h;
   api::CreateVmRequest request = h.CreateRequest("vm1", true);

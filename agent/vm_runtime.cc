@@ -121,18 +121,28 @@ void VmManager::InstanceStart(const std::string& vm_id, Done<api::Vm> done) {
   Post([this, vm_id, done] {
     absl::StatusOr<ManagedVm*> found = FindIn(vm_id, Op::kInstanceStart);
     if (!found.ok()) return done(found.status());
-    ManagedVm* entry = *found;
-    const api::VmConfig& spec = entry->vm()->spec();
-    if (!spec.has_boot_source()) {
-      return done(absl::FailedPreconditionError(absl::StrCat(
-          "InstanceStart: vm \"", vm_id, "\" has no boot_source (PutBootSource first)")));
+    StartNow(*found, done);
+  });
+}
+
+void VmManager::StartNow(ManagedVm* entry, Done<api::Vm> done) {
+  const std::string id = entry->id();
+  const api::VmConfig& spec = entry->vm()->spec();
+  if (!spec.has_boot_source()) {
+    return done(absl::FailedPreconditionError(
+        absl::StrCat("InstanceStart: vm \"", id, "\" has no boot_source (PutBootSource first)")));
+  }
+  absl::Status complete = validate::ValidateVmConfig(spec, /*require_boot_source=*/true);
+  if (!complete.ok()) return done(complete);
+  StartPlan plan;
+  *plan.request.mutable_boot()->mutable_config() = spec;
+  plan.timeout = options_.call_timeout;
+  RunStart(entry, std::move(plan), [this, id, done](absl::StatusOr<api::Vm> result) {
+    done(result);
+    if (ManagedVm* e = Find(id)) {
+      std::vector<Done<api::Vm>> waiters = std::move(e->start_waiters);
+      for (auto& waiter : waiters) waiter(result);
     }
-    absl::Status complete = validate::ValidateVmConfig(spec, /*require_boot_source=*/true);
-    if (!complete.ok()) return done(complete);
-    StartPlan plan;
-    *plan.request.mutable_boot()->mutable_config() = spec;
-    plan.timeout = options_.call_timeout;
-    RunStart(entry, std::move(plan), done);
   });
 }
 

@@ -75,6 +75,11 @@ TEST(VmRuntime, BootRefusedByTheVmmFailsTheVmAndEndsTheVmm) {
   EXPECT_NE(h.manager().GetVm("vm1")->status().reason().find("boot failed: kernel"),
             std::string::npos);
   EXPECT_TRUE(ManagerHarness::WaitFor([&] { return h.host().Vmm("vm1")->exited(); }));
+  // The VMM's end (killed by the agent) adds its exit, not a new reason.
+  ASSERT_TRUE(ManagerHarness::WaitFor(
+      [&] { return h.manager().GetVm("vm1")->status().exit().signal() == 9; }));
+  EXPECT_NE(h.manager().GetVm("vm1")->status().reason().find("boot failed: kernel"),
+            std::string::npos);
 }
 
 TEST(VmRuntime, CgroupFailureKeepsTheVmConfiguring) {

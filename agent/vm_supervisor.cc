@@ -272,8 +272,14 @@ void VmManager::OnProcessExit(const std::string& vm_id) {
   std::vector<std::function<void(absl::Status)>> on_ready = std::move(process.on_ready);
   CleanUpProcess(entry);
   // Killed for a DeleteVm: the deletion is the only change watchers see.
+  // Killed after the agent failed the VM (a refused boot): the reason it
+  // gave stays; the exit details are added.
   const bool deleting = !entry->pending_deletes.empty();
-  if (!deleting) SetState(entry, decision.state, decision.reason);
+  if (!deleting && Live(entry->state())) {
+    SetState(entry, decision.state, decision.reason);
+  } else if (!deleting) {
+    Publish(entry, api::WatchEvent::MODIFIED);
+  }
   absl::Status gone = absl::UnavailableError(absl::StrCat("the VMM exited: ", decision.reason));
   for (auto& done : pending) done(gone);
   for (auto& action : on_ready) action(gone);

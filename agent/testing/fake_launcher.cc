@@ -40,6 +40,11 @@ void FakeHost::HoldReady(bool hold) {
   hold_ready_ = hold;
 }
 
+void FakeHost::OnSpawn(std::function<void(FakeVmm&)> hook) {
+  absl::MutexLock lock(&mutex_);
+  on_spawn_ = std::move(hook);
+}
+
 std::multiset<std::string> FakeHost::released() const {
   absl::MutexLock lock(&mutex_);
   return released_;
@@ -59,6 +64,7 @@ absl::StatusOr<VmmProcess> FakeLauncher::Spawn(state::VmRecord* record, uint32_t
   const std::string& vm_id = record->vm().vm_id();
   std::shared_ptr<FakeVmm> vmm;
   bool hold = false;
+  std::function<void(FakeVmm&)> hook;
   {
     absl::MutexLock lock(&host_->mutex_);
     for (const std::string& key : {vm_id, std::string()}) {
@@ -73,7 +79,9 @@ absl::StatusOr<VmmProcess> FakeLauncher::Spawn(state::VmRecord* record, uint32_t
     host_->all_.push_back(vmm);
     host_->uids_.push_back(uid);
     hold = host_->hold_ready_;
+    hook = host_->on_spawn_;
   }
+  if (hook) hook(*vmm);
   absl::StatusOr<std::pair<MessageChannel, MessageChannel>> pair = MessageChannel::CreatePair();
   if (!pair.ok()) return pair.status();
   if (hold) vmm->HoldReady();

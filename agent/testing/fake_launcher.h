@@ -6,6 +6,7 @@
 #ifndef HEARTH_AGENT_TESTING_FAKE_LAUNCHER_H_
 #define HEARTH_AGENT_TESTING_FAKE_LAUNCHER_H_
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -34,6 +35,9 @@ class FakeHost {
   void FailNextLimits(absl::Status status);
   // Spawned VMMs hold their Ready until released.
   void HoldReady(bool hold);
+  // Runs on every VMM spawned from now on, before it is bound (to set its
+  // knobs: FailNext, Hang, ...).
+  void OnSpawn(std::function<void(FakeVmm&)> hook);
 
   // What the manager asked for.
   std::multiset<std::string> released() const;
@@ -49,6 +53,7 @@ class FakeHost {
   std::map<std::string, absl::Status> fail_spawn_ ABSL_GUARDED_BY(mutex_);
   absl::Status fail_limits_ ABSL_GUARDED_BY(mutex_);
   bool hold_ready_ ABSL_GUARDED_BY(mutex_) = false;
+  std::function<void(FakeVmm&)> on_spawn_ ABSL_GUARDED_BY(mutex_);
   std::multiset<std::string> released_ ABSL_GUARDED_BY(mutex_);
   std::multiset<std::string> removed_run_dirs_ ABSL_GUARDED_BY(mutex_);
   std::vector<uint32_t> uids_ ABSL_GUARDED_BY(mutex_);
