@@ -7,8 +7,8 @@ namespace hearth::agent {
 
 absl::StatusOr<mode_t> ParseSocketMode(absl::string_view text) {
   auto invalid = [&](absl::string_view why) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--socket_mode: \"", absl::CHexEscape(text.substr(0, 16)), "\" ", why));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--socket_mode: \"", absl::CHexEscape(text.substr(0, 16)), "\" ", why));
   };
   if (text.empty() || text.size() > 4) return invalid("is not 1 to 4 octal digits");
   mode_t mode = 0;

@@ -12,8 +12,8 @@ TEST(ParseSocketMode, Accepted) {
 }
 
 TEST(ParseSocketMode, Refused) {
-  for (const char* bad : {"", "-1", "999", "abc", "0666", "0777", "4660", "07777", "00660",
-                          "0400", "66O"}) {
+  for (const char* bad :
+       {"", "-1", "999", "abc", "0666", "0777", "4660", "07777", "00660", "0400", "66O"}) {
     absl::StatusOr<mode_t> mode = ParseSocketMode(bad);
     EXPECT_FALSE(mode.ok()) << bad;
     EXPECT_EQ(mode.status().message().rfind("--socket_mode: ", 0), 0u) << mode.status();

@@ -26,6 +26,8 @@ namespace hearth::agent {
 // A running VMM as the launcher hands it over.
 struct VmmProcess {
   pid_t pid = -1;
+  // The process's start time (/proc/<pid>/stat field 22), to recognise it.
+  uint64_t start_time = 0;
   // Readable once the VMM is gone (a pidfd).
   UniqueFd exit_fd;
   // The agent's end of the control channel.
@@ -47,14 +49,21 @@ class VmmLauncher {
   // 1 or 2: the cgroup hierarchy VMs are placed in.
   virtual int cgroup_version() const = 0;
 
-  // Starts a VMM for the VM `record` describes (its vm and spec), running
-  // as `uid` when jailed. Fills in the record's pid, pid_start_time, uid,
-  // run_dir, jail_dir and cgroup_dirs. On error nothing is left running.
-  virtual absl::StatusOr<VmmProcess> Spawn(hearth::agent::v1::VmRecord* record, uint32_t uid) = 0;
+  // Where a VMM for the VM `record` describes will live: fills in the
+  // record's uid (`uid` when jailed), run_dir, jail_dir and cgroup_dirs,
+  // and touches nothing. The manager saves this intent before Spawn, so
+  // that an agent killed at any instant after finds what it made.
+  virtual void Plan(hearth::agent::v1::VmRecord* record, uint32_t uid) = 0;
+
+  // Starts a VMM for a planned `record` (its vm and spec). Fills in the
+  // record's pid and pid_start_time. On error nothing is left running.
+  virtual absl::StatusOr<VmmProcess> Spawn(hearth::agent::v1::VmRecord* record) = 0;
 
   // Reconnects to the VMM a record names (an agent restart): NOT_FOUND if
   // it is gone; UNAVAILABLE, after killing it, if it runs but cannot be
-  // supervised or reached.
+  // supervised or reached. A record with no pid (the agent died between
+  // saving its intent and saving the spawned VMM) is found through its
+  // run directory, and the returned pid is the VMM's.
   virtual absl::StatusOr<VmmProcess> Reattach(const hearth::agent::v1::VmRecord& record) = 0;
 
   // Asks the VMM to end now (SIGKILL); its exit_fd reports the end.

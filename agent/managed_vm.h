@@ -50,6 +50,8 @@ struct ManagedVm {
   // Identical CreateVm(start) calls that arrived while this VM was
   // starting: they get the start's answer.
   std::vector<Done<hearth::v1::Vm>> start_waiters;
+  // The record changed but could not be saved: saved again on the next tick.
+  bool dirty = false;
 
   hearth::v1::Vm* vm() { return record.mutable_vm(); }
   const std::string& id() const { return record.vm().vm_id(); }

@@ -162,8 +162,31 @@ absl::StatusOr<std::unique_ptr<ProcessLauncher>> ProcessLauncher::Create(Launche
   return launcher;
 }
 
-std::vector<std::string> ProcessLauncher::Argv(const state::VmRecord& record, uint32_t uid,
-                                               std::vector<std::string>* cgroup_dirs) const {
+void ProcessLauncher::Plan(state::VmRecord* record, uint32_t uid) {
+  const std::string& vm_id = record->vm().vm_id();
+  const bool jailed = !options_.jailer_path.empty();
+  record->set_uid(jailed ? uid : ::geteuid());
+  record->set_run_dir(absl::StrCat(options_.run_dir, "/vms/", vm_id));
+  record->clear_jail_dir();
+  if (jailed) {
+    record->set_jail_dir(JailDirectory(options_.chroot_base_dir, options_.vmm_path, vm_id));
+  }
+  record->clear_cgroup_dirs();
+  if (!jailed) return;
+  for (const auto& [file, value] :
+       CgroupSettings(record->vm().spec(), cgroup_version_, options_.vmm_overhead_mib)) {
+    absl::StatusOr<std::string> dir =
+        CgroupDirectory(cgroup_mounts_, cgroup_version_, file.substr(0, file.find('.')),
+                        options_.parent_cgroup, vm_id);
+    if (!dir.ok()) continue;  // not on this host: no limit of that kind
+    if (std::find(record->cgroup_dirs().begin(), record->cgroup_dirs().end(), *dir) ==
+        record->cgroup_dirs().end()) {
+      record->add_cgroup_dirs(*dir);
+    }
+  }
+}
+
+std::vector<std::string> ProcessLauncher::Argv(const state::VmRecord& record) const {
   const std::string& vm_id = record.vm().vm_id();
   if (options_.jailer_path.empty()) {
     return {options_.vmm_path, "--control_fd=3", "--reattach_fd=4",
@@ -175,9 +198,9 @@ std::vector<std::string> ProcessLauncher::Argv(const state::VmRecord& record, ui
                                    "--exec-file",
                                    options_.vmm_path,
                                    "--uid",
-                                   absl::StrCat(uid),
+                                   absl::StrCat(record.uid()),
                                    "--gid",
-                                   absl::StrCat(uid),
+                                   absl::StrCat(record.uid()),
                                    "--chroot-base-dir",
                                    options_.chroot_base_dir,
                                    "--cgroup-version",
@@ -190,24 +213,21 @@ std::vector<std::string> ProcessLauncher::Argv(const state::VmRecord& record, ui
                                    "4"};
   for (const auto& [file, value] :
        CgroupSettings(record.vm().spec(), cgroup_version_, options_.vmm_overhead_mib)) {
-    absl::StatusOr<std::string> dir =
-        CgroupDirectory(cgroup_mounts_, cgroup_version_, file.substr(0, file.find('.')),
-                        options_.parent_cgroup, vm_id);
-    if (!dir.ok()) continue;  // not on this host: no limit of that kind
-    argv.insert(argv.end(), {"--cgroup", absl::StrCat(file, "=", value)});
-    if (std::find(cgroup_dirs->begin(), cgroup_dirs->end(), *dir) == cgroup_dirs->end()) {
-      cgroup_dirs->push_back(*dir);
+    const std::string controller = file.substr(0, file.find('.'));
+    if (!CgroupDirectory(cgroup_mounts_, cgroup_version_, controller, options_.parent_cgroup, vm_id)
+             .ok()) {
+      continue;  // not on this host: no limit of that kind
     }
+    argv.insert(argv.end(), {"--cgroup", absl::StrCat(file, "=", value)});
   }
   argv.insert(argv.end(), {"--", "--control_fd=3", "--reattach_fd=4",
                            absl::StrCat("--agent_uid=", ::geteuid())});
   return argv;
 }
 
-absl::StatusOr<VmmProcess> ProcessLauncher::Spawn(state::VmRecord* record, uint32_t uid) {
-  const std::string& vm_id = record->vm().vm_id();
-  const bool jailed = !options_.jailer_path.empty();
-  std::string run_dir = absl::StrCat(options_.run_dir, "/vms/", vm_id);
+absl::StatusOr<VmmProcess> ProcessLauncher::Spawn(state::VmRecord* record) {
+  const std::string& run_dir = record->run_dir();
+  if (run_dir.empty()) return absl::InternalError("Spawn of a VM that was not planned");
   RemoveTree(run_dir);  // a leftover from an earlier VM with this id
   if (::mkdir(run_dir.c_str(), 0700) < 0) return ErrnoStatus(absl::StrCat("mkdir ", run_dir));
 
@@ -233,8 +253,7 @@ absl::StatusOr<VmmProcess> ProcessLauncher::Spawn(state::VmRecord* record, uint3
   if (!log.valid()) return ErrnoStatus(absl::StrCat("open ", log_path));
   ASSIGN_OR_RETURN(log, High(std::move(log)));
 
-  std::vector<std::string> cgroup_dirs;
-  std::vector<std::string> argv = Argv(*record, uid, &cgroup_dirs);
+  std::vector<std::string> argv = Argv(*record);
   std::vector<char*> args;
   for (std::string& a : argv) args.push_back(a.data());
   args.push_back(nullptr);
@@ -261,30 +280,40 @@ absl::StatusOr<VmmProcess> ProcessLauncher::Spawn(state::VmRecord* record, uint3
     return status;
   }
   process.control = std::move(agent_end);
+  process.start_time = ProcessStartTime(pid);
   record->set_pid(pid);
-  record->set_pid_start_time(ProcessStartTime(pid));
-  record->set_uid(jailed ? uid : ::geteuid());
-  record->set_run_dir(run_dir);
-  record->clear_jail_dir();
-  if (jailed) {
-    record->set_jail_dir(JailDirectory(options_.chroot_base_dir, options_.vmm_path, vm_id));
-  }
-  record->clear_cgroup_dirs();
-  for (const std::string& dir : cgroup_dirs) record->add_cgroup_dirs(dir);
+  record->set_pid_start_time(process.start_time);
   return process;
 }
 
 absl::StatusOr<VmmProcess> ProcessLauncher::Reattach(const state::VmRecord& record) {
+  std::string path = record.run_dir() + "/control.sock";
   pid_t pid = record.pid();
-  if (pid <= 0 || ProcessStartTime(pid) != record.pid_start_time() || ::kill(pid, 0) < 0) {
+  bool connected = false;
+  UniqueFd socket(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  absl::StatusOr<sockaddr_un> address = UnixSocketAddress(path, "reattach socket");
+  if (pid <= 0) {
+    // Only the intent was saved: a VMM may or may not have been started.
+    // The re-attach socket is bound before the spawn and lives as long as
+    // the VMM: a connection finds it, and its credentials name it.
+    if (record.run_dir().empty() || !address.ok() || !socket.valid() ||
+        ::connect(socket.get(), reinterpret_cast<sockaddr*>(&*address), sizeof(*address)) < 0) {
+      return absl::NotFoundError("the VMM was never started (the agent stopped before it)");
+    }
+    struct ucred peer = {};
+    socklen_t length = sizeof(peer);
+    if (::getsockopt(socket.get(), SOL_SOCKET, SO_PEERCRED, &peer, &length) < 0 || peer.pid <= 0) {
+      return absl::UnavailableError(
+          absl::StrCat("cannot identify the VMM at ", path, ": ", std::strerror(errno)));
+    }
+    pid = peer.pid;
+    connected = true;  // this connection is the control channel
+  } else if (ProcessStartTime(pid) != record.pid_start_time() || ::kill(pid, 0) < 0) {
     return absl::NotFoundError("the VMM exited while the agent was down");
   }
-  // The VMM runs (its start time matches). One the agent cannot supervise
-  // or reach is ended rather than left running on its own.
+  // The VMM runs. One the agent cannot supervise or reach is ended rather
+  // than left running on its own.
   UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-  UniqueFd socket(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-  std::string path = record.run_dir() + "/control.sock";
-  absl::StatusOr<sockaddr_un> address = UnixSocketAddress(path, "reattach socket");
   std::string unreachable;
   if (!pidfd.valid()) {
     unreachable = absl::StrCat("cannot supervise the VMM (pid ", pid,
@@ -292,8 +321,9 @@ absl::StatusOr<VmmProcess> ProcessLauncher::Reattach(const state::VmRecord& reco
   } else if (!address.ok()) {
     unreachable =
         absl::StrCat("cannot re-attach to the VMM (pid ", pid, "): ", address.status().message());
-  } else if (!socket.valid() || ::connect(socket.get(), reinterpret_cast<sockaddr*>(&*address),
-                                          sizeof(*address)) < 0) {
+  } else if (!connected &&
+             (!socket.valid() || ::connect(socket.get(), reinterpret_cast<sockaddr*>(&*address),
+                                           sizeof(*address)) < 0)) {
     unreachable = absl::StrCat("cannot re-attach to the VMM (pid ", pid, ") at ", path, ": ",
                                std::strerror(errno));
   }
@@ -303,6 +333,7 @@ absl::StatusOr<VmmProcess> ProcessLauncher::Reattach(const state::VmRecord& reco
   }
   VmmProcess process;
   process.pid = pid;
+  process.start_time = ProcessStartTime(pid);
   process.exit_fd = std::move(pidfd);
   process.control = std::move(socket);
   process.child = false;

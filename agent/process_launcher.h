@@ -50,7 +50,8 @@ class ProcessLauncher final : public VmmLauncher {
   static absl::StatusOr<std::unique_ptr<ProcessLauncher>> Create(LauncherOptions options);
 
   int cgroup_version() const override { return cgroup_version_; }
-  absl::StatusOr<VmmProcess> Spawn(hearth::agent::v1::VmRecord* record, uint32_t uid) override;
+  void Plan(hearth::agent::v1::VmRecord* record, uint32_t uid) override;
+  absl::StatusOr<VmmProcess> Spawn(hearth::agent::v1::VmRecord* record) override;
   absl::StatusOr<VmmProcess> Reattach(const hearth::agent::v1::VmRecord& record) override;
   absl::Status Kill(const VmmProcess& process) override;
   std::optional<ExitStatus> Reap(const VmmProcess& process) override;
@@ -65,8 +66,7 @@ class ProcessLauncher final : public VmmLauncher {
   explicit ProcessLauncher(LauncherOptions options) : options_(std::move(options)) {}
   // The argv of a jailed or unjailed VMM, and the cgroup directories the
   // jailer will create for it.
-  std::vector<std::string> Argv(const hearth::agent::v1::VmRecord& record, uint32_t uid,
-                                std::vector<std::string>* cgroup_dirs) const;
+  std::vector<std::string> Argv(const hearth::agent::v1::VmRecord& record) const;
 
   const LauncherOptions options_;
   int cgroup_version_ = 1;

@@ -44,7 +44,8 @@ TEST(ProcessLauncher, SpawnsReapsAndRemovesAnUnjailedProcess) {
   ASSERT_TRUE(launcher.ok()) << launcher.status();
   state::VmRecord record;
   record.mutable_vm()->set_vm_id("vm1");
-  absl::StatusOr<VmmProcess> process = (*launcher)->Spawn(&record, 400000);
+  (*launcher)->Plan(&record, 400000);
+  absl::StatusOr<VmmProcess> process = (*launcher)->Spawn(&record);
   ASSERT_TRUE(process.ok()) << process.status();
   EXPECT_GT(record.pid(), 0);
   EXPECT_EQ(record.uid(), ::geteuid());  // unjailed: the agent's own
@@ -71,7 +72,8 @@ TEST(ProcessLauncher, SpawnOfAMissingBinaryFails) {
   ASSERT_TRUE(launcher.ok());
   state::VmRecord record;
   record.mutable_vm()->set_vm_id("vm1");
-  absl::StatusOr<VmmProcess> process = (*launcher)->Spawn(&record, 400000);
+  (*launcher)->Plan(&record, 400000);
+  absl::StatusOr<VmmProcess> process = (*launcher)->Spawn(&record);
   EXPECT_FALSE(process.ok());
   EXPECT_NE(process.status().message().find("spawning /nonexistent/hearth-vmm"),
             absl::string_view::npos)

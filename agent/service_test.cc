@@ -117,10 +117,9 @@ TEST_F(ServiceTest, PutDriveReplacesTheDriveWithTheSameId) {
 
 TEST_F(ServiceTest, ManagerStatusesPassThroughWithTheirCodes) {
   fake_->Add("vm1", api::VM_STATE_RUNNING);
-  for (absl::Status error :
-       {absl::FailedPreconditionError("InstanceStart: vm \"vm1\" is RUNNING"),
-        absl::ResourceExhaustedError("the host runs its maximum of 1 VMs"),
-        absl::DeadlineExceededError("the VMM did not answer in time")}) {
+  for (absl::Status error : {absl::FailedPreconditionError("InstanceStart: vm \"vm1\" is RUNNING"),
+                             absl::ResourceExhaustedError("the host runs its maximum of 1 VMs"),
+                             absl::DeadlineExceededError("the VMM did not answer in time")}) {
     fake_->FailNext(error);
     grpc::ClientContext context;
     api::PutActionRequest request;

@@ -74,15 +74,13 @@ absl::StatusOr<std::string> StateStore::Unframe(const std::string& file) {
   return payload;
 }
 
-absl::StatusOr<StateStore> StateStore::Open(const std::string& dir) {
+absl::StatusOr<StateStore> StateStore::Open(const std::string& dir, WriteHook hook) {
   RETURN_IF_ERROR(MakeDir(dir));
   RETURN_IF_ERROR(MakeDir(dir + "/vms"));
-  return StateStore(dir);
+  return StateStore(dir, std::move(hook));
 }
 
-absl::Status StateStore::WriteAtomically(const std::string& path,
-                                         const std::string& contents) const {
-  std::string temp = path + ".tmp";
+absl::Status StateStore::WriteTemp(const std::string& temp, const std::string& contents) const {
   UniqueFd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   if (!fd.valid()) return ErrnoStatus(absl::StrCat("open ", temp));
   std::string framed = Frame(contents);
@@ -93,13 +91,30 @@ absl::Status StateStore::WriteAtomically(const std::string& path,
     if (n < 0) return ErrnoStatus(absl::StrCat("write ", temp));
     done += static_cast<size_t>(n);
   }
+  if (hook_) RETURN_IF_ERROR(hook_(temp));
   if (::fsync(fd.get()) < 0) return ErrnoStatus(absl::StrCat("fsync ", temp));
-  fd.Reset();
-  if (::rename(temp.c_str(), path.c_str()) < 0) return ErrnoStatus(absl::StrCat("rename ", temp));
+  return absl::OkStatus();
+}
+
+absl::Status StateStore::WriteAtomically(const std::string& path,
+                                         const std::string& contents) const {
+  std::string temp = path + ".tmp";
+  absl::Status written = WriteTemp(temp, contents);
+  if (written.ok() && ::rename(temp.c_str(), path.c_str()) < 0) {
+    written = ErrnoStatus(absl::StrCat("rename ", temp));
+  }
+  if (!written.ok()) {
+    // The previous record (if any) is intact; no half-written file stays.
+    // (If even the unlink fails, LoadVms removes the leftover.)
+    ::unlink(temp.c_str());
+    return written;
+  }
   // Make the rename itself durable.
   std::string dir = path.substr(0, path.rfind('/'));
   UniqueFd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (dir_fd.valid()) ::fsync(dir_fd.get());
+  if (!dir_fd.valid() || ::fsync(dir_fd.get()) < 0) {
+    return ErrnoStatus(absl::StrCat("fsync ", dir));
+  }
   return absl::OkStatus();
 }
 

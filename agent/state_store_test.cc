@@ -154,6 +154,27 @@ TEST_F(StateStoreTest, SavingAgainReplacesTheRecord) {
   EXPECT_EQ(loaded[0].pid(), 7);
 }
 
+TEST_F(StateStoreTest, AFailedWriteLeavesTheOldRecordAndNoTemporaryFile) {
+  SaveTwo();
+  bool full = true;
+  absl::StatusOr<StateStore> store = StateStore::Open(dir_, [&full](const std::string& path) {
+    return full ? absl::ResourceExhaustedError(path + ": No space left on device")
+                : absl::OkStatus();
+  });
+  ASSERT_TRUE(store.ok());
+  absl::Status saved = store->SaveVm(Record("vm-a", 99));
+  EXPECT_EQ(saved.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_TRUE(absl::StrContains(saved.message(), "vm-a.rec.tmp")) << saved;
+  EXPECT_NE(::access((VmPath("vm-a") + ".tmp").c_str(), F_OK), 0);
+  std::vector<VmRecord> records = Load();
+  EXPECT_TRUE(skipped_.empty());
+  ASSERT_EQ(records.size(), 2u);
+  EXPECT_EQ(records[0].pid(), 1);  // the record saved before the failure
+  full = false;
+  ASSERT_TRUE(store->SaveVm(Record("vm-a", 99)).ok());
+  EXPECT_EQ(Load()[0].pid(), 99);
+}
+
 TEST_F(StateStoreTest, DeleteVmRemovesItsRecord) {
   SaveTwo();
   ASSERT_TRUE(store_->DeleteVm("vm-a").ok());

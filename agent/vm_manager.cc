@@ -50,7 +50,7 @@ Capacity CapacityOf(const ManagerOptions& options) {
 
 absl::StatusOr<std::unique_ptr<VmManager>> VmManager::Create(
     ManagerOptions options, std::unique_ptr<VmmLauncher> launcher) {
-  ASSIGN_OR_RETURN(StateStore store, StateStore::Open(options.state_dir));
+  ASSIGN_OR_RETURN(StateStore store, StateStore::Open(options.state_dir, options.state_write_hook));
   ASSIGN_OR_RETURN(ImageRoots roots, ImageRoots::Open(options.image_roots));
   std::unique_ptr<VmManager> manager(
       new VmManager(std::move(options), std::move(store), std::move(roots), std::move(launcher)));
@@ -100,6 +100,7 @@ absl::Status VmManager::Start() {
     absl::StatusOr<uint64_t> ticks = call_timer_->Read();
     if (!ticks.ok()) LOG(WARNING) << "call timer: " << ticks.status().message();
     ExpireCalls();
+    SaveDirty();
   }));
   thread_ = std::thread([this] {
     absl::Status status = loop_->Run();
@@ -132,25 +133,62 @@ absl::StatusOr<ManagedVm*> VmManager::FindIn(const std::string& vm_id, Op op) {
   return entry;
 }
 
-void VmManager::Publish(ManagedVm* entry, api::WatchEvent::Type type) {
-  uint64_t current = registry_.Publish(entry->vm(), type);
+absl::Status VmManager::ReserveVersion(uint64_t version) {
+  if (version <= reserved_version_) return absl::OkStatus();
   // Versions never go back across restarts: persist a reservation ahead.
-  if (current > reserved_version_) {
-    reserved_version_ = current + 1000;
-    state::AgentState agent;
-    agent.set_resource_version(reserved_version_);
-    absl::Status saved = store_.SaveAgent(agent);
-    if (!saved.ok()) LOG(ERROR) << "state: " << saved.message();
-  }
+  state::AgentState agent;
+  agent.set_resource_version(version + 1000);
+  absl::Status saved = store_.SaveAgent(agent);
+  if (saved.ok()) reserved_version_ = version + 1000;
+  return saved;
+}
+
+absl::Status VmManager::Commit(ManagedVm* entry, api::WatchEvent::Type type) {
+  // The supervisor is the only publisher: the registry gives `next`.
+  const uint64_t next = registry_.version() + 1;
+  absl::Status saved = ReserveVersion(next);
+  entry->vm()->set_resource_version(next);
   if (type != api::WatchEvent::DELETED) {
-    absl::Status saved = store_.SaveVm(entry->record);
-    if (!saved.ok()) LOG(ERROR) << "state: " << saved.message();
+    absl::Status record = store_.SaveVm(entry->record);
+    entry->dirty = !record.ok();
+    saved.Update(record);
   }
+  registry_.Publish(entry->vm(), type);
+  if (saved.ok()) return saved;
+  LOG(ERROR) << "vm " << entry->id()
+             << ": state not saved (retried every tick): " << saved.message();
+  return absl::UnavailableError(absl::StrCat("the change to vm \"", entry->id(),
+                                             "\" is not durable: the state directory ",
+                                             store_.dir(), " failed: ", saved.message()));
+}
+
+void VmManager::Publish(ManagedVm* entry, api::WatchEvent::Type type) {
+  // Commit logged a failure, and the record is saved again on the next tick.
+  Commit(entry, type).IgnoreError();
+}
+
+absl::Status VmManager::CommitState(ManagedVm* entry, api::VmState new_state, std::string reason) {
+  entry->SetState(new_state, std::move(reason), absl::Now());
+  return Commit(entry, api::WatchEvent::MODIFIED);
 }
 
 void VmManager::SetState(ManagedVm* entry, api::VmState new_state, std::string reason) {
   entry->SetState(new_state, std::move(reason), absl::Now());
   Publish(entry, api::WatchEvent::MODIFIED);
+}
+
+void VmManager::SaveDirty() {
+  if (reserved_version_ < registry_.version()) {
+    absl::Status reserved = ReserveVersion(registry_.version());
+    if (!reserved.ok()) return;  // the disk is still full: no point trying the records
+  }
+  for (auto& [id, entry] : entries_) {
+    if (!entry->dirty) continue;
+    absl::Status saved = store_.SaveVm(entry->record);
+    if (!saved.ok()) return;
+    entry->dirty = false;
+    LOG(INFO) << "vm " << id << ": state saved after an earlier failure";
+  }
 }
 
 uint32_t VmManager::FreeUid(const ManagedVm* except) const {
@@ -240,6 +278,16 @@ absl::Status VmManager::AddVm(const std::string& vm_id, const Labels& labels,
   entry->vm()->mutable_status()->set_reason("starting the VMM");
   *entry->vm()->mutable_status()->mutable_created_at() =
       google::protobuf::util::TimeUtil::GetCurrentTime();
+  launcher_->Plan(&entry->record, FreeUid(entry));
+  // Intent before action: the record (uid, run directory, jail, cgroups)
+  // is durable before anything is made on the host, so that an agent killed
+  // at any instant after finds and adopts or removes it.
+  absl::Status intent = store_.SaveVm(entry->record);
+  if (!intent.ok()) {
+    return absl::UnavailableError(absl::StrCat("vm \"", vm_id,
+                                               "\" not created: the state directory ", store_.dir(),
+                                               " failed: ", intent.message()));
+  }
   entries_[vm_id] = std::move(owned);
   registry_.SetConsole(vm_id, entry->console);
   absl::Status spawned = SpawnVmm(entry);
@@ -249,7 +297,17 @@ absl::Status VmManager::AddVm(const std::string& vm_id, const Labels& labels,
     Publish(entry, api::WatchEvent::ADDED);
     return absl::InternalError(entry->vm()->status().reason());
   }
-  Publish(entry, api::WatchEvent::ADDED);
+  absl::Status committed = Commit(entry, api::WatchEvent::ADDED);
+  if (!committed.ok()) {
+    // The VMM runs but its record does not say so: nothing may run that a
+    // restarted agent could not find. Stop it and forget the VM.
+    entry->pending_deletes.push_back([vm_id](absl::StatusOr<bool> deleted) {
+      if (!deleted.ok()) LOG(ERROR) << "vm " << vm_id << ": " << deleted.status();
+    });
+    absl::Status killed = launcher_->Kill(entry->process->handle);
+    if (!killed.ok()) LOG(ERROR) << "vm " << vm_id << ": " << killed.message();
+    return committed;
+  }
   return absl::OkStatus();
 }
 
@@ -312,7 +370,8 @@ void VmManager::Configure(const std::string& vm_id,
     if (changed.ok()) changed = registry_.Admit(config, vm_id);
     if (!changed.ok()) return done(changed);
     *entry->vm()->mutable_spec() = config;
-    Publish(entry, api::WatchEvent::MODIFIED);
+    absl::Status committed = Commit(entry, api::WatchEvent::MODIFIED);
+    if (!committed.ok()) return done(committed);
     done(config);
   });
 }

@@ -57,6 +57,8 @@ struct ManagerOptions {
   // and how often deadlines are checked.
   absl::Duration call_timeout = absl::Seconds(30);
   absl::Duration call_check_interval = absl::Seconds(1);
+  // Tests: every state write goes through this (a full or failing disk).
+  StateStore::WriteHook state_write_hook;
 };
 
 class VmManager final : public VmApi {
@@ -133,10 +135,21 @@ class VmManager final : public VmApi {
   absl::StatusOr<ManagedVm*> FindOr(const std::string& vm_id);
   // FindOr, then the phase table's verdict for `op`.
   absl::StatusOr<ManagedVm*> FindIn(const std::string& vm_id, Op op);
-  // Records a change: next resource version, the snapshot, the watch
-  // history and the watchers, then the record on disk.
+  // Records a change: the next resource version (its reservation saved
+  // first when it runs out), the record on disk, then the registry (so
+  // readers and watchers see it). The registry always gets the change: it
+  // happened. A record that could not be saved is marked dirty and saved
+  // again on every tick until it is; Commit then returns UNAVAILABLE naming
+  // the state directory, and an API call that made the change answers that
+  // (durable before OK). Publish is for changes nobody waits on: it logs.
+  absl::Status Commit(ManagedVm* entry, hearth::v1::WatchEvent::Type type);
   void Publish(ManagedVm* entry, hearth::v1::WatchEvent::Type type);
+  absl::Status CommitState(ManagedVm* entry, hearth::v1::VmState state, std::string reason);
   void SetState(ManagedVm* entry, hearth::v1::VmState state, std::string reason);
+  // Saves the version reservation if `version` is beyond it.
+  absl::Status ReserveVersion(uint64_t version);
+  // Saves what could not be saved before (a full disk that has room again).
+  void SaveDirty();
   // A new CONFIGURING VM with its VMM spawned (INTERNAL, and the VM
   // FAILED, if the VMM could not be started).
   absl::Status AddVm(const std::string& vm_id, const Labels& labels,

@@ -87,7 +87,8 @@ void VmManager::OnStartAnswer(const std::string& vm_id, const StartPlan& plan,
   if (status.ok()) {
     e->vm()->mutable_status()->mutable_boot_timing()->set_start_to_running_us(
         MicrosSince(e->start_requested));
-    SetState(e, plan.success_state, plan.success_reason);
+    absl::Status committed = CommitState(e, plan.success_state, plan.success_reason);
+    if (!committed.ok()) return done(committed);
     return done(e->record.vm());
   }
   if (e->state() == api::VM_STATE_STARTING && e->process.has_value() &&
@@ -204,8 +205,10 @@ void VmManager::SetVmState(const std::string& vm_id, const std::string& state, D
     }
     Forward(vm_id, pause ? Op::kPause : Op::kResume, request, done,
             [this, pause, done](ManagedVm* e, const control::Response&) {
-              SetState(e, pause ? api::VM_STATE_PAUSED : api::VM_STATE_RUNNING,
-                       pause ? "paused by the API" : "");
+              absl::Status committed =
+                  CommitState(e, pause ? api::VM_STATE_PAUSED : api::VM_STATE_RUNNING,
+                              pause ? "paused by the API" : "");
+              if (!committed.ok()) return done(committed);
               done(e->record.vm());
             });
   });
@@ -250,7 +253,8 @@ void VmManager::PatchDrive(const api::PartialDrive& patch, const std::string& vm
            api::Drive* drive = e->vm()->mutable_spec()->mutable_drives(index);
            if (patch.has_path_on_host()) drive->set_path_on_host(patch.path_on_host());
            if (patch.has_rate_limiter()) *drive->mutable_rate_limiter() = patch.rate_limiter();
-           Publish(e, api::WatchEvent::MODIFIED);
+           absl::Status committed = Commit(e, api::WatchEvent::MODIFIED);
+           if (!committed.ok()) return done(committed);
            done(*drive);
          });
   });
@@ -292,7 +296,8 @@ void VmManager::PatchNetworkInterface(const api::PartialNetworkInterface& patch,
             *iface->mutable_rx_rate_limiter() = patch.rx_rate_limiter();
           if (patch.has_tx_rate_limiter())
             *iface->mutable_tx_rate_limiter() = patch.tx_rate_limiter();
-          Publish(e, api::WatchEvent::MODIFIED);
+          absl::Status committed = Commit(e, api::WatchEvent::MODIFIED);
+          if (!committed.ok()) return done(committed);
           done(*iface);
         });
   });
@@ -305,7 +310,8 @@ void VmManager::PatchBalloon(const std::string& vm_id, uint32_t amount_mib,
   Forward(vm_id, Op::kPatchBalloon, request, done,
           [this, amount_mib, done](ManagedVm* entry, const control::Response&) {
             entry->vm()->mutable_spec()->mutable_balloon()->set_amount_mib(amount_mib);
-            Publish(entry, api::WatchEvent::MODIFIED);
+            absl::Status committed = Commit(entry, api::WatchEvent::MODIFIED);
+            if (!committed.ok()) return done(committed);
             done(entry->vm()->spec().balloon());
           });
 }
@@ -318,7 +324,8 @@ void VmManager::PatchBalloonStatistics(const std::string& vm_id, uint32_t interv
       vm_id, Op::kPatchBalloonStatistics, request, done,
       [this, interval_s, done](ManagedVm* entry, const control::Response&) {
         entry->vm()->mutable_spec()->mutable_balloon()->set_stats_polling_interval_s(interval_s);
-        Publish(entry, api::WatchEvent::MODIFIED);
+        absl::Status committed = Commit(entry, api::WatchEvent::MODIFIED);
+        if (!committed.ok()) return done(committed);
         done(entry->vm()->spec().balloon());
       });
 }

@@ -31,8 +31,9 @@ absl::StatusOr<std::pair<UniqueFd, UniqueFd>> ConsolePair() {
 }  // namespace
 
 absl::Status VmManager::SpawnVmm(ManagedVm* entry) {
-  // A uid of its own: VMMs cannot signal or read each other.
-  absl::StatusOr<VmmProcess> spawned = launcher_->Spawn(&entry->record, FreeUid(entry));
+  // Planned (a uid of its own, so that VMMs cannot signal or read each
+  // other) and saved by AddVm.
+  absl::StatusOr<VmmProcess> spawned = launcher_->Spawn(&entry->record);
   if (!spawned.ok()) return spawned.status();
   entry->vm()->mutable_status()->set_vmm_pid(spawned->pid);
   absl::Status served = Supervise(entry, std::move(*spawned));
@@ -88,6 +89,13 @@ void VmManager::Reattach(ManagedVm* entry) {
     return;
   }
   std::string id = entry->id();
+  if (entry->record.pid() != entry->process->handle.pid) {
+    // Adopted from a record that held only the intent: it names its VMM now.
+    entry->record.set_pid(entry->process->handle.pid);
+    entry->record.set_pid_start_time(entry->process->handle.start_time);
+    LOG(INFO) << "vm " << id << ": adopted the VMM its intent record planned";
+  }
+  entry->vm()->mutable_status()->set_vmm_pid(entry->record.pid());
   LOG(INFO) << "vm " << id << ": re-attaching to the VMM, pid " << entry->record.pid();
   // Ready arrives first; then the console is handed over again.
   WhenReady(entry, [this, id](absl::Status status) {

@@ -60,8 +60,17 @@ std::vector<uint32_t> FakeHost::uids() const {
   return uids_;
 }
 
-absl::StatusOr<VmmProcess> FakeLauncher::Spawn(state::VmRecord* record, uint32_t uid) {
+void FakeLauncher::Plan(state::VmRecord* record, uint32_t uid) {
   const std::string& vm_id = record->vm().vm_id();
+  record->set_uid(uid);
+  record->set_run_dir(absl::StrCat("/fake/run/", vm_id));
+  record->clear_cgroup_dirs();
+  record->add_cgroup_dirs(absl::StrCat("/fake/cgroup/", vm_id));
+}
+
+absl::StatusOr<VmmProcess> FakeLauncher::Spawn(state::VmRecord* record) {
+  const std::string& vm_id = record->vm().vm_id();
+  const uint32_t uid = record->uid();
   std::shared_ptr<FakeVmm> vmm;
   bool hold = false;
   std::function<void(FakeVmm&)> hook;
@@ -88,12 +97,9 @@ absl::StatusOr<VmmProcess> FakeLauncher::Spawn(state::VmRecord* record, uint32_t
   vmm->Bind(std::move(pair->second));
   record->set_pid(vmm->pid());
   record->set_pid_start_time(1);
-  record->set_uid(uid);
-  record->set_run_dir(absl::StrCat("/fake/run/", vm_id));
-  record->clear_cgroup_dirs();
-  record->add_cgroup_dirs(absl::StrCat("/fake/cgroup/", vm_id));
   VmmProcess process;
   process.pid = vmm->pid();
+  process.start_time = 1;
   process.exit_fd = vmm->DupExitFd();
   process.control = UniqueFd(::dup(pair->first.fd()));
   process.child = true;
@@ -101,7 +107,13 @@ absl::StatusOr<VmmProcess> FakeLauncher::Spawn(state::VmRecord* record, uint32_t
 }
 
 absl::StatusOr<VmmProcess> FakeLauncher::Reattach(const state::VmRecord& record) {
-  std::shared_ptr<FakeVmm> vmm = ByPid(record.pid());
+  // A record with no pid: found by its VM, as the real one finds it by its
+  // run directory's socket.
+  std::shared_ptr<FakeVmm> vmm =
+      record.pid() > 0 ? ByPid(record.pid()) : host_->Vmm(record.vm().vm_id());
+  if (record.pid() <= 0 && (vmm == nullptr || vmm->exited())) {
+    return absl::NotFoundError("the VMM was never started (the agent stopped before it)");
+  }
   if (vmm == nullptr || vmm->exited()) {
     return absl::NotFoundError("the VMM exited while the agent was down");
   }
@@ -115,6 +127,7 @@ absl::StatusOr<VmmProcess> FakeLauncher::Reattach(const state::VmRecord& record)
   vmm->Bind(std::move(pair->second));
   VmmProcess process;
   process.pid = vmm->pid();
+  process.start_time = 1;
   process.exit_fd = vmm->DupExitFd();
   process.control = UniqueFd(::dup(pair->first.fd()));
   process.child = false;

@@ -64,7 +64,8 @@ class FakeLauncher final : public VmmLauncher {
   explicit FakeLauncher(std::shared_ptr<FakeHost> host) : host_(std::move(host)) {}
 
   int cgroup_version() const override { return 2; }
-  absl::StatusOr<VmmProcess> Spawn(hearth::agent::v1::VmRecord* record, uint32_t uid) override;
+  void Plan(hearth::agent::v1::VmRecord* record, uint32_t uid) override;
+  absl::StatusOr<VmmProcess> Spawn(hearth::agent::v1::VmRecord* record) override;
   absl::StatusOr<VmmProcess> Reattach(const hearth::agent::v1::VmRecord& record) override;
   absl::Status Kill(const VmmProcess& process) override;
   std::optional<ExitStatus> Reap(const VmmProcess& process) override;

@@ -53,6 +53,12 @@ ManagerHarness::ManagerHarness(ManagerOptions options)
   std::ofstream(kernel_) << "not really a kernel";
   options_.state_dir = state_dir_;
   options_.image_roots = {image_root_};
+  options_.state_write_hook = [disk = disk_](const std::string& path) {
+    absl::MutexLock lock(&disk->mutex);
+    if (!disk->full || !disk->full(path)) return absl::OkStatus();
+    ++disk->failed;
+    return absl::ResourceExhaustedError(absl::StrCat("write ", path, ": No space left on device"));
+  };
   StartManager();
 }
 
@@ -70,6 +76,16 @@ void ManagerHarness::StartManager() {
   manager_ = std::move(*manager);
   absl::Status started = manager_->Start();
   ASSERT_TRUE(started.ok()) << started;
+}
+
+void ManagerHarness::SetDiskFull(std::function<bool(const std::string& path)> full) {
+  absl::MutexLock lock(&disk_->mutex);
+  disk_->full = std::move(full);
+}
+
+int ManagerHarness::failed_writes() const {
+  absl::MutexLock lock(&disk_->mutex);
+  return disk_->failed;
 }
 
 void ManagerHarness::Restart() {

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "agent/testing/fake_launcher.h"
@@ -28,10 +29,17 @@ class ManagerHarness {
 
   VmManager& manager() { return *manager_; }
   FakeHost& host() { return *host_; }
+  const std::shared_ptr<FakeHost>& shared_host() const { return host_; }
   const std::string& image_root() const { return image_root_; }
   const std::string& state_dir() const { return state_dir_; }
   // A file in the image root (the fake VMM does not read it).
   const std::string& kernel() const { return kernel_; }
+
+  // From now on, state writes whose path `full` accepts fail with ENOSPC's
+  // message (nullptr: the disk has room again).
+  void SetDiskFull(std::function<bool(const std::string& path)> full);
+  // How many state writes failed so far.
+  int failed_writes() const;
 
   // The agent goes away (its VMMs keep running) and a new one starts.
   void Restart();
@@ -67,6 +75,12 @@ class ManagerHarness {
  private:
   void StartManager();
 
+  struct Disk {
+    absl::Mutex mutex;
+    std::function<bool(const std::string&)> full ABSL_GUARDED_BY(mutex);
+    int failed ABSL_GUARDED_BY(mutex) = 0;
+  };
+  std::shared_ptr<Disk> disk_ = std::make_shared<Disk>();
   ManagerOptions options_;
   std::string dir_;
   std::string state_dir_;
