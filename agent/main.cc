@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -215,6 +216,10 @@ int Main() {
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   std::vector<std::string> unix_paths;
+  // Each listener as the ready line reports it: "unix:PATH", or "tcp:HOST"
+  // and the port gRPC bound (port 0 asks the kernel for one). A deque, so
+  // that the selected_port pointers stay valid until BuildAndStart.
+  std::deque<std::pair<std::string, int>> listeners;
   for (absl::string_view address : absl::StrSplit(FLAGS_listen, ',', absl::SkipEmpty())) {
     if (absl::ConsumePrefix(&address, "unix:")) {
       std::string path(address);
@@ -223,8 +228,10 @@ int Main() {
       ::unlink(path.c_str());  // a socket left by an earlier agent
       builder.AddListeningPort(absl::StrCat("unix:", path), grpc::InsecureServerCredentials());
       unix_paths.push_back(path);
+      listeners.emplace_back(absl::StrCat("unix:", path), -1);
     } else if (absl::ConsumePrefix(&address, "tcp:")) {
-      builder.AddListeningPort(std::string(address), TcpCredentials());
+      listeners.emplace_back(absl::StrCat("tcp:", address.substr(0, address.rfind(':'))), 0);
+      builder.AddListeningPort(std::string(address), TcpCredentials(), &listeners.back().second);
     } else {
       std::fprintf(stderr, "hearthd: --listen: \"%s\" is neither unix:PATH nor tcp:HOST:PORT\n",
                    std::string(address).c_str());
@@ -259,9 +266,15 @@ int Main() {
       return 1;
     }
   }
-  LOG(INFO) << "hearthd " << kAgentVersion << " serving on " << FLAGS_listen;
-  // For scripts that wait for the agent (tools/demo, tests).
-  std::fprintf(stderr, "hearthd: ready on %s\n", FLAGS_listen.c_str());
+  std::string bound;
+  for (const auto& [name, port] : listeners) {
+    absl::StrAppend(&bound, bound.empty() ? "" : ",", name,
+                    port < 0 ? "" : absl::StrCat(":", port));
+  }
+  LOG(INFO) << "hearthd " << kAgentVersion << " serving on " << bound;
+  // For scripts that wait for the agent (tools/demo, tests): the addresses
+  // as bound, so a tcp: port 0 shows the port the kernel chose.
+  std::fprintf(stderr, "hearthd: ready on %s\n", bound.c_str());
 
   // Housekeeping: bookmarks for watchers and the metrics file.
   std::string metrics_path =

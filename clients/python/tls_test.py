@@ -7,11 +7,15 @@ certificate signed by the CA is served, and that one without a certificate,
 a plaintext one and one with a certificate from another CA are refused.
 Also checks that a tcp listener without TLS is refused at start-up unless
 --insecure_tcp says so. Needs no KVM (no VM is created).
+
+hearthd listens on tcp:127.0.0.1:0 and the test reads the port it bound from
+its "hearthd: ready on ..." line: a port picked beforehand by binding and
+closing a socket may be taken by another process before hearthd binds it.
 """
 from __future__ import annotations
 
 import os
-import socket
+import re
 import subprocess
 import sys
 import tempfile
@@ -26,12 +30,6 @@ from hearth.v1 import hearth_pb2, hearth_pb2_grpc
 def runfile(path: str) -> str:
     root = os.environ.get("TEST_SRCDIR") or os.environ["RUNFILES_DIR"]
     return os.path.join(root, "hearth", path)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def openssl(*args: str) -> None:
@@ -73,21 +71,46 @@ class TlsTest(unittest.TestCase):
         self.ca = make_ca(self.dir, "ca")
         self.server = make_cert(self.dir, "server", self.ca, "IP:127.0.0.1")
         self.client = make_cert(self.dir, "client", self.ca, None)
-        self.port = free_port()
+        self.log = os.path.join(self.dir, "hearthd.log")
 
     def tearDown(self) -> None:
         subprocess.run(["rm", "-rf", self.dir], check=False)
 
     def start(self, *flags: str) -> subprocess.Popen[bytes]:
         d = self.dir
+        # hearthd checks at start-up that --vmm is executable: name the one in
+        # the runfiles rather than let it find whatever hearth-vmm happens to
+        # have been built next to it in bazel-out.
         argv = [runfile("agent/hearthd"), f"--state_dir={d}/state", f"--run_dir={d}/run",
-                f"--image_roots={d}/images", f"--chroot_base_dir={d}/jail", "--no_jail", *flags]
-        return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                f"--image_roots={d}/images", f"--chroot_base_dir={d}/jail",
+                f"--vmm={runfile('vmm/hearth-vmm')}", "--no_jail", *flags]
+        with open(self.log, "wb") as log:
+            return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT)
 
-    def call(self, channel: grpc.Channel) -> grpc.StatusCode:
+    def read_log(self) -> str:
+        with open(self.log, "rb") as log:
+            return log.read().decode(errors="replace")
+
+    def wait_ready(self, agent: subprocess.Popen[bytes], timeout: float = 60.0) -> str:
+        """Waits for hearthd's ready line; returns the 127.0.0.1:PORT it bound."""
+        deadline = time.monotonic() + timeout
+        while True:
+            ready = re.search(r"^hearthd: ready on (.*)$", self.read_log(), re.MULTILINE)
+            if ready:
+                tcp = re.search(r"(?:^|,)tcp:(127\.0\.0\.1:(\d+))(?:,|$)", ready.group(1))
+                self.assertIsNotNone(tcp, f"no tcp: address in {ready.group(0)!r}")
+                self.assertNotEqual(tcp.group(2), "0", ready.group(0))
+                return tcp.group(1)
+            self.assertIsNone(agent.poll(), f"hearthd exited:\n{self.read_log()}")
+            self.assertLess(time.monotonic(), deadline,
+                            f"hearthd not ready within {timeout} s:\n{self.read_log()}")
+            time.sleep(0.05)
+
+    def call(self, channel: grpc.Channel, timeout: float = 30) -> grpc.StatusCode:
         stub = hearth_pb2_grpc.HearthStub(channel)
         try:
-            stub.GetHostInfo(hearth_pb2.GetHostInfoRequest(), timeout=5)
+            stub.GetHostInfo(hearth_pb2.GetHostInfoRequest(), timeout=timeout)
             return grpc.StatusCode.OK
         except grpc.RpcError as error:
             return error.code()
@@ -95,18 +118,16 @@ class TlsTest(unittest.TestCase):
             channel.close()
 
     def test_client_certificates_are_required(self) -> None:
-        agent = self.start(f"--listen=unix:{self.dir}/h.sock,tcp:127.0.0.1:{self.port}",
+        agent = self.start(f"--listen=unix:{self.dir}/h.sock,tcp:127.0.0.1:0",
                            f"--tls_cert={self.server[1]}", f"--tls_key={self.server[0]}",
                            f"--tls_client_ca={self.ca[1]}")
         try:
-            target = f"127.0.0.1:{self.port}"
-            deadline = time.monotonic() + 30
+            # Listening (and serving) once the ready line is out.
+            target = self.wait_ready(agent)
             good = grpc.ssl_channel_credentials(read(self.ca[1]), read(self.client[0]),
                                                 read(self.client[1]))
-            while self.call(grpc.secure_channel(target, good)) != grpc.StatusCode.OK:
-                self.assertIsNone(agent.poll(), "hearthd exited")
-                self.assertLess(time.monotonic(), deadline, "no TLS answer within 30 s")
-                time.sleep(0.1)
+            self.assertEqual(self.call(grpc.secure_channel(target, good)), grpc.StatusCode.OK,
+                             self.read_log())
             no_cert = grpc.ssl_channel_credentials(read(self.ca[1]))
             self.assertNotEqual(self.call(grpc.secure_channel(target, no_cert)), grpc.StatusCode.OK)
             self.assertNotEqual(self.call(grpc.insecure_channel(target)), grpc.StatusCode.OK)
@@ -120,13 +141,13 @@ class TlsTest(unittest.TestCase):
                              grpc.StatusCode.OK)
         finally:
             agent.terminate()
-            self.assertEqual(agent.wait(timeout=20), 0)
+            self.assertEqual(agent.wait(timeout=30), 0, self.read_log())
 
     def test_plain_tcp_needs_to_be_asked_for(self) -> None:
-        agent = self.start(f"--listen=tcp:127.0.0.1:{self.port}")
-        _, err = agent.communicate(timeout=20)
-        self.assertEqual(agent.returncode, 2)
-        self.assertIn(b"--tls_cert", err)
+        # Refused before anything is bound.
+        agent = self.start("--listen=tcp:127.0.0.1:0")
+        self.assertEqual(agent.wait(timeout=60), 2, self.read_log())
+        self.assertIn("--tls_cert", self.read_log())
 
 
 if __name__ == "__main__":
