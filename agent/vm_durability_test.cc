@@ -72,16 +72,15 @@ TEST(VmDurability, AChangeNotSavedIsNotOkAndIsSavedOnceThereIsRoom) {
   ManagerHarness h;
   ASSERT_TRUE(h.Create("vm1", false).ok());
   h.SetDiskFull([](const std::string&) { return true; });
-  absl::StatusOr<api::VmConfig> config =
-      h.Await<api::VmConfig>([&](Done<api::VmConfig> done) {
-        h.manager().Configure(
-            "vm1",
-            [](api::VmConfig* c) {
-              c->mutable_machine_config()->set_mem_size_mib(512);
-              return absl::OkStatus();
-            },
-            done);
-      });
+  absl::StatusOr<api::VmConfig> config = h.Await<api::VmConfig>([&](Done<api::VmConfig> done) {
+    h.manager().Configure(
+        "vm1",
+        [](api::VmConfig* c) {
+          c->mutable_machine_config()->set_mem_size_mib(512);
+          return absl::OkStatus();
+        },
+        done);
+  });
   EXPECT_EQ(config.status().code(), absl::StatusCode::kUnavailable);
   h.SetDiskFull(nullptr);
   // The next ticks save it; a restarted agent then has it.
@@ -158,10 +157,11 @@ TEST(VmDurability, AnIntentRecordAdoptsItsVmmOrIsMarkedFailed) {
   EXPECT_GE(h.host().released().count("never"), 1u);
   // The adopted VM is served (its intent had no boot source yet), its
   // record now names its VMM, and its uid stays reserved.
-  EXPECT_EQ(h.Await<api::Vm>([&](Done<api::Vm> done) {
-               h.manager().InstanceStart("spawned", done);
-             }).status().message(),
-            "InstanceStart: vm \"spawned\" has no boot_source (PutBootSource first)");
+  EXPECT_EQ(
+      h.Await<api::Vm>([&](Done<api::Vm> done) { h.manager().InstanceStart("spawned", done); })
+          .status()
+          .message(),
+      "InstanceStart: vm \"spawned\" has no boot_source (PutBootSource first)");
   ASSERT_TRUE(ManagerHarness::WaitFor([&] {
     std::optional<state::VmRecord> saved = SavedRecord(h, "spawned");
     return saved.has_value() && saved->pid() == h.host().Vmm("spawned")->pid();
