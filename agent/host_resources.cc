@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/errno_status.h"
 #include "common/status_macros.h"
 
 namespace hearth::agent {
@@ -17,7 +18,18 @@ int DriveOpenFlags(const api::Drive& drive) {
 absl::Status CheckPath(const ImageRoots& roots, const std::string& field, const std::string& path,
                        int flags) {
   if (path.empty()) return absl::OkStatus();
-  return roots.OpenFile(field, path, flags).status();
+  if ((flags & O_CREAT) == 0) return roots.OpenFile(field, path, flags).status();
+  // A file the VM will create: checking it must not create it (a refused
+  // or never-started VM leaves nothing behind). A missing one needs a
+  // directory beneath a root; an existing one must open as it will at boot.
+  absl::StatusOr<ImageRoots::Parent> parent = roots.OpenParent(field, path);
+  if (!parent.ok()) return parent.status();
+  struct stat st;
+  if (::fstatat(parent->dir.get(), parent->name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (errno == ENOENT) return absl::OkStatus();
+    return ErrnoStatus(absl::StrCat(field, ": stat ", path));
+  }
+  return roots.OpenFile(field, path, flags & ~(O_CREAT | O_EXCL)).status();
 }
 
 absl::Status CheckTap(const std::string& field, const std::string& name) {

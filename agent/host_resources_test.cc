@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -49,6 +50,20 @@ TEST_F(HostResourcesTest, CheckPath) {
   EXPECT_EQ(outside.code(), absl::StatusCode::kPermissionDenied);
   EXPECT_NE(outside.message().find("drive.path_on_host"), absl::string_view::npos);
   EXPECT_FALSE(CheckPath(*roots_, "f", dir_ + "/missing", O_RDONLY).ok());
+}
+
+TEST_F(HostResourcesTest, CheckingAnOutputFileCreatesNothing) {
+  const std::string log = dir_ + "/vm.log";
+  EXPECT_TRUE(CheckPath(*roots_, "logger.log_path", log, kOutputFileFlags).ok());
+  EXPECT_NE(::access(log.c_str(), F_OK), 0);  // not created by the check
+  EXPECT_FALSE(
+      CheckPath(*roots_, "logger.log_path", dir_ + "/no/dir/vm.log", kOutputFileFlags).ok());
+  EXPECT_EQ(CheckPath(*roots_, "logger.log_path", "/etc/hearth.log", kOutputFileFlags).code(),
+            absl::StatusCode::kPermissionDenied);
+  // An existing file is opened as at boot: a directory is refused.
+  ASSERT_EQ(::mkdir((dir_ + "/adir").c_str(), 0700), 0);
+  EXPECT_FALSE(CheckPath(*roots_, "logger.log_path", dir_ + "/adir", kOutputFileFlags).ok());
+  EXPECT_TRUE(CheckPath(*roots_, "logger.log_path", dir_ + "/disk", kOutputFileFlags).ok());
 }
 
 TEST_F(HostResourcesTest, CheckTapNamesTheMissingDevice) {

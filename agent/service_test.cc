@@ -97,6 +97,34 @@ TEST_F(ServiceTest, PathsOutsideTheRootsAreRefused) {
   EXPECT_EQ(fake_->GetConfig("vm1")->boot_source().kernel_image_path(), dir_ + "/vmlinux");
 }
 
+TEST_F(ServiceTest, RefusedOutputFileCallsCreateNoFile) {
+  // No VM "ghost": the calls are refused, and no file appears.
+  grpc::ClientContext logger_context;
+  api::PutLoggerRequest logger;
+  logger.set_vm_id("ghost");
+  logger.mutable_logger()->set_log_path(dir_ + "/ghost.log");
+  api::Logger logger_response;
+  EXPECT_EQ(stub_->PutLogger(&logger_context, logger, &logger_response).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  grpc::ClientContext metrics_context;
+  api::PutMetricsRequest metrics;
+  metrics.set_vm_id("ghost");
+  metrics.mutable_metrics()->set_metrics_path(dir_ + "/ghost.metrics");
+  api::Metrics metrics_response;
+  EXPECT_EQ(stub_->PutMetrics(&metrics_context, metrics, &metrics_response).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  grpc::ClientContext serial_context;
+  api::PutSerialRequest serial;
+  serial.set_vm_id("ghost");
+  serial.mutable_serial()->set_serial_out_path(dir_ + "/ghost.serial");
+  api::Serial serial_response;
+  EXPECT_EQ(stub_->PutSerial(&serial_context, serial, &serial_response).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  for (const char* name : {"/ghost.log", "/ghost.metrics", "/ghost.serial"}) {
+    EXPECT_NE(::access((dir_ + name).c_str(), F_OK), 0) << name;
+  }
+}
+
 TEST_F(ServiceTest, PutDriveReplacesTheDriveWithTheSameId) {
   fake_->Add("vm1", api::VM_STATE_CONFIGURING);
   for (bool read_only : {false, true}) {

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "agent/host_resources.h"
 #include "agent/restore_plan.h"
+#include "agent/snapshot_files.h"
 #include "agent/vm_manager.h"
 #include "api/validate.h"
 #include "glog/logging.h"
@@ -77,23 +78,35 @@ void VmManager::CreateSnapshot(const std::string& vm_id, const api::SnapshotCrea
           "params.snapshot_type: a Diff snapshot needs machine_config.track_dirty_pages (or "
           "track_dirty_pages on LoadSnapshot)"));
     }
-    const int flags = O_RDWR | O_CREAT | O_TRUNC;
-    absl::StatusOr<UniqueFd> state =
-        roots_.OpenFile("params.snapshot_path", params.snapshot_path(), flags);
+    // Written under temporary names and renamed into place once complete:
+    // an existing snapshot at these paths survives a failed or interrupted
+    // write. The memory file goes first, the state file (which names the
+    // snapshot) last.
+    absl::StatusOr<SnapshotOutput> state =
+        SnapshotOutput::Create(roots_, "params.snapshot_path", params.snapshot_path());
     if (!state.ok()) return done(state.status());
-    absl::StatusOr<UniqueFd> memory =
-        roots_.OpenFile("params.mem_file_path", params.mem_file_path(), flags);
+    absl::StatusOr<SnapshotOutput> memory =
+        SnapshotOutput::Create(roots_, "params.mem_file_path", params.mem_file_path());
     if (!memory.ok()) return done(memory.status());
+    absl::StatusOr<UniqueFd> state_fd = state->Dup();
+    absl::StatusOr<UniqueFd> memory_fd = memory->Dup();
+    if (!state_fd.ok() || !memory_fd.ok()) {
+      return done(state_fd.ok() ? memory_fd.status() : state_fd.status());
+    }
     control::Request request;
     request.mutable_create_snapshot()->set_snapshot_type(type);
     std::vector<UniqueFd> fds;
-    fds.push_back(std::move(*state));
-    fds.push_back(std::move(*memory));
+    fds.push_back(std::move(*state_fd));
+    fds.push_back(std::move(*memory_fd));
     const absl::Time start = absl::Now();
+    auto outputs = std::make_shared<std::pair<SnapshotOutput, SnapshotOutput>>(std::move(*state),
+                                                                               std::move(*memory));
     Call(
         entry, request, std::move(fds),
-        [vm_id, done, start](absl::StatusOr<control::Response> r) {
+        [vm_id, done, start, outputs](absl::StatusOr<control::Response> r) {
           absl::Status s = r.ok() ? VmmConnection::StatusOf(*r) : r.status();
+          if (s.ok()) s = outputs->second.Commit();
+          if (s.ok()) s = outputs->first.Commit();
           if (!s.ok()) return done(s);
           api::CreateSnapshotResponse response;
           response.set_state_bytes(r->snapshot_created().state_bytes());

@@ -1,6 +1,11 @@
 // VmManager in-process: CreateSnapshot, LoadSnapshot and CloneVm, and the
 // all-or-nothing rollback of clones.
+#include <dirent.h>
 #include <fcntl.h>
+
+#include <fstream>
+#include <iterator>
+#include <string>
 
 #include "agent/testing/manager_harness.h"
 #include "agent/vm_manager.h"
@@ -81,6 +86,48 @@ TEST(VmSnapshots, CreateSnapshotOfAPausedVm) {
                 .status()
                 .code(),
             absl::StatusCode::kPermissionDenied);  // outside the image roots
+}
+
+TEST(VmSnapshots, AFailedSnapshotLeavesTheOldOneInPlace) {
+  ManagerHarness h;
+  ASSERT_TRUE(h.Create("vm1", true).ok());
+  ASSERT_TRUE(h.Await<api::Vm>([&](Done<api::Vm> done) {
+                 h.manager().SetVmState("vm1", "Paused", done);
+               }).ok());
+  std::ofstream(h.image_root() + "/s") << "old state";
+  std::ofstream(h.image_root() + "/m") << "old memory";
+  api::SnapshotCreateParams params;
+  params.set_snapshot_path(h.image_root() + "/s");
+  params.set_mem_file_path(h.image_root() + "/m");
+  auto snapshot = [&] {
+    return h.Await<api::CreateSnapshotResponse>([&](Done<api::CreateSnapshotResponse> done) {
+      h.manager().CreateSnapshot("vm1", params, done);
+    });
+  };
+  auto read = [&](const std::string& name) {
+    std::ifstream in(h.image_root() + "/" + name);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  };
+  auto temporaries = [&] {
+    int n = 0;
+    DIR* d = ::opendir(h.image_root().c_str());
+    while (struct dirent* e = ::readdir(d))
+      n += std::string(e->d_name).find("hearth-tmp") != std::string::npos;
+    ::closedir(d);
+    return n;
+  };
+  // The VMM dies half way (here: answers an error): the old snapshot stays.
+  h.host().Vmm("vm1")->FailNext(control::Request::kCreateSnapshot,
+                                absl::InternalError("write: No space left on device"));
+  EXPECT_EQ(snapshot().status().code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(read("s"), "old state");
+  EXPECT_EQ(read("m"), "old memory");
+  EXPECT_EQ(temporaries(), 0);
+  // A complete one replaces it (the fake VMM writes nothing: empty files).
+  ASSERT_TRUE(snapshot().ok());
+  EXPECT_EQ(read("s"), "");
+  EXPECT_EQ(read("m"), "");
+  EXPECT_EQ(temporaries(), 0);
 }
 
 TEST(VmSnapshots, LoadIntoAFreshVm) {
