@@ -15,6 +15,7 @@
 #include "common/errno_status.h"
 #include "common/fd_passing.h"
 #include "common/status_macros.h"
+#include "glog/logging.h"
 
 namespace hearth::agent {
 
@@ -32,6 +33,23 @@ absl::StatusOr<UniqueFd> OpenTap(const std::string& name, const std::string& fie
     return ErrnoStatus(absl::StrCat(field, ": attaching to tap ", name));
   }
   return tun;
+}
+
+void RemoveVsockSocket(const ImageRoots& roots, const std::string& path, uint64_t dev,
+                       uint64_t ino) {
+  absl::StatusOr<ImageRoots::Parent> parent = roots.OpenParent("vsock.uds_path", path);
+  if (!parent.ok()) return;  // its directory is gone or moved out of the roots
+  struct stat st;
+  if (::fstatat(parent->dir.get(), parent->name.c_str(), &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+      !S_ISSOCK(st.st_mode) || st.st_dev != dev || st.st_ino != ino) {
+    return;  // not the socket the agent bound: never unlinked
+  }
+  // Between the check and the unlink the directory entry could only be
+  // swapped by someone with write access to the pinned directory; the
+  // unlink acts on that directory, never on a path resolved again.
+  if (::unlinkat(parent->dir.get(), parent->name.c_str(), 0) < 0 && errno != ENOENT) {
+    LOG(WARNING) << "vsock.uds_path: removing " << path << ": " << std::strerror(errno);
+  }
 }
 
 absl::StatusOr<BootResources> OpenBootResources(const ImageRoots& roots, const api::VmConfig& spec,
@@ -70,12 +88,24 @@ absl::StatusOr<BootResources> OpenBootResources(const ImageRoots& roots, const a
                      roots.OpenParent("vsock.uds_path", spec.vsock().uds_path()));
     std::string proc_path = parent.ProcPath();
     struct stat st;
-    // A stale socket from an earlier VM is replaced; anything else stays
-    // and the bind below fails naming the field.
-    if (::lstat(proc_path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode) &&
-        ::unlink(proc_path.c_str()) < 0) {
-      return ErrnoStatus(
-          absl::StrCat("vsock.uds_path: removing the stale socket ", spec.vsock().uds_path()));
+    if (::fstatat(parent.dir.get(), parent.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+      // A socket nobody listens on is a leftover and is replaced; a live one
+      // belongs to someone else (another VM); anything else is not ours.
+      if (!S_ISSOCK(st.st_mode)) {
+        return absl::InvalidArgumentError(absl::StrCat("vsock.uds_path: ", spec.vsock().uds_path(),
+                                                       " exists and is not a socket"));
+      }
+      UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+      ASSIGN_OR_RETURN(sockaddr_un address, UnixSocketAddress(proc_path, "vsock.uds_path"));
+      if (probe.valid() &&
+          ::connect(probe.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "vsock.uds_path: ", spec.vsock().uds_path(), " is in use (something listens on it)"));
+      }
+      if (::unlinkat(parent.dir.get(), parent.name.c_str(), 0) < 0) {
+        return ErrnoStatus(
+            absl::StrCat("vsock.uds_path: removing the stale socket ", spec.vsock().uds_path()));
+      }
     }
     UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
     ASSIGN_OR_RETURN(sockaddr_un address, UnixSocketAddress(proc_path, "vsock.uds_path"));
@@ -84,7 +114,11 @@ absl::StatusOr<BootResources> OpenBootResources(const ImageRoots& roots, const a
         ::listen(listener.get(), 64) < 0) {
       return ErrnoStatus(absl::StrCat("vsock.uds_path: listening on ", spec.vsock().uds_path()));
     }
-    out.vsock_uds = spec.vsock().uds_path();
+    if (::fstatat(parent.dir.get(), parent.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) < 0) {
+      return ErrnoStatus(absl::StrCat("vsock.uds_path: stat ", spec.vsock().uds_path()));
+    }
+    out.vsock_dev = st.st_dev;
+    out.vsock_ino = st.st_ino;
     map->set_vsock_listener(add(std::move(listener)));
   }
   if (spec.has_metrics()) {

@@ -23,8 +23,10 @@ struct BootResources {
   UniqueFd console;
   // serial.serial_out_path, if set: the agent copies console output there.
   UniqueFd serial_out;
-  // The vsock socket path the agent bound (removed when the VMM ends).
-  std::string vsock_uds;
+  // The vsock socket the agent bound, by device and inode (0: none): it is
+  // removed when the VMM ends only if the path still holds that socket.
+  uint64_t vsock_dev = 0;
+  uint64_t vsock_ino = 0;
 };
 
 // Opens everything `spec` names and fills `map`; `boot` adds the kernel and
@@ -32,6 +34,12 @@ struct BootResources {
 absl::StatusOr<BootResources> OpenBootResources(const ImageRoots& roots,
                                                 const hearth::v1::VmConfig& spec, bool boot,
                                                 hearth::vmm::v1::FdMap* map);
+
+// Removes the vsock socket at `path` if the entry there is still the one
+// the agent bound (device `dev`, inode `ino`): a path swapped for a
+// symlink or another file is left alone. Gone already is fine.
+void RemoveVsockSocket(const ImageRoots& roots, const std::string& path, uint64_t dev,
+                       uint64_t ino);
 
 // The tap device `name`, opened for a VMM (IFF_TAP | IFF_NO_PI |
 // IFF_VNET_HDR); `field` names it in errors.

@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -80,12 +81,38 @@ TEST_F(BootResourcesTest, VsockListenerReplacesAStaleSocket) {
   {
     absl::StatusOr<BootResources> first = OpenBootResources(*roots_, spec, true, &map);
     ASSERT_TRUE(first.ok()) << first.status();
-    EXPECT_EQ(first->vsock_uds, dir_ + "/v.sock");
+    EXPECT_NE(first->vsock_ino, 0u);
+    // While it listens, the path is in use.
+    control::FdMap again;
+    EXPECT_EQ(OpenBootResources(*roots_, spec, true, &again).status().code(),
+              absl::StatusCode::kFailedPrecondition);
   }
   // The first listener is closed; its socket file is stale.
   absl::StatusOr<BootResources> second = OpenBootResources(*roots_, spec, true, &map);
   ASSERT_TRUE(second.ok()) << second.status();
   EXPECT_TRUE(map.has_vsock_listener());
+}
+
+TEST_F(BootResourcesTest, OnlyTheSocketTheAgentBoundIsRemoved) {
+  api::VmConfig spec = Spec();
+  spec.mutable_vsock()->set_guest_cid(3);
+  spec.mutable_vsock()->set_uds_path(dir_ + "/v.sock");
+  control::FdMap map;
+  absl::StatusOr<BootResources> bound = OpenBootResources(*roots_, spec, true, &map);
+  ASSERT_TRUE(bound.ok());
+  // Swapped for a symlink to a precious file: neither is removed.
+  std::ofstream(dir_ + "/precious") << "keep";
+  ASSERT_EQ(::rename((dir_ + "/v.sock").c_str(), (dir_ + "/moved.sock").c_str()), 0);
+  ASSERT_EQ(::symlink((dir_ + "/precious").c_str(), (dir_ + "/v.sock").c_str()), 0);
+  RemoveVsockSocket(*roots_, dir_ + "/v.sock", bound->vsock_dev, bound->vsock_ino);
+  EXPECT_EQ(::access((dir_ + "/precious").c_str(), F_OK), 0);
+  struct stat st;
+  EXPECT_EQ(::lstat((dir_ + "/v.sock").c_str(), &st), 0);
+  // Back in place, it is removed.
+  ASSERT_EQ(::unlink((dir_ + "/v.sock").c_str()), 0);
+  ASSERT_EQ(::rename((dir_ + "/moved.sock").c_str(), (dir_ + "/v.sock").c_str()), 0);
+  RemoveVsockSocket(*roots_, dir_ + "/v.sock", bound->vsock_dev, bound->vsock_ino);
+  EXPECT_NE(::lstat((dir_ + "/v.sock").c_str(), &st), 0);
 }
 
 }  // namespace

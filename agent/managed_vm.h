@@ -36,7 +36,6 @@ struct ManagedVm {
     bool ready = false;
     std::vector<std::function<void(absl::Status)>> on_ready;
     std::optional<hearth::vmm::v1::GuestExit> guest_exit;
-    std::string vsock_uds;  // the socket the agent bound for the VM
   };
 
   hearth::agent::v1::VmRecord record;

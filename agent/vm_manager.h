@@ -199,6 +199,8 @@ class VmManager final : public VmApi {
     absl::Duration timeout = absl::Seconds(30);
   };
   void RunStart(ManagedVm* entry, StartPlan plan, Done<hearth::v1::Vm> done);
+  // FAILED_PRECONDITION if another live VM uses this VM's vsock uds_path.
+  absl::Status CheckVsockPathFree(const ManagedVm* entry) const;
   // InstanceStart on the supervisor thread, for a VM that may start; the
   // answer goes to `done` and to every start waiter.
   void StartNow(ManagedVm* entry, Done<hearth::v1::Vm> done);

@@ -33,16 +33,38 @@ control::FdMap* FdMapOf(control::Request* request) {
 
 }  // namespace
 
+absl::Status VmManager::CheckVsockPathFree(const ManagedVm* entry) const {
+  const api::VmConfig& spec = entry->record.vm().spec();
+  if (!spec.has_vsock()) return absl::OkStatus();
+  for (const auto& [other_id, other] : entries_) {
+    const api::VmConfig& theirs = other->record.vm().spec();
+    // Only a VM whose socket is bound holds the path (CONFIGURING ones have
+    // not bound theirs yet).
+    if (other.get() != entry && other->record.vsock_ino() != 0 && theirs.has_vsock() &&
+        theirs.vsock().uds_path() == spec.vsock().uds_path()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("vsock.uds_path: ", spec.vsock().uds_path(), " is used by vm \"", other_id,
+                       "\" (each VM needs its own; a restore can set one with vsock_override)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 void VmManager::RunStart(ManagedVm* entry, StartPlan plan, Done<api::Vm> done) {
   if (!entry->process.has_value()) {
     return done(absl::FailedPreconditionError(
         absl::StrCat(OpName(plan.boot ? Op::kInstanceStart : Op::kLoadSnapshot), ": vm \"",
                      entry->id(), "\" has no VMM")));
   }
+  absl::Status ready = CheckVsockPathFree(entry);
+  if (!ready.ok()) {
+    if (plan.previous_spec.has_value()) *entry->vm()->mutable_spec() = *plan.previous_spec;
+    return done(ready);
+  }
   control::FdMap* map = FdMapOf(&plan.request);
   absl::StatusOr<BootResources> resources =
       OpenBootResources(roots_, entry->vm()->spec(), plan.boot, map);
-  absl::Status ready = resources.status();
+  ready = resources.status();
   if (ready.ok()) {
     if (!plan.boot) {
       map->set_snapshot_state(static_cast<int32_t>(resources->fds.size()));
@@ -58,7 +80,8 @@ void VmManager::RunStart(ManagedVm* entry, StartPlan plan, Done<api::Vm> done) {
     return done(ready);
   }
   entry->serial_out = std::move(resources->serial_out);
-  entry->process->vsock_uds = resources->vsock_uds;
+  entry->record.set_vsock_dev(resources->vsock_dev);
+  entry->record.set_vsock_ino(resources->vsock_ino);
   entry->start_requested = absl::Now();
   SetState(entry, api::VM_STATE_STARTING, plan.reason);
   std::string id = entry->id();

@@ -1,5 +1,7 @@
 // VmManager in-process: the start path, the phase rules as the manager
 // applies them, post-boot calls and their deadlines.
+#include <sys/stat.h>
+
 #include "agent/testing/manager_harness.h"
 #include "agent/vm_manager.h"
 #include "gtest/gtest.h"
@@ -170,6 +172,43 @@ TEST(VmRuntime, MetricsPatchesAndBalloon) {
   EXPECT_TRUE(h.Await<api::BalloonStatistics>([&](Done<api::BalloonStatistics> done) {
                  h.manager().GetBalloonStatistics("vm1", done);
                }).ok());
+}
+
+}  // namespace
+}  // namespace hearth::agent
+
+namespace hearth::agent {
+namespace {
+
+TEST(VmRuntimeVsock, TwoVmsCannotShareASocketAndDeleteRemovesItAfterARestart) {
+  ManagerHarness h;
+  auto with_vsock = [&](const std::string& id) {
+    api::CreateVmRequest request = h.CreateRequest(id, false);
+    request.mutable_config()->mutable_vsock()->set_guest_cid(3);
+    request.mutable_config()->mutable_vsock()->set_uds_path(h.image_root() + "/v.sock");
+    return h.Await<api::Vm>([&](Done<api::Vm> done) { h.manager().CreateVm(request, done); });
+  };
+  absl::StatusOr<api::Vm> a = with_vsock("a");
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(with_vsock("b").ok());
+  absl::StatusOr<api::Vm> started =
+      h.Await<api::Vm>([&](Done<api::Vm> done) { h.manager().InstanceStart("a", done); });
+  ASSERT_TRUE(started.ok()) << started.status();
+  const std::string socket = h.image_root() + "/v.sock";
+  struct stat before;
+  ASSERT_EQ(::lstat(socket.c_str(), &before), 0);
+  absl::StatusOr<api::Vm> second =
+      h.Await<api::Vm>([&](Done<api::Vm> done) { h.manager().InstanceStart("b", done); });
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(second.status().message().find("is used by vm \"a\""), absl::string_view::npos);
+  struct stat after;
+  ASSERT_EQ(::lstat(socket.c_str(), &after), 0);
+  EXPECT_EQ(after.st_ino, before.st_ino);  // a's live socket was not replaced
+  // After an agent restart, deleting a still removes its socket.
+  h.Restart();
+  ASSERT_TRUE(h.WaitForState("a", api::VM_STATE_RUNNING));
+  ASSERT_TRUE(*h.Await<bool>([&](Done<bool> done) { h.manager().DeleteVm("a", true, done); }));
+  EXPECT_NE(::lstat(socket.c_str(), &after), 0);
 }
 
 }  // namespace

@@ -162,16 +162,6 @@ void VmManager::RestoreInto(const std::string& vm_id, const api::SnapshotLoadPar
       PlanRestore(snapshot->config(), params, drive_overrides, previous);
   absl::Status usable = spec.status();
   if (usable.ok()) usable = CheckConfigResources(roots_, *spec, "snapshot config.");
-  if (usable.ok() && spec->has_vsock()) {
-    for (const auto& [other_id, other] : entries_) {
-      if (other_id != vm_id && Live(other->state()) && other->vm()->spec().has_vsock() &&
-          other->vm()->spec().vsock().uds_path() == spec->vsock().uds_path()) {
-        usable = absl::InvalidArgumentError(
-            absl::StrCat("vsock.uds_path: ", spec->vsock().uds_path(), " is used by vm \"",
-                         other_id, "\" (give each restored VM its own with vsock_override)"));
-      }
-    }
-  }
   if (usable.ok()) usable = registry_.Admit(*spec, vm_id);
   if (!usable.ok()) return done(usable);
 

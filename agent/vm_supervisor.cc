@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "agent/boot_resources.h"
 #include "agent/image_roots.h"
 #include "agent/vm_manager.h"
 #include "common/fd_passing.h"
@@ -307,13 +308,15 @@ void VmManager::CleanUpProcess(ManagedVm* entry) {
     StopServing(process.connection ? process.connection->fd() : -1);
     StopServing(process.console.get());
     StopServing(process.handle.exit_fd.get());
-    if (!process.vsock_uds.empty() && ::unlink(process.vsock_uds.c_str()) < 0 && errno != ENOENT) {
-      LOG(WARNING) << "vm " << entry->id() << ": unlink " << process.vsock_uds << ": "
-                   << std::strerror(errno);
-    }
     entry->process.reset();
   }
   launcher_->Release(entry->record);
+  if (entry->record.vsock_ino() != 0) {
+    RemoveVsockSocket(roots_, entry->vm()->spec().vsock().uds_path(), entry->record.vsock_dev(),
+                      entry->record.vsock_ino());
+    entry->record.clear_vsock_dev();
+    entry->record.clear_vsock_ino();
+  }
   entry->serial_out.Reset();
   entry->console->Close();
   entry->record.set_pid(0);

@@ -17,9 +17,10 @@ namespace api = ::hearth::v1;
 
 namespace {
 
+// Under /tmp, not Bazel's long TEST_TMPDIR: vsock socket paths in the image
+// root must fit a unix socket address (107 bytes).
 std::string MakeTempDir() {
-  const char* base = ::getenv("TEST_TMPDIR");
-  std::string pattern = absl::StrCat(base != nullptr ? base : "/tmp", "/manager-XXXXXX");
+  std::string pattern = "/tmp/hearth-manager-XXXXXX";
   char* made = ::mkdtemp(pattern.data());
   EXPECT_NE(made, nullptr);
   return pattern;
