@@ -15,6 +15,8 @@
 #include <algorithm>
 #include <cstring>
 #include <fstream>
+#include <optional>
+#include <set>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -111,6 +113,47 @@ void RemoveDir(const std::string& path) {
   if (::rmdir(path.c_str()) < 0 && errno != ENOENT) {
     LOG(WARNING) << "rmdir " << path << ": " << std::strerror(errno);
   }
+}
+
+// The process holding the listening unix socket bound at `path` (not this
+// one): /proc/net/unix names the socket's inode, and /proc/<pid>/fd shows
+// who holds it. Used to find a VMM the agent spawned but did not record:
+// the re-attach listener was created by the agent, so a connection's
+// SO_PEERCRED names the agent, not the VMM that holds the socket now.
+absl::StatusOr<pid_t> ListenerOwner(const std::string& path) {
+  std::ifstream table("/proc/net/unix");
+  std::string line;
+  std::set<std::string> inodes;
+  std::getline(table, line);  // the header
+  while (std::getline(table, line)) {
+    // Num RefCount Protocol Flags Type St Inode Path
+    std::vector<std::string> fields = absl::StrSplit(line, ' ', absl::SkipEmpty());
+    if (fields.size() < 8 || fields[7] != path) continue;
+    uint32_t flags = 0;
+    if (!absl::SimpleHexAtoi(fields[3], &flags) || (flags & 0x10000) == 0) continue;  // listening
+    inodes.insert(absl::StrCat("socket:[", fields[6], "]"));
+  }
+  if (inodes.empty()) return absl::NotFoundError(absl::StrCat("nothing listens on ", path));
+  DIR* proc = ::opendir("/proc");
+  if (proc == nullptr) return ErrnoStatus("opendir /proc");
+  std::optional<pid_t> owner;
+  while (struct dirent* e = ::readdir(proc)) {
+    pid_t pid = 0;
+    if (!absl::SimpleAtoi(e->d_name, &pid) || pid == ::getpid()) continue;
+    std::string fd_dir = absl::StrCat("/proc/", pid, "/fd");
+    DIR* fds = ::opendir(fd_dir.c_str());
+    if (fds == nullptr) continue;
+    while (struct dirent* f = ::readdir(fds)) {
+      char target[64];
+      ssize_t n = ::readlinkat(::dirfd(fds), f->d_name, target, sizeof(target) - 1);
+      if (n > 0 && inodes.count(std::string(target, static_cast<size_t>(n)))) owner = pid;
+    }
+    ::closedir(fds);
+    if (owner.has_value()) break;
+  }
+  ::closedir(proc);
+  if (!owner.has_value()) return absl::NotFoundError(absl::StrCat("no process holds ", path));
+  return *owner;
 }
 
 }  // namespace
@@ -295,18 +338,17 @@ absl::StatusOr<VmmProcess> ProcessLauncher::Reattach(const state::VmRecord& reco
   if (pid <= 0) {
     // Only the intent was saved: a VMM may or may not have been started.
     // The re-attach socket is bound before the spawn and lives as long as
-    // the VMM: a connection finds it, and its credentials name it.
+    // the VMM: a connection finds it, and its holder is the VMM.
     if (record.run_dir().empty() || !address.ok() || !socket.valid() ||
         ::connect(socket.get(), reinterpret_cast<sockaddr*>(&*address), sizeof(*address)) < 0) {
       return absl::NotFoundError("the VMM was never started (the agent stopped before it)");
     }
-    struct ucred peer = {};
-    socklen_t length = sizeof(peer);
-    if (::getsockopt(socket.get(), SOL_SOCKET, SO_PEERCRED, &peer, &length) < 0 || peer.pid <= 0) {
+    absl::StatusOr<pid_t> owner = ListenerOwner(path);
+    if (!owner.ok()) {
       return absl::UnavailableError(
-          absl::StrCat("cannot identify the VMM at ", path, ": ", std::strerror(errno)));
+          absl::StrCat("cannot identify the VMM at ", path, ": ", owner.status().message()));
     }
-    pid = peer.pid;
+    pid = *owner;
     connected = true;  // this connection is the control channel
   } else if (ProcessStartTime(pid) != record.pid_start_time() || ::kill(pid, 0) < 0) {
     return absl::NotFoundError("the VMM exited while the agent was down");
