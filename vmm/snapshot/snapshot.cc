@@ -13,6 +13,7 @@
 #include "common/errno_status.h"
 #include "common/status_macros.h"
 #include "glog/logging.h"
+#include "vmm/devices/legacy/persist.h"
 #include "vmm/snapshot/format.h"
 
 namespace hearth::snapshot {
@@ -192,8 +193,8 @@ absl::StatusOr<CreateStats> CreateSnapshot(Vmm* vmm, v1::VmSnapshot::MemoryKind 
   state.set_pit(Raw(pit));
   state.set_clock(Raw(clock));
 
-  parts.serial->SaveState(state.mutable_serial());
-  parts.i8042->SaveState(state.mutable_i8042());
+  devices::SaveSerialState(*parts.serial, state.mutable_serial());
+  devices::SaveI8042State(*parts.i8042, state.mutable_i8042());
   for (const Vmm::VirtioSlot& slot : parts.virtio) {
     v1::VirtioState* device = state.add_virtio();
     RETURN_IF_ERROR(slot.transport->SaveState(device));
@@ -298,8 +299,8 @@ absl::StatusOr<std::unique_ptr<Vmm>> RestoreVmm(kvm::Kvm kvm, const v1::VmSnapsh
     parts.cpuid.push_back(std::move(cpuid));
   }
 
-  parts.serial->RestoreState(snapshot.serial());
-  parts.i8042->RestoreState(snapshot.i8042());
+  devices::RestoreSerialState(snapshot.serial(), parts.serial.get());
+  devices::RestoreI8042State(snapshot.i8042(), parts.i8042.get());
   for (size_t i = 0; i < parts.virtio.size(); ++i) {
     const v1::VirtioState& state = snapshot.virtio(static_cast<int>(i));
     const std::string name = parts.virtio[i].transport->device()->name();
