@@ -14,6 +14,7 @@
 #include "common/status_macros.h"
 #include "glog/logging.h"
 #include "vmm/devices/legacy/persist.h"
+#include "vmm/devices/virtio/persist.h"
 #include "vmm/snapshot/format.h"
 
 namespace hearth::snapshot {
@@ -197,7 +198,7 @@ absl::StatusOr<CreateStats> CreateSnapshot(Vmm* vmm, v1::VmSnapshot::MemoryKind 
   devices::SaveI8042State(*parts.i8042, state.mutable_i8042());
   for (const Vmm::VirtioSlot& slot : parts.virtio) {
     v1::VirtioState* device = state.add_virtio();
-    RETURN_IF_ERROR(slot.transport->SaveState(device));
+    RETURN_IF_ERROR(virtio::SaveVirtioState(*slot.transport, device));
     device->set_id(slot.transport->device()->name());
   }
   stats.state_time = absl::Now() - start;
@@ -308,7 +309,7 @@ absl::StatusOr<std::unique_ptr<Vmm>> RestoreVmm(kvm::Kvm kvm, const v1::VmSnapsh
       return absl::InvalidArgumentError(absl::StrCat("virtio device ", i, " is \"", state.id(),
                                                      "\" in the snapshot but \"", name, "\" here"));
     }
-    RETURN_IF_ERROR(parts.virtio[i].transport->RestoreState(state));
+    RETURN_IF_ERROR(virtio::RestoreVirtioState(state, parts.virtio[i].transport.get()));
   }
   ASSIGN_OR_RETURN(std::unique_ptr<Vmm> vmm, Vmm::Create(std::move(parts)));
   vmm->set_last_snapshot_id(snapshot.snapshot_id());

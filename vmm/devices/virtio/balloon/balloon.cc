@@ -7,7 +7,6 @@
 
 #include "common/status_macros.h"
 #include "glog/logging.h"
-#include "hearth/vmm/v1/snapshot.pb.h"
 #include "vmm/devices/virtio/chain_io.h"
 
 namespace hearth::virtio {
@@ -199,48 +198,42 @@ void Balloon::ProcessStats() {
   if (used_any) SignalUsed(&*active_, &queue, &metrics_);
 }
 
-void Balloon::SaveState(hearth::vmm::v1::VirtioState* state) const {
-  hearth::vmm::v1::BalloonState* balloon = state->mutable_balloon();
+void Balloon::SaveState(VirtioState* state) const {
+  BalloonState balloon;
   {
     absl::MutexLock lock(&mutex_);
-    balloon->set_num_pages(num_pages_);
-    balloon->set_actual(actual_);
-    for (const auto& [tag, value] : stats_) (*balloon->mutable_stats())[tag] = value;
+    balloon.num_pages = num_pages_;
+    balloon.actual = actual_;
+    balloon.stats = stats_;
   }
-  balloon->set_stats_polling_interval_s(stats_interval_s_);
-  if (stats_head_.has_value()) {
-    balloon->set_has_stats_head(true);
-    balloon->set_stats_head(*stats_head_);
-  }
+  balloon.stats_polling_interval_s = stats_interval_s_;
+  if (stats_head_.has_value()) balloon.stats_head = *stats_head_;
+  state->device = std::move(balloon);
 }
 
-absl::Status Balloon::RestoreState(const hearth::vmm::v1::VirtioState& state) {
-  const hearth::vmm::v1::BalloonState& balloon = state.balloon();
-  if ((stats_interval_s_ == 0) != (balloon.stats_polling_interval_s() == 0)) {
+absl::Status Balloon::RestoreState(const VirtioState& state) {
+  const BalloonState balloon = DeviceStateOr<BalloonState>(state);
+  if ((stats_interval_s_ == 0) != (balloon.stats_polling_interval_s == 0)) {
     return absl::InvalidArgumentError(
         "balloon: statistics are on in the snapshot and off here, or the reverse");
   }
   // A descriptor of the stats queue as the driver sized it: the device
   // gives it back as a used id, which the guest trusts to be in range.
-  const uint32_t stats_size = state.queues_size() > static_cast<int>(kStatsQueue)
-                                  ? state.queues(static_cast<int>(kStatsQueue)).size()
-                                  : 0;
-  if (balloon.has_stats_head() &&
-      balloon.stats_head() >= std::min<uint32_t>(stats_size, kMaxQueueSize)) {
+  const uint32_t stats_size =
+      state.queues.size() > kStatsQueue ? state.queues[kStatsQueue].size : 0;
+  if (balloon.stats_head.has_value() &&
+      *balloon.stats_head >= std::min<uint32_t>(stats_size, kMaxQueueSize)) {
     return absl::InvalidArgumentError("balloon: statistics buffer index out of range");
   }
   {
     absl::MutexLock lock(&mutex_);
-    num_pages_ = balloon.num_pages();
-    actual_ = balloon.actual();
-    stats_.clear();
-    for (const auto& [tag, value] : balloon.stats()) {
-      stats_[static_cast<uint16_t>(tag)] = value;
-    }
+    num_pages_ = balloon.num_pages;
+    actual_ = balloon.actual;
+    stats_ = balloon.stats;
   }
-  stats_interval_s_ = balloon.stats_polling_interval_s();
+  stats_interval_s_ = balloon.stats_polling_interval_s;
   stats_head_.reset();
-  if (balloon.has_stats_head()) stats_head_ = static_cast<uint16_t>(balloon.stats_head());
+  if (balloon.stats_head.has_value()) stats_head_ = static_cast<uint16_t>(*balloon.stats_head);
   return absl::OkStatus();
 }
 

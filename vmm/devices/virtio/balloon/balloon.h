@@ -75,8 +75,8 @@ class Balloon : public VirtioDevice {
   void ProcessQueue(size_t index) override;
   void Reset() override;
   const ActivateContext* activated() const override { return active_ ? &*active_ : nullptr; }
-  void SaveState(hearth::vmm::v1::VirtioState* state) const override;
-  absl::Status RestoreState(const hearth::vmm::v1::VirtioState& state) override;
+  void SaveState(VirtioState* state) const override;
+  absl::Status RestoreState(const VirtioState& state) override;
   void Restored() override;
 
   // PATCH /balloon: a new target; the guest is told with a config-change

@@ -11,7 +11,6 @@
 #include "common/errno_status.h"
 #include "common/status_macros.h"
 #include "glog/logging.h"
-#include "hearth/vmm/v1/snapshot.pb.h"
 #include "vmm/devices/virtio/chain_io.h"
 
 namespace hearth::virtio {
@@ -193,15 +192,14 @@ uint8_t Block::Execute(const DescriptorChain& chain, const BlockRequest& request
   return kBlkSUnsupp;
 }
 
-void Block::SaveState(hearth::vmm::v1::VirtioState* state) const {
-  state->mutable_block()->set_capacity(capacity());
-}
+void Block::SaveState(VirtioState* state) const { state->device = BlockState{capacity()}; }
 
-absl::Status Block::RestoreState(const hearth::vmm::v1::VirtioState& state) {
-  if (state.block().capacity() != capacity()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(name(), ": the drive has ", capacity(), " sectors; the snapshot's had ",
-                     state.block().capacity(), " (a restored drive must keep its size)"));
+absl::Status Block::RestoreState(const VirtioState& state) {
+  const BlockState saved = DeviceStateOr<BlockState>(state);
+  if (saved.capacity != capacity()) {
+    return absl::InvalidArgumentError(absl::StrCat(name(), ": the drive has ", capacity(),
+                                                   " sectors; the snapshot's had ", saved.capacity,
+                                                   " (a restored drive must keep its size)"));
   }
   return absl::OkStatus();
 }

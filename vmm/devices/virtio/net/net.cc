@@ -13,7 +13,6 @@
 #include "common/errno_status.h"
 #include "common/status_macros.h"
 #include "glog/logging.h"
-#include "hearth/vmm/v1/snapshot.pb.h"
 #include "vmm/devices/virtio/chain_io.h"
 
 namespace hearth::virtio {
@@ -148,28 +147,26 @@ void Net::Reset() {
   active_.reset();
 }
 
-void Net::SaveState(hearth::vmm::v1::VirtioState* state) const {
-  hearth::vmm::v1::NetState* net = state->mutable_net();
+void Net::SaveState(VirtioState* state) const {
+  NetState net;
   if (pending_rx_.has_value()) {
-    net->set_has_pending_rx(true);
-    net->set_pending_rx_head(pending_rx_->head);
-    net->set_pending_rx_length(pending_rx_->length);
+    net.pending_rx = NetState::PendingRx{pending_rx_->head, pending_rx_->length};
   }
+  state->device = net;
 }
 
-absl::Status Net::RestoreState(const hearth::vmm::v1::VirtioState& state) {
+absl::Status Net::RestoreState(const VirtioState& state) {
   pending_rx_.reset();
-  if (state.net().has_pending_rx()) {
+  const NetState saved = DeviceStateOr<NetState>(state);
+  if (saved.pending_rx.has_value()) {
     // A descriptor of the rx queue as the driver sized it: the device
     // publishes it as a used id, which the guest trusts to be in range.
-    const uint32_t rx_size = state.queues_size() > static_cast<int>(kRxQueue)
-                                 ? state.queues(static_cast<int>(kRxQueue)).size()
-                                 : 0;
-    if (state.net().pending_rx_head() >= std::min<uint32_t>(rx_size, kMaxQueueSize)) {
+    const uint32_t rx_size = state.queues.size() > kRxQueue ? state.queues[kRxQueue].size : 0;
+    if (saved.pending_rx->head >= std::min<uint32_t>(rx_size, kMaxQueueSize)) {
       return absl::InvalidArgumentError(absl::StrCat(name(), ": pending rx head out of range"));
     }
-    pending_rx_ = PendingRx{static_cast<uint16_t>(state.net().pending_rx_head()),
-                            state.net().pending_rx_length()};
+    pending_rx_ =
+        PendingRx{static_cast<uint16_t>(saved.pending_rx->head), saved.pending_rx->length};
   }
   return absl::OkStatus();
 }
