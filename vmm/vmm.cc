@@ -90,7 +90,7 @@ absl::Status Vmm::AttachConsoleInput(int fd) {
 }
 
 absl::Status Vmm::ReplaceConsoleInput(int old_fd, int new_fd) {
-  if (old_fd >= 0 && event_loop()->Watching(old_fd)) (void)event_loop()->Remove(old_fd);
+  if (old_fd >= 0) event_loop()->Unwatch(old_fd);
   console_input_fd_ = new_fd;
   if (!console_retry_.has_value()) return AttachConsoleInput(new_fd);
   return event_loop()->Add(new_fd, [this](uint32_t) { PumpConsoleInput(); });
@@ -101,9 +101,7 @@ void Vmm::PumpConsoleInput() {
   if (space == 0) {
     // Stop watching until the guest drains its FIFO, so a level-triggered
     // fd does not spin the loop; poll again shortly.
-    if (event_loop()->Watching(console_input_fd_)) {
-      (void)event_loop()->Remove(console_input_fd_);
-    }
+    event_loop()->Unwatch(console_input_fd_);
     (void)console_retry_->Arm(kConsoleRetry);
     return;
   }
@@ -115,7 +113,7 @@ void Vmm::PumpConsoleInput() {
   ssize_t n = ::read(console_input_fd_, buffer, space);
   if (n <= 0) {
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-    (void)event_loop()->Remove(console_input_fd_);  // EOF or error: done
+    event_loop()->Unwatch(console_input_fd_);  // EOF or error: done
     return;
   }
   parts_.serial->EnqueueInput(absl::MakeConstSpan(buffer, static_cast<size_t>(n)));

@@ -119,7 +119,7 @@ ControlServer::ControlServer(MessageChannel channel, EventLoop* loop, const Boot
 }
 
 ControlServer::~ControlServer() {
-  if (!closed_ && loop_->Watching(channel_.fd())) (void)loop_->Remove(channel_.fd());
+  if (!closed_) loop_->Unwatch(channel_.fd());
 }
 
 std::unique_ptr<virtio::VsockConnector> ControlServer::MakeVsockConnector() {
@@ -166,7 +166,7 @@ void ControlServer::SetConsole(std::shared_ptr<SocketConsoleOutput> output) {
 
 void ControlServer::CloseChannel() {
   if (closed_) return;
-  if (loop_->Watching(channel_.fd())) (void)loop_->Remove(channel_.fd());
+  loop_->Unwatch(channel_.fd());
   channel_ = MessageChannel();
   closed_ = true;
   for (auto& [id, done] : vsock_waiters_) done(absl::UnavailableError("agent gone"));

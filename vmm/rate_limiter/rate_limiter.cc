@@ -144,8 +144,6 @@ absl::Status RateLimiter::Watch(EventLoop* loop, std::function<void()> on_unbloc
   });
 }
 
-void RateLimiter::Unwatch(EventLoop* loop) {
-  if (loop->Watching(timer_fd())) (void)loop->Remove(timer_fd());
-}
+void RateLimiter::Unwatch(EventLoop* loop) { loop->Unwatch(timer_fd()); }
 
 }  // namespace hearth::vmm

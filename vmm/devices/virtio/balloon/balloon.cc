@@ -79,9 +79,7 @@ absl::Status Balloon::Activate(ActivateContext context) {
 
 void Balloon::Reset() {
   if (!active_.has_value()) return;
-  if (active_->event_loop->Watching(stats_timer_.fd())) {
-    (void)active_->event_loop->Remove(stats_timer_.fd());
-  }
+  active_->event_loop->Unwatch(stats_timer_.fd());
   (void)stats_timer_.Disarm();
   stats_head_.reset();
   active_.reset();

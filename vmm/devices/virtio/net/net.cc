@@ -102,7 +102,7 @@ void Net::WatchTap(bool readable) {
   if (readable) {
     tap_watched_ = active_->event_loop->Add(tap_.get(), [this](uint32_t) { ProcessRx(); }).ok();
   } else {
-    (void)active_->event_loop->Remove(tap_.get());
+    active_->event_loop->Unwatch(tap_.get());
     tap_watched_ = false;
   }
 }

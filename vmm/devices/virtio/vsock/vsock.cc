@@ -125,10 +125,10 @@ void Vsock::Restored() {
 void Vsock::Reset() {
   if (!active_.has_value()) return;
   EventLoop* loop = active_->event_loop;
-  if (listener_.valid() && loop->Watching(listener_.get())) (void)loop->Remove(listener_.get());
-  for (auto& [fd, handshake] : handshakes_) (void)loop->Remove(fd);
+  if (listener_.valid()) loop->Unwatch(listener_.get());
+  for (auto& [fd, handshake] : handshakes_) loop->Unwatch(fd);
   for (auto& [key, connection] : connections_) {
-    if (connection.socket.valid()) (void)loop->Remove(connection.socket.get());
+    if (connection.socket.valid()) loop->Unwatch(connection.socket.get());
   }
   handshakes_.clear();
   connections_.clear();
@@ -173,7 +173,7 @@ void Vsock::ReadHandshake(int fd) {
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
     if (n <= 0 || handshake.line.size() >= kMaxHandshakeLine) {
       metrics_.connections_refused.Add();  // hung up, or no line in sight
-      (void)active_->event_loop->Remove(fd);
+      active_->event_loop->Unwatch(fd);
       handshakes_.erase(it);
       return;
     }
@@ -181,7 +181,7 @@ void Vsock::ReadHandshake(int fd) {
   }
   std::optional<uint32_t> port = ParseConnectLine(handshake.line);
   UniqueFd socket = std::move(handshake.socket);
-  (void)active_->event_loop->Remove(fd);
+  active_->event_loop->Unwatch(fd);
   handshakes_.erase(it);
   if (!port.has_value()) {
     metrics_.connections_refused.Add();
@@ -244,7 +244,7 @@ void Vsock::Close(const Key& key, bool send_rst) {
   if (it != connections_.end()) {
     if (it->second.socket.valid()) {
       int fd = it->second.socket.get();
-      (void)active_->event_loop->Remove(fd);
+      active_->event_loop->Unwatch(fd);
       socket_keys_.erase(fd);
     }
     connections_.erase(it);
