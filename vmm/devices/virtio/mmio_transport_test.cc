@@ -86,7 +86,7 @@ class FakeDevice : public VirtioDevice {
     Queue& queue = *active->queues[index];
     bool used = false;
     while (std::optional<DescriptorChain> chain = NextChain(&*active, index, &metrics, &used)) {
-      (void)queue.AddUsed(chain->head, static_cast<uint32_t>(chain->writable_bytes));
+      queue.AddUsed(chain->head, static_cast<uint32_t>(chain->writable_bytes));
       used = true;
     }
     if (used) SignalUsed(&*active, &queue, &metrics);

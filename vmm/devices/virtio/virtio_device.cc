@@ -32,7 +32,7 @@ std::optional<DescriptorChain> NextChain(ActivateContext* context, size_t index,
     metrics->invalid_chains.Add();
     LOG_EVERY_N(WARNING, 100) << "virtio queue " << index
                               << ": bad chain: " << popped.error->reason;
-    (void)queue.AddUsed(popped.error->head, 0);
+    queue.AddUsed(popped.error->head, 0);
     *used = true;
   }
 }

@@ -109,7 +109,7 @@ void Balloon::ProcessPfns(size_t index) {
                        absl::MakeSpan(reinterpret_cast<uint8_t*>(pfns.data()), count * 4))
              .ok()) {
       metrics_.invalid_chains.Add();
-      (void)queue.AddUsed(chain.head, 0);
+      queue.AddUsed(chain.head, 0);
       used_any = true;
       continue;
     }
@@ -139,7 +139,7 @@ void Balloon::ProcessPfns(size_t index) {
       first = end;
     }
     metrics_.requests.Add();
-    (void)queue.AddUsed(chain.head, 0);
+    queue.AddUsed(chain.head, 0);
     used_any = true;
   }
   if (used_any) SignalUsed(&*active_, &queue, &metrics_);
@@ -185,7 +185,7 @@ void Balloon::ProcessStats() {
     // Keep the buffer: returning it is how the device asks for fresh stats.
     if (stats_head_.has_value()) {
       // A second buffer while holding one: give the old one back.
-      (void)queue.AddUsed(*stats_head_, 0);
+      queue.AddUsed(*stats_head_, 0);
       used_any = true;
     }
     stats_head_ = chain.head;
@@ -245,7 +245,7 @@ void Balloon::Restored() {
 void Balloon::OnStatsTimer() {
   if (!active_.has_value() || !stats_head_.has_value()) return;
   Queue& queue = *active_->queues[kStatsQueue];
-  (void)queue.AddUsed(*stats_head_, 0);
+  queue.AddUsed(*stats_head_, 0);
   stats_head_.reset();
   SignalUsed(&*active_, &queue, &metrics_);
 }

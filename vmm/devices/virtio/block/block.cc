@@ -225,7 +225,7 @@ void Block::Process() {
     // The status byte is the last writable byte.
     (void)WriteToChain(active_->memory, chain, chain.writable_bytes - 1,
                        absl::MakeConstSpan(&status, 1));
-    (void)queue.AddUsed(chain.head, written + 1);
+    queue.AddUsed(chain.head, written + 1);
     used_any = true;
   };
   auto flush = [&] {
@@ -261,7 +261,7 @@ void Block::Process() {
       if (!parse_error.status_writable) {
         metrics_.errors.Add();
         metrics_.invalid_chains.Add();
-        (void)queue.AddUsed(popped->head, 0);
+        queue.AddUsed(popped->head, 0);
         used_any = true;
         continue;
       }

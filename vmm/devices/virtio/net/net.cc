@@ -195,7 +195,7 @@ void Net::ProcessRx() {
   bool used_any = false;
   // A received frame goes to the guest (also one the rate limiter held).
   auto publish = [&](uint16_t head, uint32_t length) {
-    (void)queue.AddUsed(head, length);
+    queue.AddUsed(head, length);
     metrics_.rx_frames.Add();
     metrics_.requests.Add();
     metrics_.read_bytes.Add(length);
@@ -226,7 +226,7 @@ void Net::ProcessRx() {
     const DescriptorChain& chain = *popped;
     if (chain.writable_bytes < kVnetHeaderSize) {
       metrics_.invalid_chains.Add();
-      (void)queue.AddUsed(chain.head, 0);
+      queue.AddUsed(chain.head, 0);
       used_any = true;
       continue;
     }
@@ -234,7 +234,7 @@ void Net::ProcessRx() {
         WritableIovecs(*active_->memory, chain, 0, std::min(chain.writable_bytes, kMaxFrameBytes));
     if (!iovecs.ok()) {
       metrics_.invalid_chains.Add();
-      (void)queue.AddUsed(chain.head, 0);
+      queue.AddUsed(chain.head, 0);
       used_any = true;
       continue;
     }
@@ -272,7 +272,7 @@ void Net::ProcessTx() {
     const DescriptorChain& chain = *popped;
     if (chain.readable_bytes < kVnetHeaderSize || chain.readable_bytes > kMaxFrameBytes) {
       metrics_.invalid_chains.Add();
-      (void)queue.AddUsed(chain.head, 0);
+      queue.AddUsed(chain.head, 0);
       used_any = true;
       continue;
     }
@@ -296,7 +296,7 @@ void Net::ProcessTx() {
       metrics_.requests.Add();
       metrics_.write_bytes.Add(frame);
     }
-    (void)queue.AddUsed(chain.head, 0);
+    queue.AddUsed(chain.head, 0);
     used_any = true;
   }
   if (used_any) SignalUsed(&*active_, &queue, &metrics_);

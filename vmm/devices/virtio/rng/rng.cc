@@ -75,7 +75,7 @@ void Rng::Process() {
       metrics_.requests.Add();
     }
     metrics_.read_bytes.Add(written);
-    (void)queue.AddUsed(chain->head, written);
+    queue.AddUsed(chain->head, written);
     used_any = true;
   }
   if (used_any) SignalUsed(&*active_, &queue, &metrics_);

@@ -114,7 +114,7 @@ void Vsock::Restored() {
                                .ok()
                            ? sizeof(event_id)
                            : 0;
-    (void)queue.AddUsed(chain->head, written);
+    queue.AddUsed(chain->head, written);
     used_any = true;
   } else {
     LOG(WARNING) << "vsock: no event buffer for the transport reset after a restore";
@@ -331,7 +331,7 @@ void Vsock::ProcessTx() {
       metrics_.invalid_chains.Add();
       LOG_EVERY_N(WARNING, 100) << "vsock: " << packet.status().message();
     }
-    (void)queue.AddUsed(chain->head, 0);
+    queue.AddUsed(chain->head, 0);
     used_any = true;
   }
   if (used_any) SignalUsed(&*active_, &queue, &metrics_);
@@ -543,7 +543,7 @@ void Vsock::ProcessRx() {
     const DescriptorChain& chain = *popped;
     if (chain.writable_bytes < sizeof(VsockHeader)) {
       metrics_.invalid_chains.Add();
-      (void)queue.AddUsed(chain.head, 0);
+      queue.AddUsed(chain.head, 0);
       used_any = true;
       continue;
     }
@@ -553,7 +553,7 @@ void Vsock::ProcessRx() {
           active_->memory, chain, 0,
           absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(&header), sizeof(header)));
       control_.pop_front();
-      (void)queue.AddUsed(chain.head, sizeof(VsockHeader));
+      queue.AddUsed(chain.head, sizeof(VsockHeader));
       metrics_.rx_packets.Add();
       used_any = true;
       continue;
@@ -566,7 +566,7 @@ void Vsock::ProcessRx() {
       past_at = true;  // `key` is done for this pass
       continue;
     }
-    (void)queue.AddUsed(chain.head, sizeof(VsockHeader) + *sent);
+    queue.AddUsed(chain.head, sizeof(VsockHeader) + *sent);
     metrics_.rx_packets.Add();
     used_any = true;
   }
