@@ -50,11 +50,13 @@ absl::StatusOr<std::unique_ptr<Vmm>> Vmm::Create(Parts parts) {
   ASSIGN_OR_RETURN(EventFd exits_event, EventFd::Create());
   std::unique_ptr<Vmm> vmm(new Vmm(std::move(parts), std::move(exits_event)));
   RETURN_IF_ERROR(vmm->event_loop()->Add(vmm->exits_event_.fd(), [vmm = vmm.get()](uint32_t) {
+    // Drained for its readiness only: DrainExits takes whatever is queued.
     (void)vmm->exits_event_.Read();
     vmm->DrainExits();
   }));
   RETURN_IF_ERROR(
       vmm->event_loop()->Add(vmm->parts_.reset_event->fd(), [vmm = vmm.get()](uint32_t) {
+        // Drained for its readiness only: one reset or several, the VM ends.
         (void)vmm->parts_.reset_event->Read();
         vmm->Finish(VmOutcome{VmOutcome::Kind::kReset, "guest reset (i8042 reset line)"});
       }));
@@ -83,6 +85,7 @@ absl::Status Vmm::AttachConsoleInput(int fd) {
   ASSIGN_OR_RETURN(TimerFd retry, TimerFd::Create());
   console_retry_ = std::move(retry);
   RETURN_IF_ERROR(event_loop()->Add(console_retry_->fd(), [this](uint32_t) {
+    // Drained for its readiness only: the expiration count does not matter.
     (void)console_retry_->Read();
     PumpConsoleInput();
   }));
@@ -102,11 +105,14 @@ void Vmm::PumpConsoleInput() {
     // Stop watching until the guest drains its FIFO, so a level-triggered
     // fd does not spin the loop; poll again shortly.
     event_loop()->Unwatch(console_input_fd_);
-    (void)console_retry_->Arm(kConsoleRetry);
+    absl::Status armed = console_retry_->Arm(kConsoleRetry);
+    if (!armed.ok()) LOG(WARNING) << "console input stops: retry timer: " << armed.message();
     return;
   }
   if (!event_loop()->Watching(console_input_fd_)) {
-    (void)event_loop()->Add(console_input_fd_, [this](uint32_t) { PumpConsoleInput(); });
+    absl::Status watched =
+        event_loop()->Add(console_input_fd_, [this](uint32_t) { PumpConsoleInput(); });
+    if (!watched.ok()) LOG(WARNING) << "console input stops: " << watched.message();
     return;  // the fd's readiness brings us back
   }
   uint8_t buffer[devices::Serial::kFifoSize];
@@ -137,6 +143,7 @@ void Vmm::Stop(VmOutcome outcome) {
     absl::MutexLock lock(&exits_mutex_);
     exits_.push_back(std::move(outcome));
   }
+  // Cannot fail: the counter would have to reach 2^64 - 2 without a read.
   (void)exits_event_.Write(1);
 }
 

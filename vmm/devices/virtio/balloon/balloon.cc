@@ -67,6 +67,7 @@ absl::Status Balloon::Activate(ActivateContext context) {
   metrics_.activations.Add();
   if (active_->queues.size() > kStatsQueue && active_->queues[kStatsQueue].has_value()) {
     RETURN_IF_ERROR(active_->event_loop->Add(stats_timer_.fd(), [this](uint32_t) {
+      // Drained for its readiness only: missed expirations do not matter.
       (void)stats_timer_.Read();
       OnStatsTimer();
     }));
@@ -80,6 +81,7 @@ absl::Status Balloon::Activate(ActivateContext context) {
 void Balloon::Reset() {
   if (!active_.has_value()) return;
   active_->event_loop->Unwatch(stats_timer_.fd());
+  // Cannot fail: timerfd_settime refuses only a bad fd or a bad time.
   (void)stats_timer_.Disarm();
   stats_head_.reset();
   active_.reset();
@@ -190,7 +192,7 @@ void Balloon::ProcessStats() {
     }
     stats_head_ = chain.head;
     if (stats_interval_s_ > 0) {
-      (void)stats_timer_.Arm(absl::Seconds(stats_interval_s_));
+      ArmStatsTimer();
     }
   }
   if (used_any) SignalUsed(&*active_, &queue, &metrics_);
@@ -238,8 +240,14 @@ absl::Status Balloon::RestoreState(const VirtioState& state) {
 void Balloon::Restored() {
   // The held statistics buffer is returned at the next poll, as before.
   if (stats_head_.has_value() && stats_interval_s_ > 0) {
-    (void)stats_timer_.Arm(absl::Seconds(stats_interval_s_));
+    ArmStatsTimer();
   }
+}
+
+void Balloon::ArmStatsTimer() {
+  // Cannot fail: timerfd_settime refuses only a bad fd or a bad time, and
+  // the interval is a positive number of seconds.
+  (void)stats_timer_.Arm(absl::Seconds(stats_interval_s_));
 }
 
 void Balloon::OnStatsTimer() {
@@ -267,7 +275,7 @@ absl::Status Balloon::SetStatsInterval(uint32_t seconds) {
   }
   stats_interval_s_ = seconds;
   if (stats_head_.has_value() && seconds > 0) {
-    (void)stats_timer_.Arm(absl::Seconds(seconds));
+    ArmStatsTimer();
   }
   return absl::OkStatus();
 }

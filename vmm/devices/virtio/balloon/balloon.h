@@ -94,6 +94,8 @@ class Balloon : public VirtioDevice {
   void ReleasePages(size_t index, uint8_t* host, uint64_t pages);
   void ProcessStats();
   void OnStatsTimer();
+  // The next poll, stats_interval_s_ (> 0) from now.
+  void ArmStatsTimer();
 
   const bool deflate_on_oom_;
   uint32_t stats_interval_s_;

@@ -139,7 +139,10 @@ absl::Status Block::UpdateBacking(UniqueFd file) {
 
 void Block::UpdateRateLimiter(const vmm::RateLimiterConfig& config) {
   limiter_->Update(config);
-  if (active_.has_value()) (void)limiter_->Watch(active_->event_loop, [this] { Process(); });
+  if (active_.has_value()) {
+    absl::Status watched = limiter_->Watch(active_->event_loop, [this] { Process(); });
+    if (!watched.ok()) LOG(ERROR) << name() << ": rate limiter timer: " << watched.message();
+  }
   Process();
 }
 
@@ -222,7 +225,8 @@ void Block::Process() {
     } else {
       metrics_.errors.Add();
     }
-    // The status byte is the last writable byte.
+    // The status byte is the last writable byte. Cannot fail: the parser
+    // made sure there is one, and Pop that every buffer lies in RAM.
     (void)WriteToChain(active_->memory, chain, chain.writable_bytes - 1,
                        absl::MakeConstSpan(&status, 1));
     queue.AddUsed(chain.head, written + 1);

@@ -175,7 +175,10 @@ void Net::UpdateRateLimiters(const std::optional<vmm::RateLimiterConfig>& rx,
                              const std::optional<vmm::RateLimiterConfig>& tx) {
   if (rx.has_value()) rx_limiter_->Update(*rx);
   if (tx.has_value()) tx_limiter_->Update(*tx);
-  if (active_.has_value()) (void)WatchLimiters(active_->event_loop);
+  if (active_.has_value()) {
+    absl::Status watched = WatchLimiters(active_->event_loop);
+    if (!watched.ok()) LOG(ERROR) << name() << ": rate limiter timer: " << watched.message();
+  }
   ProcessTx();
   ProcessRx();
 }

@@ -373,9 +373,11 @@ void Vsock::HandlePacket(const VsockPacket& packet, const DescriptorChain& chain
         return;
       }
       int raw = fd->get();
+      // The socket is served on the event loop: one that cannot be made
+      // non-blocking is refused like a failed connection.
       int flags = ::fcntl(raw, F_GETFL);
-      (void)::fcntl(raw, F_SETFL, flags | O_NONBLOCK);
-      if (!active_->event_loop
+      if (flags < 0 || ::fcntl(raw, F_SETFL, flags | O_NONBLOCK) < 0 ||
+          !active_->event_loop
                ->Add(
                    raw, [this, key](uint32_t e) { OnSocketEvent(key, e); }, 0)
                .ok()) {
@@ -504,6 +506,8 @@ std::optional<uint32_t> Vsock::SendData(const Key& key, Connection* connection,
   }
   VsockHeader header = MakeHeader(key, kVsockOpRw, static_cast<uint32_t>(n), 0, connection);
   connection->last_fwd_cnt_sent = connection->fwd_cnt;
+  // Cannot fail: ProcessRx only hands over chains with room for a header,
+  // and Pop checked that every buffer lies in RAM.
   (void)WriteToChain(
       active_->memory, chain, 0,
       absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(&header), sizeof(header)));
@@ -549,6 +553,7 @@ void Vsock::ProcessRx() {
     }
     if (!control_.empty()) {
       const VsockHeader& header = control_.front().second;
+      // Cannot fail: the chain has room for a header (checked above) in RAM.
       (void)WriteToChain(
           active_->memory, chain, 0,
           absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(&header), sizeof(header)));
