@@ -23,8 +23,8 @@ namespace {
 
 absl::StatusOr<kvm::Vm> CreateVm(const kvm::Kvm& kvm) {
   ASSIGN_OR_RETURN(kvm::Vm vm, kvm::Vm::Create(kvm));
-  RETURN_IF_ERROR(vm.SetTssAddress(layout::kKvmTssAddress));
-  RETURN_IF_ERROR(vm.SetIdentityMapAddress(layout::kKvmIdentityMapAddress));
+  RETURN_IF_ERROR(vm.SetTssAddress(x86::layout::kKvmTssAddress));
+  RETURN_IF_ERROR(vm.SetIdentityMapAddress(x86::layout::kKvmIdentityMapAddress));
   RETURN_IF_ERROR(vm.CreateIrqchip());
   RETURN_IF_ERROR(vm.CreatePit());
   return vm;
@@ -59,15 +59,15 @@ absl::Status LoadGuest(BootConfig* boot, uint32_t vcpu_count, const std::string&
     params.initrd_address = initrd.address;
     params.initrd_size = initrd.size;
   }
-  loader::Cmdline cmdline(layout::kCmdlineMaxSize);
+  loader::Cmdline cmdline(x86::layout::kCmdlineMaxSize);
   RETURN_IF_ERROR(cmdline.Append(boot->boot_args));
   RETURN_IF_ERROR(cmdline.Append(extra_cmdline));
-  RETURN_IF_ERROR(cmdline.WriteTo(memory, layout::kCmdlineAddress));
-  params.cmdline_address = layout::kCmdlineAddress;
+  RETURN_IF_ERROR(cmdline.WriteTo(memory, x86::layout::kCmdlineAddress));
+  params.cmdline_address = x86::layout::kCmdlineAddress;
   params.cmdline_size = cmdline.size_with_nul();
   params.e820 = x86::BuildE820Map(memory->size());
   ASSIGN_OR_RETURN(x86::BootParams zero_page, x86::BuildBootParams(params));
-  RETURN_IF_ERROR(memory->WriteObject(layout::kZeroPageAddress, zero_page));
+  RETURN_IF_ERROR(memory->WriteObject(x86::layout::kZeroPageAddress, zero_page));
   RETURN_IF_ERROR(x86::WriteBootTables(memory));
   RETURN_IF_ERROR(x86::WriteMpTable(memory, vcpu_count));
   *entry = kernel.entry;
@@ -104,12 +104,13 @@ class IrqLineInterrupt : public devices::Interrupt {
 absl::Status AddVirtioDevice(std::shared_ptr<virtio::VirtioDevice> device, Vmm::Parts* parts,
                              std::string* cmdline) {
   const size_t index = parts->virtio.size();
-  const uint32_t gsi = layout::kFirstVirtioGsi + static_cast<uint32_t>(index);
-  if (gsi > layout::kLastVirtioGsi) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "too many virtio devices: at most ", layout::kLastVirtioGsi - layout::kFirstVirtioGsi + 1));
+  const uint32_t gsi = x86::layout::kFirstVirtioGsi + static_cast<uint32_t>(index);
+  if (gsi > x86::layout::kLastVirtioGsi) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("too many virtio devices: at most ",
+                     x86::layout::kLastVirtioGsi - x86::layout::kFirstVirtioGsi + 1));
   }
-  const uint64_t base = layout::kVirtioMmioStart + index * layout::kVirtioMmioWindowSize;
+  const uint64_t base = x86::layout::kVirtioMmioStart + index * x86::layout::kVirtioMmioWindowSize;
   ASSIGN_OR_RETURN(EventFd irq, EventFd::Create());
   RETURN_IF_ERROR(parts->vm->RegisterIrqFd(irq.fd(), gsi));
   Vmm::VirtioSlot slot;
@@ -118,7 +119,8 @@ absl::Status AddVirtioDevice(std::shared_ptr<virtio::VirtioDevice> device, Vmm::
   slot.transport = std::make_shared<virtio::MmioTransport>(
       std::move(device), parts->memory.get(), parts->event_loop.get(),
       std::make_unique<devices::EventFdInterrupt>(std::move(irq)));
-  RETURN_IF_ERROR(parts->mmio_bus->Insert(slot.transport, base, layout::kVirtioMmioWindowSize));
+  RETURN_IF_ERROR(
+      parts->mmio_bus->Insert(slot.transport, base, x86::layout::kVirtioMmioWindowSize));
   for (uint32_t queue = 0; queue < slot.transport->queue_count(); ++queue) {
     ASSIGN_OR_RETURN(EventFd notify, EventFd::Create());
     RETURN_IF_ERROR(parts->vm->RegisterIoEventFd(notify.fd(), base + virtio::kMmioQueueNotify, 4,
@@ -229,15 +231,17 @@ absl::StatusOr<Vmm::Parts> AssembleParts(kvm::Kvm kvm, memory::GuestMemory memor
   ASSIGN_OR_RETURN(EventFd reset_event, EventFd::Create());
   parts.reset_event = std::make_shared<EventFd>(std::move(reset_event));
   parts.serial = std::make_shared<devices::Serial>(
-      std::make_unique<IrqLineInterrupt>(parts.vm.get(), layout::kCom1Gsi), options->console);
-  RETURN_IF_ERROR(parts.pio_bus->Insert(parts.serial, layout::kCom1Port, layout::kCom1PortCount));
+      std::make_unique<IrqLineInterrupt>(parts.vm.get(), x86::layout::kCom1Gsi), options->console);
+  RETURN_IF_ERROR(
+      parts.pio_bus->Insert(parts.serial, x86::layout::kCom1Port, x86::layout::kCom1PortCount));
   parts.i8042 = std::make_shared<devices::I8042>(
-      std::make_unique<IrqLineInterrupt>(parts.vm.get(), layout::kI8042Gsi),
+      std::make_unique<IrqLineInterrupt>(parts.vm.get(), x86::layout::kI8042Gsi),
       [reset_event = parts.reset_event] {
         // Cannot fail: the counter would have to reach 2^64 - 2 unread.
         (void)reset_event->Write(1);
       });
-  RETURN_IF_ERROR(parts.pio_bus->Insert(parts.i8042, layout::kI8042Port, layout::kI8042PortCount));
+  RETURN_IF_ERROR(
+      parts.pio_bus->Insert(parts.i8042, x86::layout::kI8042Port, x86::layout::kI8042PortCount));
   return parts;
 }
 
@@ -246,9 +250,9 @@ absl::StatusOr<std::unique_ptr<Vmm>> BuildVmm(kvm::Kvm kvm, VmmConfig config,
   const MachineConfig& machine = config.machine;
   memory::GuestMemory::Options memory_options;
   memory_options.huge_pages = machine.huge_pages;
-  ASSIGN_OR_RETURN(
-      memory::GuestMemory memory,
-      memory::GuestMemory::CreateAnonymous(machine.mem_size_mib * layout::kMiB, memory_options));
+  ASSIGN_OR_RETURN(memory::GuestMemory memory,
+                   memory::GuestMemory::CreateAnonymous(machine.mem_size_mib * x86::layout::kMiB,
+                                                        memory_options));
   std::string virtio_cmdline;
   ASSIGN_OR_RETURN(Vmm::Parts parts,
                    AssembleParts(std::move(kvm), std::move(memory), machine.track_dirty_pages,
