@@ -32,6 +32,13 @@ absl::Status EventLoop::Remove(int fd) {
   return epoll_.Remove(fd);
 }
 
+void EventLoop::Unwatch(int fd) {
+  if (handlers_.erase(fd) == 0) return;
+  // EPOLL_CTL_DEL of a registered fd fails only once the fd is closed, and
+  // closing it already took it out of the epoll set: nothing is left to do.
+  (void)epoll_.Remove(fd);
+}
+
 absl::Status EventLoop::Modify(int fd, uint32_t events) {
   if (handlers_.count(fd) == 0) {
     return absl::NotFoundError(absl::StrCat("event loop does not watch fd ", fd));
@@ -45,6 +52,7 @@ absl::Status EventLoop::RunOnce(int timeout_ms) {
   // (by another thread, or by one of these tasks) writes the eventfd again
   // and wakes the next RunOnce.
   for (const Epoll::Event& event : events) {
+    // Only the wake-up matters, not the count; EAGAIN means already drained.
     if (event.token == kWakeupToken) (void)wakeup_.Read();
   }
   // Posted tasks first: a device activation must run before the queue
@@ -90,11 +98,13 @@ void EventLoop::Post(std::function<void()> task) {
     absl::MutexLock lock(&tasks_mutex_);
     tasks_.push_back(std::move(task));
   }
+  // Cannot fail: the counter would have to reach 2^64 - 2 without a read.
   (void)wakeup_.Write(1);
 }
 
 void EventLoop::Stop() {
   stopped_ = true;
+  // Cannot fail: the counter would have to reach 2^64 - 2 without a read.
   (void)wakeup_.Write(1);
 }
 

@@ -33,6 +33,10 @@ class EventLoop {
   // until Remove. Fails if `fd` is already watched.
   absl::Status Add(int fd, Handler handler, uint32_t events = EPOLLIN);
   absl::Status Remove(int fd);
+  // Stops watching `fd` if it is watched, for callers that are done with
+  // it: its handler is dropped at once, so nothing more is dispatched for
+  // it whatever epoll says.
+  void Unwatch(int fd);
   // Changes the events `fd` is watched for (it must be watched).
   absl::Status Modify(int fd, uint32_t events);
   bool Watching(int fd) const { return handlers_.count(fd) != 0; }

@@ -51,6 +51,29 @@ TEST(EventLoop, HandlerCanRemoveItselfAndStopTheLoop) {
   EXPECT_EQ(loop->Remove(a.fd()).code(), absl::StatusCode::kNotFound);
 }
 
+TEST(EventLoop, UnwatchDropsTheHandlerAndIgnoresWhatIsNotWatched) {
+  auto loop = *EventLoop::Create();
+  EventFd a = *EventFd::Create();
+  int calls = 0;
+  ASSERT_TRUE(loop->Add(a.fd(), [&](uint32_t) { ++calls; }).ok());
+  loop->Unwatch(a.fd());
+  EXPECT_FALSE(loop->Watching(a.fd()));
+  ASSERT_TRUE(a.Write().ok());
+  ASSERT_TRUE(loop->RunOnce(0).ok());
+  EXPECT_EQ(calls, 0);
+  loop->Unwatch(a.fd());  // not watched: nothing to do
+  // An fd closed while watched (epoll already dropped it): the handler
+  // still goes.
+  int closed_fd = -1;
+  {
+    EventFd b = *EventFd::Create();
+    closed_fd = b.fd();
+    ASSERT_TRUE(loop->Add(closed_fd, [&](uint32_t) { ++calls; }).ok());
+  }
+  loop->Unwatch(closed_fd);
+  EXPECT_FALSE(loop->Watching(closed_fd));
+}
+
 TEST(EventLoop, StopFromAnotherThreadWakesRun) {
   auto loop = *EventLoop::Create();
   std::thread stopper([&] { loop->Stop(); });

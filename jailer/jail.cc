@@ -15,7 +15,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "common/errno_status.h"
@@ -144,6 +146,30 @@ absl::Status EnterJail(const std::string& root) {
   return absl::OkStatus();
 }
 
+namespace {
+
+// Leaves the caller's session and terminal; stdin, stdout and stderr become
+// /dev/null. A descriptor left pointing at the caller's terminal would keep
+// it open for the VM's lifetime, so a failure fails the jailer.
+absl::Status Daemonize(const UniqueFd& dev_null) {
+  if (::setsid() < 0) return ErrnoStatus("setsid");
+  for (int fd = 0; fd < 3; ++fd) {
+    if (::dup2(dev_null.get(), fd) < 0) {
+      return ErrnoStatus(absl::StrCat("dup2 /dev/null onto fd ", fd));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// The VMM is killed when the reaper above it dies: without that, a killed
+// jailer would leave an orphaned VMM that nothing reaps or stops.
+absl::Status DieWithParent() {
+  if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) return ErrnoStatus("PR_SET_PDEATHSIG");
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::Status NoNewPrivileges() {
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) return ErrnoStatus("PR_SET_NO_NEW_PRIVS");
   return absl::OkStatus();
@@ -234,21 +260,28 @@ absl::Status RunJailer(const JailerConfig& config) {
   RETURN_IF_ERROR(Step("cgroups", SetUpCgroups(&fs, config, ::getpid())));
   absl::StatusOr<UniqueFd> kvm = OpenKvm();
   RETURN_IF_ERROR(Step("kvm", kvm.status()));
-  UniqueFd dev_null(::open("/dev/null", O_RDWR | O_CLOEXEC));
+  // Opened before entering the jail, which has no /dev/null.
+  UniqueFd dev_null;
+  if (config.daemonize) {
+    dev_null = UniqueFd(::open("/dev/null", O_RDWR | O_CLOEXEC));
+    if (!dev_null.valid()) return Step("daemonize", ErrnoStatus("open /dev/null"));
+  }
   RETURN_IF_ERROR(Step("entering the jail", EnterJail(root)));
   if (config.new_pid_ns && ::unshare(CLONE_NEWPID) < 0) {
     return ErrnoStatus("new pid namespace: unshare(CLONE_NEWPID)");
   }
-  if (config.daemonize) {
-    if (::setsid() < 0) return ErrnoStatus("daemonize: setsid");
-    for (int fd = 0; fd < 3; ++fd) ::dup2(dev_null.get(), fd);
-  }
+  if (config.daemonize) RETURN_IF_ERROR(Step("daemonize", Daemonize(dev_null)));
   if (config.new_pid_ns || config.daemonize) {
     pid_t child = ::fork();
     if (child < 0) return ErrnoStatus("fork");
     if (child > 0) {
-      // The reaper keeps no privilege either.
-      if (!NoNewPrivileges().ok() || !DropPrivileges(config.uid, config.gid).ok()) {
+      // The reaper keeps no privilege either; if it cannot drop them, the
+      // VMM does not run. (This process never returns to main, so it says
+      // why itself.)
+      absl::Status dropped = NoNewPrivileges();
+      if (dropped.ok()) dropped = DropPrivileges(config.uid, config.gid);
+      if (!dropped.ok()) {
+        std::fprintf(stderr, "hearth-jailer: reaper: %s\n", std::string(dropped.message()).c_str());
         ::kill(child, SIGKILL);
         ::_exit(126);
       }
@@ -258,8 +291,8 @@ absl::Status RunJailer(const JailerConfig& config) {
   RETURN_IF_ERROR(Step("no_new_privs", NoNewPrivileges()));
   RETURN_IF_ERROR(Step("dropping privileges", DropPrivileges(config.uid, config.gid)));
   if (config.new_pid_ns || config.daemonize) {
-    // Die with the reaper (set after setresuid, which clears it).
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    // Set after setresuid, which clears it.
+    RETURN_IF_ERROR(Step("dying with the reaper", DieWithParent()));
   }
   std::vector<std::string> args = config.exec_args;
   args.push_back(absl::StrCat("--kvm_fd=", kvm->Release()));

@@ -16,10 +16,13 @@
 //                       point), pivot_root, old root detached and removed,
 //                       chroot("."), the new root remounted read-only
 //   new pid namespace / daemonize: the jailer forks and stays as the VMM's
-//                       reaper, relaying its exit code or signal
+//                       reaper, relaying its exit code or signal (daemonize
+//                       first: setsid, stdio onto /dev/null)
 //   NoNewPrivileges     PR_SET_NO_NEW_PRIVS
 //   DropPrivileges      bounding set, ambient set, supplementary groups,
 //                       gid, uid, then a check that no capability is left
+//   DieWithParent       PR_SET_PDEATHSIG when forked: the VMM dies with its
+//                       reaper
 //   ExecVmm             execveat(exec fd, "", AT_EMPTY_PATH): the jail root
 //                       is empty, so the binary cannot be found by path
 #ifndef HEARTH_JAILER_JAIL_H_

@@ -2,8 +2,11 @@
 
 #include <unistd.h>
 
+#include <atomic>
+
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "glog/logging.h"
 #include "vmm/arch/x86_64/boot_params.h"
 #include "vmm/arch/x86_64/cpuid.h"
 #include "vmm/arch/x86_64/layout.h"
@@ -20,8 +23,8 @@ namespace {
 
 absl::StatusOr<kvm::Vm> CreateVm(const kvm::Kvm& kvm) {
   ASSIGN_OR_RETURN(kvm::Vm vm, kvm::Vm::Create(kvm));
-  RETURN_IF_ERROR(vm.SetTssAddress(layout::kKvmTssAddress));
-  RETURN_IF_ERROR(vm.SetIdentityMapAddress(layout::kKvmIdentityMapAddress));
+  RETURN_IF_ERROR(vm.SetTssAddress(x86::layout::kKvmTssAddress));
+  RETURN_IF_ERROR(vm.SetIdentityMapAddress(x86::layout::kKvmIdentityMapAddress));
   RETURN_IF_ERROR(vm.CreateIrqchip());
   RETURN_IF_ERROR(vm.CreatePit());
   return vm;
@@ -56,15 +59,15 @@ absl::Status LoadGuest(BootConfig* boot, uint32_t vcpu_count, const std::string&
     params.initrd_address = initrd.address;
     params.initrd_size = initrd.size;
   }
-  loader::Cmdline cmdline(layout::kCmdlineMaxSize);
+  loader::Cmdline cmdline(x86::layout::kCmdlineMaxSize);
   RETURN_IF_ERROR(cmdline.Append(boot->boot_args));
   RETURN_IF_ERROR(cmdline.Append(extra_cmdline));
-  RETURN_IF_ERROR(cmdline.WriteTo(memory, layout::kCmdlineAddress));
-  params.cmdline_address = layout::kCmdlineAddress;
+  RETURN_IF_ERROR(cmdline.WriteTo(memory, x86::layout::kCmdlineAddress));
+  params.cmdline_address = x86::layout::kCmdlineAddress;
   params.cmdline_size = cmdline.size_with_nul();
   params.e820 = x86::BuildE820Map(memory->size());
   ASSIGN_OR_RETURN(x86::BootParams zero_page, x86::BuildBootParams(params));
-  RETURN_IF_ERROR(memory->WriteObject(layout::kZeroPageAddress, zero_page));
+  RETURN_IF_ERROR(memory->WriteObject(x86::layout::kZeroPageAddress, zero_page));
   RETURN_IF_ERROR(x86::WriteBootTables(memory));
   RETURN_IF_ERROR(x86::WriteMpTable(memory, vcpu_count));
   *entry = kernel.entry;
@@ -78,13 +81,21 @@ class IrqLineInterrupt : public devices::Interrupt {
  public:
   IrqLineInterrupt(const kvm::Vm* vm, uint32_t gsi) : vm_(vm), gsi_(gsi) {}
   void Trigger() override {
-    (void)vm_->SetIrqLine(gsi_, true);
-    (void)vm_->SetIrqLine(gsi_, false);
+    // A failed ioctl loses the interrupt: counted, like an irqfd's, and
+    // logged (rate-limited: this runs on vCPU threads, per byte of output).
+    absl::Status raised = vm_->SetIrqLine(gsi_, true);
+    absl::Status lowered = vm_->SetIrqLine(gsi_, false);
+    if (raised.ok() && lowered.ok()) return;
+    failures_.fetch_add(1, std::memory_order_relaxed);
+    LOG_EVERY_N(WARNING, 1000) << "KVM_IRQ_LINE gsi " << gsi_ << ": "
+                               << (raised.ok() ? lowered : raised).message();
   }
+  uint64_t failures() const override { return failures_.load(std::memory_order_relaxed); }
 
  private:
   const kvm::Vm* vm_;
   uint32_t gsi_;
+  std::atomic<uint64_t> failures_{0};
 };
 
 // Puts `device` on the MMIO bus behind a virtio-mmio transport: the next
@@ -93,12 +104,13 @@ class IrqLineInterrupt : public devices::Interrupt {
 absl::Status AddVirtioDevice(std::shared_ptr<virtio::VirtioDevice> device, Vmm::Parts* parts,
                              std::string* cmdline) {
   const size_t index = parts->virtio.size();
-  const uint32_t gsi = layout::kFirstVirtioGsi + static_cast<uint32_t>(index);
-  if (gsi > layout::kLastVirtioGsi) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "too many virtio devices: at most ", layout::kLastVirtioGsi - layout::kFirstVirtioGsi + 1));
+  const uint32_t gsi = x86::layout::kFirstVirtioGsi + static_cast<uint32_t>(index);
+  if (gsi > x86::layout::kLastVirtioGsi) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("too many virtio devices: at most ",
+                     x86::layout::kLastVirtioGsi - x86::layout::kFirstVirtioGsi + 1));
   }
-  const uint64_t base = layout::kVirtioMmioStart + index * layout::kVirtioMmioWindowSize;
+  const uint64_t base = x86::layout::kVirtioMmioStart + index * x86::layout::kVirtioMmioWindowSize;
   ASSIGN_OR_RETURN(EventFd irq, EventFd::Create());
   RETURN_IF_ERROR(parts->vm->RegisterIrqFd(irq.fd(), gsi));
   Vmm::VirtioSlot slot;
@@ -107,7 +119,8 @@ absl::Status AddVirtioDevice(std::shared_ptr<virtio::VirtioDevice> device, Vmm::
   slot.transport = std::make_shared<virtio::MmioTransport>(
       std::move(device), parts->memory.get(), parts->event_loop.get(),
       std::make_unique<devices::EventFdInterrupt>(std::move(irq)));
-  RETURN_IF_ERROR(parts->mmio_bus->Insert(slot.transport, base, layout::kVirtioMmioWindowSize));
+  RETURN_IF_ERROR(
+      parts->mmio_bus->Insert(slot.transport, base, x86::layout::kVirtioMmioWindowSize));
   for (uint32_t queue = 0; queue < slot.transport->queue_count(); ++queue) {
     ASSIGN_OR_RETURN(EventFd notify, EventFd::Create());
     RETURN_IF_ERROR(parts->vm->RegisterIoEventFd(notify.fd(), base + virtio::kMmioQueueNotify, 4,
@@ -117,6 +130,7 @@ absl::Status AddVirtioDevice(std::shared_ptr<virtio::VirtioDevice> device, Vmm::
     slot.notify_events.push_back(std::move(notify));
     RETURN_IF_ERROR(parts->event_loop->Add(fd, [transport, queue, fd](uint32_t) {
       uint64_t count = 0;  // drain the eventfd; the count does not matter
+      // Drained for its readiness only; EAGAIN means already drained.
       (void)!::read(fd, &count, sizeof(count));
       transport->Notify(queue);
     }));
@@ -217,12 +231,17 @@ absl::StatusOr<Vmm::Parts> AssembleParts(kvm::Kvm kvm, memory::GuestMemory memor
   ASSIGN_OR_RETURN(EventFd reset_event, EventFd::Create());
   parts.reset_event = std::make_shared<EventFd>(std::move(reset_event));
   parts.serial = std::make_shared<devices::Serial>(
-      std::make_unique<IrqLineInterrupt>(parts.vm.get(), layout::kCom1Gsi), options->console);
-  RETURN_IF_ERROR(parts.pio_bus->Insert(parts.serial, layout::kCom1Port, layout::kCom1PortCount));
+      std::make_unique<IrqLineInterrupt>(parts.vm.get(), x86::layout::kCom1Gsi), options->console);
+  RETURN_IF_ERROR(
+      parts.pio_bus->Insert(parts.serial, x86::layout::kCom1Port, x86::layout::kCom1PortCount));
   parts.i8042 = std::make_shared<devices::I8042>(
-      std::make_unique<IrqLineInterrupt>(parts.vm.get(), layout::kI8042Gsi),
-      [reset_event = parts.reset_event] { (void)reset_event->Write(1); });
-  RETURN_IF_ERROR(parts.pio_bus->Insert(parts.i8042, layout::kI8042Port, layout::kI8042PortCount));
+      std::make_unique<IrqLineInterrupt>(parts.vm.get(), x86::layout::kI8042Gsi),
+      [reset_event = parts.reset_event] {
+        // Cannot fail: the counter would have to reach 2^64 - 2 unread.
+        (void)reset_event->Write(1);
+      });
+  RETURN_IF_ERROR(
+      parts.pio_bus->Insert(parts.i8042, x86::layout::kI8042Port, x86::layout::kI8042PortCount));
   return parts;
 }
 
@@ -231,9 +250,9 @@ absl::StatusOr<std::unique_ptr<Vmm>> BuildVmm(kvm::Kvm kvm, VmmConfig config,
   const MachineConfig& machine = config.machine;
   memory::GuestMemory::Options memory_options;
   memory_options.huge_pages = machine.huge_pages;
-  ASSIGN_OR_RETURN(
-      memory::GuestMemory memory,
-      memory::GuestMemory::CreateAnonymous(machine.mem_size_mib * layout::kMiB, memory_options));
+  ASSIGN_OR_RETURN(memory::GuestMemory memory,
+                   memory::GuestMemory::CreateAnonymous(machine.mem_size_mib * x86::layout::kMiB,
+                                                        memory_options));
   std::string virtio_cmdline;
   ASSIGN_OR_RETURN(Vmm::Parts parts,
                    AssembleParts(std::move(kvm), std::move(memory), machine.track_dirty_pages,

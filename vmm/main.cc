@@ -196,7 +196,8 @@ absl::StatusOr<std::unique_ptr<Vmm>> BootStandalone(const std::string& config_pa
                    BuildVmm(std::move(kvm), std::move(config), std::move(options)));
   // Console input is best effort: stdin may be closed or /dev/null.
   if (::fcntl(STDIN_FILENO, F_SETFL, ::fcntl(STDIN_FILENO, F_GETFL) | O_NONBLOCK) == 0) {
-    (void)vmm->AttachConsoleInput(STDIN_FILENO);
+    absl::Status attached = vmm->AttachConsoleInput(STDIN_FILENO);
+    if (!attached.ok()) LOG(WARNING) << "no console input from stdin: " << attached.message();
   }
   timer->MarkVmReady();
   RETURN_IF_ERROR(StartSandboxed(vmm.get(), &filters));
@@ -283,7 +284,10 @@ int Report(const absl::StatusOr<VmOutcome>& outcome) {
     server.FailBoot(vmm.status());
     Exit(Report(vmm.status()));
   }
-  if (console_fd >= 0) (void)(*vmm)->AttachConsoleInput(console_fd);
+  if (console_fd >= 0) {
+    absl::Status attached = (*vmm)->AttachConsoleInput(console_fd);
+    if (!attached.ok()) LOG(WARNING) << "no console input: " << attached.message();
+  }
   const bool paused = plan->snapshot.has_value() && !plan->resume;
   absl::Status started = StartSandboxed(vmm->get(), &filters, paused);
   // Answers the Boot or LoadSnapshot (after Start: Ready says whether the
@@ -296,7 +300,8 @@ int Report(const absl::StatusOr<VmOutcome>& outcome) {
   absl::StatusOr<VmOutcome> outcome =
       started.ok() ? (*vmm)->Run() : absl::StatusOr<VmOutcome>(started);
   if (outcome.ok()) {
-    (void)(*vmm)->FlushMetrics();
+    absl::StatusOr<std::string> flushed = (*vmm)->FlushMetrics();
+    if (!flushed.ok()) LOG(WARNING) << "final metrics: " << flushed.status().message();
     server.SendGuestExit(*outcome);
   } else {
     server.SendGuestExit(

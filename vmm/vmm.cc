@@ -50,11 +50,13 @@ absl::StatusOr<std::unique_ptr<Vmm>> Vmm::Create(Parts parts) {
   ASSIGN_OR_RETURN(EventFd exits_event, EventFd::Create());
   std::unique_ptr<Vmm> vmm(new Vmm(std::move(parts), std::move(exits_event)));
   RETURN_IF_ERROR(vmm->event_loop()->Add(vmm->exits_event_.fd(), [vmm = vmm.get()](uint32_t) {
+    // Drained for its readiness only: DrainExits takes whatever is queued.
     (void)vmm->exits_event_.Read();
     vmm->DrainExits();
   }));
   RETURN_IF_ERROR(
       vmm->event_loop()->Add(vmm->parts_.reset_event->fd(), [vmm = vmm.get()](uint32_t) {
+        // Drained for its readiness only: one reset or several, the VM ends.
         (void)vmm->parts_.reset_event->Read();
         vmm->Finish(VmOutcome{VmOutcome::Kind::kReset, "guest reset (i8042 reset line)"});
       }));
@@ -83,6 +85,7 @@ absl::Status Vmm::AttachConsoleInput(int fd) {
   ASSIGN_OR_RETURN(TimerFd retry, TimerFd::Create());
   console_retry_ = std::move(retry);
   RETURN_IF_ERROR(event_loop()->Add(console_retry_->fd(), [this](uint32_t) {
+    // Drained for its readiness only: the expiration count does not matter.
     (void)console_retry_->Read();
     PumpConsoleInput();
   }));
@@ -90,7 +93,7 @@ absl::Status Vmm::AttachConsoleInput(int fd) {
 }
 
 absl::Status Vmm::ReplaceConsoleInput(int old_fd, int new_fd) {
-  if (old_fd >= 0 && event_loop()->Watching(old_fd)) (void)event_loop()->Remove(old_fd);
+  if (old_fd >= 0) event_loop()->Unwatch(old_fd);
   console_input_fd_ = new_fd;
   if (!console_retry_.has_value()) return AttachConsoleInput(new_fd);
   return event_loop()->Add(new_fd, [this](uint32_t) { PumpConsoleInput(); });
@@ -101,21 +104,22 @@ void Vmm::PumpConsoleInput() {
   if (space == 0) {
     // Stop watching until the guest drains its FIFO, so a level-triggered
     // fd does not spin the loop; poll again shortly.
-    if (event_loop()->Watching(console_input_fd_)) {
-      (void)event_loop()->Remove(console_input_fd_);
-    }
-    (void)console_retry_->Arm(kConsoleRetry);
+    event_loop()->Unwatch(console_input_fd_);
+    absl::Status armed = console_retry_->Arm(kConsoleRetry);
+    if (!armed.ok()) LOG(WARNING) << "console input stops: retry timer: " << armed.message();
     return;
   }
   if (!event_loop()->Watching(console_input_fd_)) {
-    (void)event_loop()->Add(console_input_fd_, [this](uint32_t) { PumpConsoleInput(); });
+    absl::Status watched =
+        event_loop()->Add(console_input_fd_, [this](uint32_t) { PumpConsoleInput(); });
+    if (!watched.ok()) LOG(WARNING) << "console input stops: " << watched.message();
     return;  // the fd's readiness brings us back
   }
   uint8_t buffer[devices::Serial::kFifoSize];
   ssize_t n = ::read(console_input_fd_, buffer, space);
   if (n <= 0) {
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-    (void)event_loop()->Remove(console_input_fd_);  // EOF or error: done
+    event_loop()->Unwatch(console_input_fd_);  // EOF or error: done
     return;
   }
   parts_.serial->EnqueueInput(absl::MakeConstSpan(buffer, static_cast<size_t>(n)));
@@ -139,6 +143,7 @@ void Vmm::Stop(VmOutcome outcome) {
     absl::MutexLock lock(&exits_mutex_);
     exits_.push_back(std::move(outcome));
   }
+  // Cannot fail: the counter would have to reach 2^64 - 2 without a read.
   (void)exits_event_.Write(1);
 }
 

@@ -119,7 +119,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         FUZZ_CHECK(again.chain.has_value() && again.chain->head == popped.chain->head);
       }
       uint32_t written = fuzz::MoveBytes(&*memory, *popped.chain);
-      (void)queue.AddUsed(popped.chain->head, written);
+      queue.AddUsed(popped.chain->head, written);
     } else if (popped.error.has_value()) {
       if (queue.broken()) {
         FUZZ_CHECK(!queue.HasAvailable());
@@ -127,7 +127,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         FUZZ_CHECK(!after.chain.has_value() && !after.error.has_value());
         break;
       }
-      (void)queue.AddUsed(popped.error->head, 0);
+      queue.AddUsed(popped.error->head, 0);
     } else {
       break;
     }

@@ -15,6 +15,7 @@
 
 #include "common/unique_fd.h"
 #include "hearth/v1/config.pb.h"
+#include "vmm/rate_limiter/rate_limiter_config.h"
 
 namespace hearth::vmm {
 
@@ -23,21 +24,6 @@ namespace hearth::vmm {
 inline constexpr char kDefaultBootArgs[] =
     "console=ttyS0 reboot=k panic=1 pci=off nomodule i8042.noaux i8042.nomux "
     "i8042.dumbkbd swiotlb=noforce";
-
-// One token bucket (Firecracker semantics): `size` tokens, refilled
-// completely every `refill_time_ms`; `one_time_burst` extra tokens spent
-// first and never refilled. size == 0 or refill_time_ms == 0: no limit.
-struct TokenBucketConfig {
-  uint64_t size = 0;
-  uint64_t one_time_burst = 0;
-  uint64_t refill_time_ms = 0;
-  bool enabled() const { return size > 0 && refill_time_ms > 0; }
-};
-
-struct RateLimiterConfig {
-  TokenBucketConfig bandwidth;  // bytes
-  TokenBucketConfig ops;        // requests
-};
 
 struct MachineConfig {
   uint32_t vcpu_count = 1;

@@ -5,6 +5,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
+
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "glog/logging.h"
@@ -119,7 +122,7 @@ ControlServer::ControlServer(MessageChannel channel, EventLoop* loop, const Boot
 }
 
 ControlServer::~ControlServer() {
-  if (!closed_ && loop_->Watching(channel_.fd())) (void)loop_->Remove(channel_.fd());
+  if (!closed_) loop_->Unwatch(channel_.fd());
 }
 
 std::unique_ptr<virtio::VsockConnector> ControlServer::MakeVsockConnector() {
@@ -153,8 +156,14 @@ void ControlServer::SendReady() {
 void ControlServer::SetReattachListener(UniqueFd listener, uid_t agent_uid) {
   reattach_listener_ = std::move(listener);
   agent_uid_ = agent_uid;
+  // AcceptReattach runs on the event loop: a blocking accept would stall
+  // the VM's devices, so a listener that cannot be made non-blocking is
+  // not watched (the agent cannot reattach, the VM runs on).
   int flags = ::fcntl(reattach_listener_.get(), F_GETFL);
-  (void)::fcntl(reattach_listener_.get(), F_SETFL, flags | O_NONBLOCK);
+  if (flags < 0 || ::fcntl(reattach_listener_.get(), F_SETFL, flags | O_NONBLOCK) < 0) {
+    LOG(ERROR) << "reattach socket: fcntl O_NONBLOCK: " << std::strerror(errno);
+    return;
+  }
   absl::Status status =
       loop_->Add(reattach_listener_.get(), [this](uint32_t) { AcceptReattach(); });
   if (!status.ok()) LOG(ERROR) << "reattach socket: " << status.message();
@@ -166,7 +175,7 @@ void ControlServer::SetConsole(std::shared_ptr<SocketConsoleOutput> output) {
 
 void ControlServer::CloseChannel() {
   if (closed_) return;
-  if (loop_->Watching(channel_.fd())) (void)loop_->Remove(channel_.fd());
+  loop_->Unwatch(channel_.fd());
   channel_ = MessageChannel();
   closed_ = true;
   for (auto& [id, done] : vsock_waiters_) done(absl::UnavailableError("agent gone"));

@@ -40,7 +40,7 @@ absl::Status CopyToGuest(const ImageSource& image, uint64_t offset, uint64_t len
 
 absl::Status CheckInRam(const ImageSource& image, const char* what, uint64_t address,
                         uint64_t length, const memory::GuestMemory& memory) {
-  if (address < layout::kHighMemStart) {
+  if (address < x86::layout::kHighMemStart) {
     return Invalid(image, absl::StrCat(what, " at 0x", absl::Hex(address),
                                        " is below 1 MiB, where the boot "
                                        "structures live"));
@@ -48,7 +48,7 @@ absl::Status CheckInRam(const ImageSource& image, const char* what, uint64_t add
   if (!memory.Contains(address, length)) {
     return Invalid(image, absl::StrCat(what, " [0x", absl::Hex(address), ", 0x",
                                        absl::Hex(address + length), ") does not fit in guest RAM (",
-                                       memory.size() / layout::kMiB, " MiB)"));
+                                       memory.size() / x86::layout::kMiB, " MiB)"));
   }
   return absl::OkStatus();
 }
@@ -106,7 +106,7 @@ absl::StatusOr<LoadedKernel> LoadElf(const ImageSource& image, memory::GuestMemo
   kernel.start = loads.front().p_paddr;
   kernel.end = loads.back().p_paddr + loads.back().p_memsz;
   kernel.entry = ehdr.e_entry;
-  kernel.initrd_addr_max = layout::kDefaultInitrdAddrMax;
+  kernel.initrd_addr_max = x86::layout::kDefaultInitrdAddrMax;
   bool entry_loaded = false;
   for (const Elf64_Phdr& phdr : loads) {
     entry_loaded |= ehdr.e_entry >= phdr.p_paddr && ehdr.e_entry < phdr.p_paddr + phdr.p_memsz;
@@ -147,7 +147,7 @@ absl::StatusOr<LoadedKernel> LoadBzImage(const ImageSource& image, memory::Guest
   }
   uint64_t payload_size = image.size() - payload_offset;
   LoadedKernel kernel;
-  kernel.start = layout::kHighMemStart;
+  kernel.start = x86::layout::kHighMemStart;
   // The kernel decompresses in place and needs init_size bytes from here.
   kernel.end = kernel.start + std::max<uint64_t>(payload_size, header.init_size);
   RETURN_IF_ERROR(CheckInRam(image, "kernel", kernel.start, kernel.end - kernel.start, *memory));
@@ -167,9 +167,9 @@ absl::StatusOr<LoadedKernel> LoadBzImage(const ImageSource& image, memory::Guest
 absl::StatusOr<LoadedInitrd> LoadInitrd(const ImageSource& image, const LoadedKernel& kernel,
                                         memory::GuestMemory* memory) {
   if (image.size() == 0) return Invalid(image, "initrd is empty");
-  uint64_t low_ram_end = std::min(memory->size(), layout::kMmioHoleStart);
+  uint64_t low_ram_end = std::min(memory->size(), x86::layout::kMmioHoleStart);
   uint64_t top = std::min(low_ram_end, kernel.initrd_addr_max + 1);
-  uint64_t address = top >= image.size() ? (top - image.size()) & ~(layout::kPageSize - 1) : 0;
+  uint64_t address = top >= image.size() ? (top - image.size()) & ~(x86::layout::kPageSize - 1) : 0;
   if (address < kernel.end) {
     return Invalid(image, absl::StrCat("initrd of ", image.size(),
                                        " bytes does not fit between the kernel "

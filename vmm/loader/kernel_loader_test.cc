@@ -12,7 +12,7 @@
 namespace hearth::loader {
 namespace {
 
-using layout::kMiB;
+using x86::layout::kMiB;
 
 struct Segment {
   uint64_t paddr;
@@ -168,13 +168,13 @@ TEST_F(LoaderTest, BzImageErrors) {
 TEST_F(LoaderTest, InitrdGoesToTopOfLowRam) {
   LoadedKernel kernel;
   kernel.end = 2 * kMiB;
-  kernel.initrd_addr_max = layout::kDefaultInitrdAddrMax;
+  kernel.initrd_addr_max = x86::layout::kDefaultInitrdAddrMax;
   auto initrd = LoadInitrd(BufferImageSource(std::string(5000, 'i'), "initrd"), kernel, &mem);
   ASSERT_TRUE(initrd.ok()) << initrd.status();
   EXPECT_EQ(initrd->size, 5000u);
-  EXPECT_EQ(initrd->address % layout::kPageSize, 0u);
+  EXPECT_EQ(initrd->address % x86::layout::kPageSize, 0u);
   EXPECT_LE(initrd->address + initrd->size, 64 * kMiB);
-  EXPECT_GT(initrd->address + initrd->size, 64 * kMiB - layout::kPageSize * 2);
+  EXPECT_GT(initrd->address + initrd->size, 64 * kMiB - x86::layout::kPageSize * 2);
   // Too big to fit above the kernel.
   EXPECT_FALSE(
       LoadInitrd(BufferImageSource(std::string(63 * kMiB, 'i'), "initrd"), kernel, &mem).ok());

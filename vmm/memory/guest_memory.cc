@@ -12,10 +12,10 @@
 namespace hearth::memory {
 namespace {
 
-constexpr uint64_t kHugePageSize = 2 * layout::kMiB;
+constexpr uint64_t kHugePageSize = 2 * x86::layout::kMiB;
 
 size_t PageWords(uint64_t bytes) {
-  uint64_t pages = (bytes + layout::kPageSize - 1) / layout::kPageSize;
+  uint64_t pages = (bytes + x86::layout::kPageSize - 1) / x86::layout::kPageSize;
   return static_cast<size_t>((pages + 63) / 64);
 }
 
@@ -28,14 +28,14 @@ absl::Status OutOfRange(uint64_t address, uint64_t length) {
 
 std::vector<GuestRange> GuestMemory::RamLayout(uint64_t size) {
   std::vector<GuestRange> ranges;
-  uint64_t low = std::min(size, layout::kMmioHoleStart);
+  uint64_t low = std::min(size, x86::layout::kMmioHoleStart);
   if (low > 0) ranges.push_back({0, low});
-  if (size > low) ranges.push_back({layout::kHighRamStart, size - low});
+  if (size > low) ranges.push_back({x86::layout::kHighRamStart, size - low});
   return ranges;
 }
 
 absl::StatusOr<GuestMemory> GuestMemory::CreateAnonymous(uint64_t size, Options options) {
-  uint64_t granule = options.huge_pages ? kHugePageSize : layout::kPageSize;
+  uint64_t granule = options.huge_pages ? kHugePageSize : x86::layout::kPageSize;
   if (size == 0 || size % granule != 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("guest memory size ", size, " must be a non-zero multiple of ", granule));
@@ -58,8 +58,8 @@ absl::StatusOr<GuestMemory> GuestMemory::FromRegions(std::vector<Region> regions
   uint64_t previous_end = 0;
   for (size_t i = 0; i < regions.size(); ++i) {
     const Region& r = regions[i];
-    if (!r.mapping.valid() || r.guest_address % layout::kPageSize != 0 ||
-        r.mapping.size() % layout::kPageSize != 0) {
+    if (!r.mapping.valid() || r.guest_address % x86::layout::kPageSize != 0 ||
+        r.mapping.size() % x86::layout::kPageSize != 0) {
       return absl::InvalidArgumentError(absl::StrCat("guest memory region at 0x",
                                                      absl::Hex(r.guest_address),
                                                      " is empty or not page-aligned"));
@@ -149,9 +149,9 @@ uint64_t GuestMemory::ResidentBytes() const {
   uint64_t resident = 0;
   std::vector<unsigned char> pages;
   for (const Region& r : regions_) {
-    pages.resize(r.mapping.size() / layout::kPageSize);
+    pages.resize(r.mapping.size() / x86::layout::kPageSize);
     if (::mincore(r.mapping.data(), r.mapping.size(), pages.data()) != 0) continue;
-    for (unsigned char p : pages) resident += (p & 1) ? layout::kPageSize : 0;
+    for (unsigned char p : pages) resident += (p & 1) ? x86::layout::kPageSize : 0;
   }
   return resident;
 }
@@ -161,8 +161,8 @@ void GuestMemory::MarkDirty(uint64_t address, uint64_t length) {
   size_t index = 0;
   const Region* r = FindRegion(address, length, &index);
   if (r == nullptr) return;
-  uint64_t first = (address - r->guest_address) / layout::kPageSize;
-  uint64_t last = (address - r->guest_address + length - 1) / layout::kPageSize;
+  uint64_t first = (address - r->guest_address) / x86::layout::kPageSize;
+  uint64_t last = (address - r->guest_address + length - 1) / x86::layout::kPageSize;
   for (uint64_t page = first; page <= last; ++page) {
     dirty_[index][page / 64].fetch_or(uint64_t{1} << (page % 64), std::memory_order_relaxed);
   }

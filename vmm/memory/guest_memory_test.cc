@@ -11,8 +11,8 @@
 namespace hearth::memory {
 namespace {
 
-using layout::kGiB;
-using layout::kMiB;
+using x86::layout::kGiB;
+using x86::layout::kMiB;
 
 TEST(GuestMemory, LayoutSplitsAroundTheMmioHole) {
   auto small = GuestMemory::RamLayout(128 * kMiB);

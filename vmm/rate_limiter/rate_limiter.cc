@@ -87,6 +87,7 @@ void RateLimiter::Update(const RateLimiterConfig& config) {
   if (config.bandwidth.enabled()) bandwidth_.emplace(config.bandwidth, clock_);
   if (config.ops.enabled()) ops_.emplace(config.ops, clock_);
   if (!limits() && blocked_) {
+    // Cannot fail: timerfd_settime refuses only a bad fd or a bad time.
     (void)timer_.Disarm();
     blocked_ = false;
   }
@@ -95,6 +96,8 @@ void RateLimiter::Update(const RateLimiterConfig& config) {
 void RateLimiter::Block(int64_t ms) {
   blocked_ = true;
   ++throttled_;
+  // Cannot fail: timerfd_settime refuses only a bad fd or a bad time, and
+  // the delay is at least 1 ms.
   (void)timer_.Arm(absl::Milliseconds(std::max<int64_t>(ms, 1)));
 }
 
@@ -144,8 +147,6 @@ absl::Status RateLimiter::Watch(EventLoop* loop, std::function<void()> on_unbloc
   });
 }
 
-void RateLimiter::Unwatch(EventLoop* loop) {
-  if (loop->Watching(timer_fd())) (void)loop->Remove(timer_fd());
-}
+void RateLimiter::Unwatch(EventLoop* loop) { loop->Unwatch(timer_fd()); }
 
 }  // namespace hearth::vmm

@@ -20,7 +20,7 @@
 #include "absl/status/statusor.h"
 #include "common/event_loop.h"
 #include "common/timer_fd.h"
-#include "vmm/config/vmm_config.h"
+#include "vmm/rate_limiter/rate_limiter_config.h"
 
 namespace hearth::vmm {
 

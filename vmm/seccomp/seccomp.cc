@@ -125,6 +125,7 @@ void ReportViolation(int, siginfo_t* info, void*) {
   while (shift > 0 && ((address >> shift) & 0xf) == 0) shift -= 4;
   for (; shift >= 0; shift -= 4) message[length++] = "0123456789abcdef"[(address >> shift) & 0xf];
   message[length++] = '\n';
+  // Best effort: the process is killed next whether or not stderr took it.
   (void)!::syscall(SYS_write, 2, message, length);
   // kill(2) is on no allow-list but has its own rule: kill the process with
   // SIGSYS (SECCOMP_RET_KILL_PROCESS). Unlike re-raising the signal, that
@@ -232,7 +233,7 @@ void PrepareAbseilForSeccomp() {
   // Abseil's mutexes size their spinning by the CPU count and time their
   // priority checks by the CPU frequency, both read once from /sys on first
   // contention (where /sys lacks the frequency, Abseil measures the TSC for
-  // a few milliseconds).
+  // a few milliseconds). Called for that side effect; the values are unused.
   (void)absl::base_internal::NumCPUs();
   (void)absl::base_internal::NominalCPUFrequency();
 }

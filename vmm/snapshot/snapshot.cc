@@ -13,6 +13,8 @@
 #include "common/errno_status.h"
 #include "common/status_macros.h"
 #include "glog/logging.h"
+#include "vmm/devices/legacy/persist.h"
+#include "vmm/devices/virtio/persist.h"
 #include "vmm/snapshot/format.h"
 
 namespace hearth::snapshot {
@@ -192,11 +194,11 @@ absl::StatusOr<CreateStats> CreateSnapshot(Vmm* vmm, v1::VmSnapshot::MemoryKind 
   state.set_pit(Raw(pit));
   state.set_clock(Raw(clock));
 
-  parts.serial->SaveState(state.mutable_serial());
-  parts.i8042->SaveState(state.mutable_i8042());
+  devices::SaveSerialState(*parts.serial, state.mutable_serial());
+  devices::SaveI8042State(*parts.i8042, state.mutable_i8042());
   for (const Vmm::VirtioSlot& slot : parts.virtio) {
     v1::VirtioState* device = state.add_virtio();
-    RETURN_IF_ERROR(slot.transport->SaveState(device));
+    RETURN_IF_ERROR(virtio::SaveVirtioState(*slot.transport, device));
     device->set_id(slot.transport->device()->name());
   }
   stats.state_time = absl::Now() - start;
@@ -298,8 +300,8 @@ absl::StatusOr<std::unique_ptr<Vmm>> RestoreVmm(kvm::Kvm kvm, const v1::VmSnapsh
     parts.cpuid.push_back(std::move(cpuid));
   }
 
-  parts.serial->RestoreState(snapshot.serial());
-  parts.i8042->RestoreState(snapshot.i8042());
+  devices::RestoreSerialState(snapshot.serial(), parts.serial.get());
+  devices::RestoreI8042State(snapshot.i8042(), parts.i8042.get());
   for (size_t i = 0; i < parts.virtio.size(); ++i) {
     const v1::VirtioState& state = snapshot.virtio(static_cast<int>(i));
     const std::string name = parts.virtio[i].transport->device()->name();
@@ -307,7 +309,7 @@ absl::StatusOr<std::unique_ptr<Vmm>> RestoreVmm(kvm::Kvm kvm, const v1::VmSnapsh
       return absl::InvalidArgumentError(absl::StrCat("virtio device ", i, " is \"", state.id(),
                                                      "\" in the snapshot but \"", name, "\" here"));
     }
-    RETURN_IF_ERROR(parts.virtio[i].transport->RestoreState(state));
+    RETURN_IF_ERROR(virtio::RestoreVirtioState(state, parts.virtio[i].transport.get()));
   }
   ASSIGN_OR_RETURN(std::unique_ptr<Vmm> vmm, Vmm::Create(std::move(parts)));
   vmm->set_last_snapshot_id(snapshot.snapshot_id());

@@ -21,7 +21,7 @@
 
 #include <cstdint>
 
-namespace hearth::layout {
+namespace hearth::x86::layout {
 
 inline constexpr uint64_t kKiB = 1024;
 inline constexpr uint64_t kMiB = 1024 * kKiB;
@@ -80,6 +80,6 @@ inline constexpr uint32_t kI8042Gsi = 1;
 // ELF kernels that carry no setup header.
 inline constexpr uint64_t kDefaultInitrdAddrMax = 0x37ffffff;
 
-}  // namespace hearth::layout
+}  // namespace hearth::x86::layout
 
 #endif  // HEARTH_VMM_ARCH_X86_64_LAYOUT_H_

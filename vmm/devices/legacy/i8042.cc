@@ -1,9 +1,7 @@
 #include "vmm/devices/legacy/i8042.h"
 
 #include <algorithm>
-#include <string>
-
-#include "hearth/vmm/v1/snapshot.pb.h"
+#include <vector>
 
 namespace hearth::devices {
 namespace {
@@ -161,20 +159,22 @@ uint64_t I8042::resets_requested() const {
   return resets_;
 }
 
-void I8042::SaveState(hearth::vmm::v1::I8042State* state) const {
+I8042State I8042::SaveState() const {
   absl::MutexLock lock(&mutex_);
-  state->set_control(control_);
-  state->set_status(status_);
-  state->set_pending_command(pending_command_);
-  state->set_buffer(std::string(buffer_.begin(), buffer_.end()));
+  I8042State state;
+  state.control = control_;
+  state.status = status_;
+  state.pending_command = pending_command_;
+  state.buffer.assign(buffer_.begin(), buffer_.end());
+  return state;
 }
 
-void I8042::RestoreState(const hearth::vmm::v1::I8042State& state) {
+void I8042::RestoreState(const I8042State& state) {
   absl::MutexLock lock(&mutex_);
-  control_ = static_cast<uint8_t>(state.control());
-  status_ = static_cast<uint8_t>(state.status());
-  pending_command_ = static_cast<uint8_t>(state.pending_command());
-  const std::string& bytes = state.buffer();
+  control_ = state.control;
+  status_ = state.status;
+  pending_command_ = state.pending_command;
+  const std::vector<uint8_t>& bytes = state.buffer;
   buffer_.assign(bytes.begin(), bytes.begin() + std::min(bytes.size(), kBufferSize));
 }
 

@@ -12,6 +12,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
@@ -19,11 +20,21 @@
 #include "vmm/bus/bus.h"
 #include "vmm/devices/interrupt.h"
 
-namespace hearth::vmm::v1 {
-class I8042State;
-}  // namespace hearth::vmm::v1
-
 namespace hearth::devices {
+
+// The controller's snapshot state: its registers and the queued scancodes.
+// (vmm/devices/legacy/persist.h converts it to the snapshot format.)
+struct I8042State {
+  uint8_t control = 0;
+  uint8_t status = 0;
+  uint8_t pending_command = 0;
+  std::vector<uint8_t> buffer;
+
+  bool operator==(const I8042State& other) const {
+    return control == other.control && status == other.status &&
+           pending_command == other.pending_command && buffer == other.buffer;
+  }
+};
 
 class I8042 : public bus::BusDevice {
  public:
@@ -43,8 +54,9 @@ class I8042 : public bus::BusDevice {
   uint64_t resets_requested() const;
 
   // Snapshots: controller registers and queued scancodes.
-  void SaveState(hearth::vmm::v1::I8042State* state) const;
-  void RestoreState(const hearth::vmm::v1::I8042State& state);
+  // Restore keeps the first kBufferSize queued bytes.
+  I8042State SaveState() const;
+  void RestoreState(const I8042State& state);
 
  private:
   void PushByte(uint8_t byte) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);

@@ -1,9 +1,6 @@
 #include "vmm/devices/legacy/i8042.h"
 
-#include <string>
-
 #include "gtest/gtest.h"
-#include "hearth/vmm/v1/snapshot.pb.h"
 
 namespace hearth::devices {
 namespace {
@@ -18,15 +15,11 @@ class I8042Test : public ::testing::Test {
   }
   // Replaces the controller by a fresh one restored from `state`, as a
   // restoring VMM does.
-  void RestoreFresh(const hearth::vmm::v1::I8042State& state) {
+  void RestoreFresh(const I8042State& state) {
     MakeI8042();
     i8042->RestoreState(state);
   }
-  void SaveAndRestore() {
-    hearth::vmm::v1::I8042State state;
-    i8042->SaveState(&state);
-    RestoreFresh(state);
-  }
+  void SaveAndRestore() { RestoreFresh(i8042->SaveState()); }
   uint8_t In(uint64_t offset) {
     uint8_t v = 0;
     i8042->Read(offset, absl::MakeSpan(&v, 1));
@@ -113,11 +106,11 @@ TEST_F(I8042Test, SnapshotKeepsAPendingCommand) {
 }
 
 TEST_F(I8042Test, RestoreClampsAnOverlongBuffer) {
-  hearth::vmm::v1::I8042State state;
-  state.set_control(0x45);
-  state.set_status(0x15);
-  state.set_pending_command(0x1ff);
-  state.set_buffer(std::string(I8042::kBufferSize + 20, '\x2a'));
+  I8042State state;
+  state.control = 0x45;
+  state.status = 0x15;
+  state.pending_command = 0xff;
+  state.buffer.assign(I8042::kBufferSize + 20, 0x2a);
   RestoreFresh(state);
   for (size_t i = 0; i < I8042::kBufferSize; ++i) ASSERT_EQ(In(0), 0x2a) << i;
   EXPECT_EQ(In(4) & 0x01, 0);

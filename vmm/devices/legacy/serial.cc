@@ -1,9 +1,7 @@
 #include "vmm/devices/legacy/serial.h"
 
 #include <algorithm>
-#include <string>
-
-#include "hearth/vmm/v1/snapshot.pb.h"
+#include <vector>
 
 namespace hearth::devices {
 namespace {
@@ -183,30 +181,32 @@ uint64_t Serial::bytes_written() const {
   return bytes_written_;
 }
 
-void Serial::SaveState(hearth::vmm::v1::SerialState* state) const {
+SerialState Serial::SaveState() const {
   absl::MutexLock lock(&mutex_);
-  state->set_ier(ier_);
-  state->set_lcr(lcr_);
-  state->set_mcr(mcr_);
-  state->set_fcr(fcr_);
-  state->set_scr(scr_);
-  state->set_dll(dll_);
-  state->set_dlm(dlm_);
-  state->set_thre_pending(thre_pending_);
-  state->set_rx_fifo(std::string(rx_fifo_.begin(), rx_fifo_.end()));
+  SerialState state;
+  state.ier = ier_;
+  state.lcr = lcr_;
+  state.mcr = mcr_;
+  state.fcr = fcr_;
+  state.scr = scr_;
+  state.dll = dll_;
+  state.dlm = dlm_;
+  state.thre_pending = thre_pending_;
+  state.rx_fifo.assign(rx_fifo_.begin(), rx_fifo_.end());
+  return state;
 }
 
-void Serial::RestoreState(const hearth::vmm::v1::SerialState& state) {
+void Serial::RestoreState(const SerialState& state) {
   absl::MutexLock lock(&mutex_);
-  ier_ = static_cast<uint8_t>(state.ier() & kIerMask);
-  lcr_ = static_cast<uint8_t>(state.lcr());
-  mcr_ = static_cast<uint8_t>(state.mcr() & kMcrMask);
-  fcr_ = static_cast<uint8_t>(state.fcr());
-  scr_ = static_cast<uint8_t>(state.scr());
-  dll_ = static_cast<uint8_t>(state.dll());
-  dlm_ = static_cast<uint8_t>(state.dlm());
-  thre_pending_ = state.thre_pending();
-  const std::string& fifo = state.rx_fifo();
+  ier_ = static_cast<uint8_t>(state.ier & kIerMask);
+  lcr_ = state.lcr;
+  mcr_ = static_cast<uint8_t>(state.mcr & kMcrMask);
+  fcr_ = state.fcr;
+  scr_ = state.scr;
+  dll_ = state.dll;
+  dlm_ = state.dlm;
+  thre_pending_ = state.thre_pending;
+  const std::vector<uint8_t>& fifo = state.rx_fifo;
   rx_fifo_.assign(fifo.begin(), fifo.begin() + std::min(fifo.size(), kFifoSize));
 }
 

@@ -12,6 +12,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
@@ -19,11 +20,27 @@
 #include "vmm/bus/bus.h"
 #include "vmm/devices/interrupt.h"
 
-namespace hearth::vmm::v1 {
-class SerialState;
-}  // namespace hearth::vmm::v1
-
 namespace hearth::devices {
+
+// The UART's snapshot state: its registers and the input the guest has not
+// read. (vmm/devices/legacy/persist.h converts it to the snapshot format.)
+struct SerialState {
+  uint8_t ier = 0;
+  uint8_t lcr = 0;
+  uint8_t mcr = 0;
+  uint8_t fcr = 0;
+  uint8_t scr = 0;
+  uint8_t dll = 0;
+  uint8_t dlm = 0;
+  bool thre_pending = false;
+  std::vector<uint8_t> rx_fifo;
+
+  bool operator==(const SerialState& other) const {
+    return ier == other.ier && lcr == other.lcr && mcr == other.mcr && fcr == other.fcr &&
+           scr == other.scr && dll == other.dll && dlm == other.dlm &&
+           thre_pending == other.thre_pending && rx_fifo == other.rx_fifo;
+  }
+};
 
 // Where the guest's serial output goes (stdout, the agent's console socket).
 class SerialOutput {
@@ -51,8 +68,10 @@ class Serial : public bus::BusDevice {
   uint64_t bytes_written() const;
 
   // Snapshots: the registers and the unread input.
-  void SaveState(hearth::vmm::v1::SerialState* state) const;
-  void RestoreState(const hearth::vmm::v1::SerialState& state);
+  // Restore keeps the first kFifoSize bytes of input and masks reserved
+  // register bits.
+  SerialState SaveState() const;
+  void RestoreState(const SerialState& state);
 
  private:
   uint8_t ReadRegister(uint64_t offset) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);

@@ -3,7 +3,6 @@
 #include <string>
 
 #include "gtest/gtest.h"
-#include "hearth/vmm/v1/snapshot.pb.h"
 
 namespace hearth::devices {
 namespace {
@@ -27,15 +26,11 @@ class SerialTest : public ::testing::Test {
   }
   // Replaces the port by a fresh one restored from `state`, as a restoring
   // VMM does.
-  void RestoreFresh(const hearth::vmm::v1::SerialState& state) {
+  void RestoreFresh(const SerialState& state) {
     MakeSerial();
     serial->RestoreState(state);
   }
-  void SaveAndRestore() {
-    hearth::vmm::v1::SerialState state;
-    serial->SaveState(&state);
-    RestoreFresh(state);
-  }
+  void SaveAndRestore() { RestoreFresh(serial->SaveState()); }
   uint8_t In(uint64_t offset) {
     uint8_t v = 0;
     serial->Read(offset, absl::MakeSpan(&v, 1));
@@ -174,11 +169,11 @@ TEST_F(SerialTest, SnapshotKeepsUnreadInputInOrder) {
 }
 
 TEST_F(SerialTest, RestoreClampsAHostileState) {
-  hearth::vmm::v1::SerialState state;
-  state.set_ier(0xffffffff);
-  state.set_mcr(0xff);
-  state.set_lcr(0x103);  // the 8-bit register: 8N1, DLAB clear
-  state.set_rx_fifo(std::string(Serial::kFifoSize + 36, 'h'));
+  SerialState state;
+  state.ier = 0xff;
+  state.mcr = 0xff;
+  state.lcr = 0x03;  // 8N1, DLAB clear
+  state.rx_fifo.assign(Serial::kFifoSize + 36, 'h');
   RestoreFresh(state);
   EXPECT_EQ(In(1) & 0xf0, 0);  // reserved IER bits dropped
   EXPECT_EQ(In(4), 0x1f);

@@ -84,6 +84,8 @@ absl::StatusOr<std::vector<iovec>> WritableIovecs(const memory::GuestMemory& mem
 
 void MarkWritableDirty(memory::GuestMemory* memory, const DescriptorChain& chain, uint64_t length) {
   if (!memory->dirty_tracking()) return;
+  // Cannot fail: the length is clamped to the chain's and the visit always
+  // succeeds.
   (void)ForEachPiece(chain, true, 0, std::min(length, chain.writable_bytes),
                      [&](uint64_t address, uint64_t piece, uint64_t) {
                        memory->MarkDirty(address, piece);

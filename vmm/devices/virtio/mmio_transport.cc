@@ -6,7 +6,6 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "glog/logging.h"
-#include "hearth/vmm/v1/snapshot.pb.h"
 
 namespace hearth::virtio {
 
@@ -261,24 +260,25 @@ absl::StatusOr<ActivateContext> MmioTransport::MakeContextLocked() {
   return context;
 }
 
-absl::Status MmioTransport::SaveState(hearth::vmm::v1::VirtioState* state) const {
-  state->set_device_type(device_->device_type());
+absl::StatusOr<VirtioState> MmioTransport::SaveState() const {
+  VirtioState state;
+  state.device_type = device_->device_type();
   {
     absl::MutexLock lock(&mutex_);
-    state->set_status(status_);
-    state->set_driver_features(driver_features_);
-    state->set_device_features_sel(device_features_sel_);
-    state->set_driver_features_sel(driver_features_sel_);
-    state->set_queue_sel(queue_sel_);
-    state->set_interrupt_status(interrupt_.status());
-    state->set_activated(active_);
+    state.status = status_;
+    state.driver_features = driver_features_;
+    state.device_features_sel = device_features_sel_;
+    state.driver_features_sel = driver_features_sel_;
+    state.queue_sel = queue_sel_;
+    state.interrupt_status = interrupt_.status();
+    state.activated = active_;
     for (const QueueConfig& q : queues_) {
-      hearth::vmm::v1::QueueState* saved = state->add_queues();
-      saved->set_size(q.size);
-      saved->set_ready(q.ready);
-      saved->set_desc_table(q.desc_table);
-      saved->set_avail_ring(q.avail_ring);
-      saved->set_used_ring(q.used_ring);
+      QueueState& saved = state.queues.emplace_back();
+      saved.size = q.size;
+      saved.ready = q.ready;
+      saved.desc_table = q.desc_table;
+      saved.avail_ring = q.avail_ring;
+      saved.used_ring = q.used_ring;
     }
   }
   if (active_) {
@@ -290,59 +290,59 @@ absl::Status MmioTransport::SaveState(hearth::vmm::v1::VirtioState* state) const
     for (size_t i = 0; i < context->queues.size() && i < queue_count_; ++i) {
       if (!context->queues[i].has_value()) continue;
       const Queue& queue = *context->queues[i];
-      hearth::vmm::v1::QueueState* saved = state->mutable_queues(static_cast<int>(i));
-      saved->set_next_avail(queue.next_avail());
-      saved->set_next_used(queue.next_used());
-      saved->set_broken(queue.broken());
+      QueueState& saved = state.queues[i];
+      saved.next_avail = queue.next_avail();
+      saved.next_used = queue.next_used();
+      saved.broken = queue.broken();
     }
   }
-  device_->SaveState(state);
-  return absl::OkStatus();
+  device_->SaveState(&state);
+  return state;
 }
 
-absl::Status MmioTransport::RestoreState(const hearth::vmm::v1::VirtioState& state) {
+absl::Status MmioTransport::RestoreState(const VirtioState& state) {
   const std::string name = device_->name();
-  if (state.device_type() != device_->device_type()) {
+  if (state.device_type != device_->device_type()) {
     return absl::InvalidArgumentError(
-        absl::StrCat(name, ": the snapshot has a device of type ", state.device_type(), " here"));
+        absl::StrCat(name, ": the snapshot has a device of type ", state.device_type, " here"));
   }
-  if (static_cast<size_t>(state.queues_size()) != queue_count_) {
-    return absl::InvalidArgumentError(absl::StrCat(name, ": the snapshot has ", state.queues_size(),
+  if (state.queues.size() != queue_count_) {
+    return absl::InvalidArgumentError(absl::StrCat(name, ": the snapshot has ", state.queues.size(),
                                                    " queues, the device ", queue_count_));
   }
-  if ((state.driver_features() & ~device_->features()) != 0) {
+  if ((state.driver_features & ~device_->features()) != 0) {
     return absl::InvalidArgumentError(
         absl::StrCat(name, ": the snapshot's driver features are not all offered here"));
   }
   std::optional<ActivateContext> context;
   {
     absl::MutexLock lock(&mutex_);
-    status_ = state.status();
-    driver_features_ = state.driver_features();
-    device_features_sel_ = state.device_features_sel();
-    driver_features_sel_ = state.driver_features_sel();
-    queue_sel_ = state.queue_sel();
+    status_ = state.status;
+    driver_features_ = state.driver_features;
+    device_features_sel_ = state.device_features_sel;
+    driver_features_sel_ = state.driver_features_sel;
+    queue_sel_ = state.queue_sel;
     for (size_t i = 0; i < queue_count_; ++i) {
-      const hearth::vmm::v1::QueueState& q = state.queues(static_cast<int>(i));
-      if (q.size() > 0xffff) return absl::InvalidArgumentError(absl::StrCat(name, ": queue size"));
-      queues_[i] = QueueConfig{static_cast<uint16_t>(q.size()), q.ready(), q.desc_table(),
-                               q.avail_ring(), q.used_ring()};
+      const QueueState& q = state.queues[i];
+      if (q.size > 0xffff) return absl::InvalidArgumentError(absl::StrCat(name, ": queue size"));
+      queues_[i] = QueueConfig{static_cast<uint16_t>(q.size), q.ready, q.desc_table, q.avail_ring,
+                               q.used_ring};
     }
     // NEEDS_RESET alone means the activation failed: the driver must reset.
     // A device that was running when it set NEEDS_RESET (a queue the driver
     // broke) kept serving its other queues, and goes on doing so.
-    if ((status_ & kStatusDriverOk) && (state.activated() || !(status_ & kStatusNeedsReset))) {
+    if ((status_ & kStatusDriverOk) && (state.activated || !(status_ & kStatusNeedsReset))) {
       ASSIGN_OR_RETURN(ActivateContext made, MakeContextLocked());
       context = std::move(made);
       for (size_t i = 0; i < queue_count_; ++i) {
         if (!context->queues[i].has_value()) continue;
-        const hearth::vmm::v1::QueueState& q = state.queues(static_cast<int>(i));
-        if (q.next_avail() > 0xffff || q.next_used() > 0xffff) {
+        const QueueState& q = state.queues[i];
+        if (q.next_avail > 0xffff || q.next_used > 0xffff) {
           return absl::InvalidArgumentError(absl::StrCat(name, ": queue position"));
         }
-        context->queues[i]->SetIndices(static_cast<uint16_t>(q.next_avail()),
-                                       static_cast<uint16_t>(q.next_used()));
-        if (q.broken()) context->queues[i]->MarkBroken();
+        context->queues[i]->SetIndices(static_cast<uint16_t>(q.next_avail),
+                                       static_cast<uint16_t>(q.next_used));
+        if (q.broken) context->queues[i]->MarkBroken();
       }
     }
   }
@@ -350,7 +350,7 @@ absl::Status MmioTransport::RestoreState(const hearth::vmm::v1::VirtioState& sta
   // Before the activation, which may complete requests the driver made
   // available before the save (and vsock's Restored posts an event): those
   // interrupts must add to the saved status, not be overwritten by it.
-  interrupt_.Restore(state.interrupt_status());
+  interrupt_.Restore(state.interrupt_status);
   if (context.has_value()) {
     absl::Status activated = device_->Activate(std::move(*context));
     if (!activated.ok()) {

@@ -20,10 +20,12 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "common/event_loop.h"
 #include "vmm/bus/bus.h"
 #include "vmm/devices/virtio/virtio_device.h"
+#include "vmm/devices/virtio/virtio_state.h"
 #include "vmm/memory/guest_memory.h"
 
 namespace hearth::virtio {
@@ -87,8 +89,10 @@ class MmioTransport : public bus::BusDevice {
   // Snapshots (event-loop thread, vCPUs paused): registers, queues and the
   // device's own state; restore re-activates a device the driver had
   // running, synchronously.
-  absl::Status SaveState(hearth::vmm::v1::VirtioState* state) const;
-  absl::Status RestoreState(const hearth::vmm::v1::VirtioState& state);
+  // (vmm/devices/virtio/persist.h converts the state to the snapshot
+  // format.)
+  absl::StatusOr<VirtioState> SaveState() const;
+  absl::Status RestoreState(const VirtioState& state);
 
   VirtioDevice* device() const { return device_.get(); }
   size_t queue_count() const { return queue_count_; }

@@ -7,13 +7,11 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "hearth/vmm/v1/snapshot.pb.h"
 #include "vmm/devices/virtio/testing/fake_guest.h"
 
 namespace hearth::virtio {
 namespace {
 
-using hearth::vmm::v1::VirtioState;
 using testing::FakeGuest;
 using testing::FakeQueue;
 using testing::UsedElement;
@@ -60,7 +58,7 @@ class FakeDevice : public VirtioDevice {
   const ActivateContext* activated() const override {
     return snapshottable && active.has_value() ? &*active : nullptr;
   }
-  absl::Status RestoreState(const hearth::vmm::v1::VirtioState&) override {
+  absl::Status RestoreState(const VirtioState&) override {
     calls.push_back("RestoreState");
     return absl::OkStatus();
   }
@@ -88,7 +86,7 @@ class FakeDevice : public VirtioDevice {
     Queue& queue = *active->queues[index];
     bool used = false;
     while (std::optional<DescriptorChain> chain = NextChain(&*active, index, &metrics, &used)) {
-      (void)queue.AddUsed(chain->head, static_cast<uint32_t>(chain->writable_bytes));
+      queue.AddUsed(chain->head, static_cast<uint32_t>(chain->writable_bytes));
       used = true;
     }
     if (used) SignalUsed(&*active, &queue, &metrics);
@@ -535,10 +533,9 @@ class MmioTransportSnapshotTest : public MmioTransportTest {
         std::make_unique<MmioTransport>(fresh_device, guest.memory(), loop.get(), std::move(line));
   }
   VirtioState Save() {
-    VirtioState state;
-    absl::Status saved = transport->SaveState(&state);
-    EXPECT_TRUE(saved.ok()) << saved;
-    return state;
+    absl::StatusOr<VirtioState> state = transport->SaveState();
+    EXPECT_TRUE(state.ok()) << state.status();
+    return state.value_or(VirtioState{});
   }
   // The state of a device the driver brought up with queue 0.
   VirtioState ActivatedState() {
@@ -562,17 +559,17 @@ TEST_F(MmioTransportSnapshotTest, SaveStateRecordsRegistersAndQueueLayout) {
   DriverOk();
   RunLoop();
   VirtioState state = Save();
-  EXPECT_EQ(state.device_type(), kDeviceType);
-  EXPECT_EQ(state.status(), Read(kMmioStatus));
-  EXPECT_EQ(state.driver_features(), kFeatureVersion1 | kFeatureBit0);
-  EXPECT_TRUE(state.activated());
-  ASSERT_EQ(state.queues_size(), 2);
-  EXPECT_EQ(state.queues(0).size(), 16u);
-  EXPECT_TRUE(state.queues(0).ready());
-  EXPECT_EQ(state.queues(0).desc_table(), queue0->desc_table());
-  EXPECT_EQ(state.queues(0).avail_ring(), queue0->avail_ring());
-  EXPECT_EQ(state.queues(0).used_ring(), queue0->used_ring());
-  EXPECT_FALSE(state.queues(1).ready());
+  EXPECT_EQ(state.device_type, kDeviceType);
+  EXPECT_EQ(state.status, Read(kMmioStatus));
+  EXPECT_EQ(state.driver_features, kFeatureVersion1 | kFeatureBit0);
+  EXPECT_TRUE(state.activated);
+  ASSERT_EQ(state.queues.size(), 2u);
+  EXPECT_EQ(state.queues[0].size, 16u);
+  EXPECT_TRUE(state.queues[0].ready);
+  EXPECT_EQ(state.queues[0].desc_table, queue0->desc_table());
+  EXPECT_EQ(state.queues[0].avail_ring, queue0->avail_ring());
+  EXPECT_EQ(state.queues[0].used_ring, queue0->used_ring());
+  EXPECT_FALSE(state.queues[1].ready);
 }
 
 TEST_F(MmioTransportSnapshotTest, RestoreActivatesTheDeviceWithTheNegotiatedFeaturesAndQueues) {
@@ -608,8 +605,8 @@ TEST_F(MmioTransportSnapshotTest, RestoredQueuesGoOnFromTheSavedPositions) {
   transport->Notify(0);
   ASSERT_EQ(queue0->TakeUsed().size(), 3u);
   VirtioState state = Save();
-  EXPECT_EQ(state.queues(0).next_avail(), 3u);
-  EXPECT_EQ(state.queues(0).next_used(), 3u);
+  EXPECT_EQ(state.queues[0].next_avail, 3u);
+  EXPECT_EQ(state.queues[0].next_used, 3u);
 
   ASSERT_TRUE(fresh->RestoreState(state).ok());
   EXPECT_TRUE(queue0->TakeUsed().empty());  // nothing completed twice
@@ -630,7 +627,7 @@ TEST_F(MmioTransportSnapshotTest, RestoreKeepsTheInterruptStatusAndRaisesTheLine
   interrupt->SignalConfigChange();
   Write(kMmioInterruptAck, VirtioInterrupt::kUsedBuffer);
   VirtioState state = Save();
-  EXPECT_EQ(state.interrupt_status(), VirtioInterrupt::kConfigChange);
+  EXPECT_EQ(state.interrupt_status, VirtioInterrupt::kConfigChange);
 
   ASSERT_TRUE(fresh->RestoreState(state).ok());
   EXPECT_EQ(ReadFresh(kMmioInterruptStatus), VirtioInterrupt::kConfigChange);
@@ -669,8 +666,8 @@ TEST_F(MmioTransportSnapshotTest, BrokenQueueStaysBrokenAndTheOtherQueuesKeepWor
   transport->Notify(0);
   ASSERT_EQ(queue0->TakeUsed().size(), 1u);
   VirtioState state = Save();
-  EXPECT_TRUE(state.queues(1).broken());
-  EXPECT_FALSE(state.queues(0).broken());
+  EXPECT_TRUE(state.queues[1].broken);
+  EXPECT_FALSE(state.queues[0].broken);
 
   absl::Status restored = fresh->RestoreState(state);
   ASSERT_TRUE(restored.ok()) << restored;
@@ -689,7 +686,7 @@ TEST_F(MmioTransportSnapshotTest, BrokenQueueStaysBrokenAndTheOtherQueuesKeepWor
 
 TEST_F(MmioTransportSnapshotTest, RestoreRefusesAnotherDeviceType) {
   VirtioState state = ActivatedState();
-  state.set_device_type(kDeviceBlock);
+  state.device_type = kDeviceBlock;
   absl::Status restored = fresh->RestoreState(state);
   EXPECT_EQ(restored.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(fresh_device->calls.empty());
@@ -698,7 +695,7 @@ TEST_F(MmioTransportSnapshotTest, RestoreRefusesAnotherDeviceType) {
 
 TEST_F(MmioTransportSnapshotTest, RestoreRefusesAnotherQueueCount) {
   VirtioState state = ActivatedState();
-  state.mutable_queues()->RemoveLast();
+  state.queues.pop_back();
   absl::Status restored = fresh->RestoreState(state);
   EXPECT_EQ(restored.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(fresh_device->calls.empty());
@@ -707,7 +704,7 @@ TEST_F(MmioTransportSnapshotTest, RestoreRefusesAnotherQueueCount) {
 
 TEST_F(MmioTransportSnapshotTest, RestoreRefusesDriverFeaturesTheDeviceDoesNotOffer) {
   VirtioState state = ActivatedState();
-  state.set_driver_features(state.driver_features() | (1ull << 40));
+  state.driver_features |= 1ull << 40;
   absl::Status restored = fresh->RestoreState(state);
   EXPECT_EQ(restored.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(fresh_device->calls.empty());
@@ -717,10 +714,10 @@ TEST_F(MmioTransportSnapshotTest, RestoreRefusesDriverFeaturesTheDeviceDoesNotOf
 TEST_F(MmioTransportSnapshotTest, RestoreRefusesOutOfRangeQueueValues) {
   VirtioState state = ActivatedState();
   VirtioState big_size = state;
-  big_size.mutable_queues(0)->set_size(0x10000);
+  big_size.queues[0].size = 0x10000;
   EXPECT_EQ(fresh->RestoreState(big_size).code(), absl::StatusCode::kInvalidArgument);
   VirtioState big_index = state;
-  big_index.mutable_queues(0)->set_next_avail(0x10000);
+  big_index.queues[0].next_avail = 0x10000;
   EXPECT_EQ(fresh->RestoreState(big_index).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(fresh_device->activations, 0);
 }
@@ -730,7 +727,7 @@ TEST_F(MmioTransportSnapshotTest, NeverActivatedTransportRestoresItsRegistersOnl
   SetUpQueue(0, *queue0);
   Write(kMmioQueueSel, 1);
   VirtioState state = Save();
-  EXPECT_FALSE(state.activated());
+  EXPECT_FALSE(state.activated);
 
   ASSERT_TRUE(fresh->RestoreState(state).ok());
   EXPECT_EQ(fresh_device->calls, std::vector<std::string>{"RestoreState"});
@@ -751,8 +748,7 @@ TEST_F(MmioTransportSnapshotTest, NeverActivatedTransportRestoresItsRegistersOnl
 TEST_F(MmioTransportSnapshotTest, SaveStateFailsForAnActiveDeviceWithoutItsContext) {
   device->snapshottable = false;
   Activate();
-  VirtioState state;
-  absl::Status saved = transport->SaveState(&state);
+  absl::Status saved = transport->SaveState().status();
   EXPECT_EQ(saved.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(saved.message().find("fake"), absl::string_view::npos) << saved;
   EXPECT_NE(saved.message().find("cannot be snapshotted"), absl::string_view::npos) << saved;

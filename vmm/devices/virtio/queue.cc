@@ -98,7 +98,7 @@ Queue::PopResult Queue::Pop() {
   ++next_avail_;
   if (event_idx_ && notifications_) {
     // avail_event: kick us when the driver publishes past this index.
-    (void)memory_->StoreU16(used_ring_ + kRingHeader + kUsedElementSize * size_, next_avail_);
+    StoreUsedRingU16(used_ring_ + kRingHeader + kUsedElementSize * size_, next_avail_);
   }
   DescriptorChain chain;
   chain.head = head.ok() ? *head : 0;
@@ -119,11 +119,11 @@ void Queue::SetNotifications(bool enabled) {
     // Enabled: kick us for anything past what we have taken. Disabled: the
     // index stays behind the driver's, which then does not kick.
     if (enabled) {
-      (void)memory_->StoreU16(used_ring_ + kRingHeader + kUsedElementSize * size_, next_avail_);
+      StoreUsedRingU16(used_ring_ + kRingHeader + kUsedElementSize * size_, next_avail_);
     }
     return;
   }
-  (void)memory_->StoreU16(used_ring_, enabled ? 0 : kVirtqUsedFNoNotify);
+  StoreUsedRingU16(used_ring_, enabled ? 0 : kVirtqUsedFNoNotify);
 }
 
 absl::Status Queue::AppendDescriptor(uint64_t address, uint32_t length, bool writable,
@@ -186,14 +186,23 @@ absl::Status Queue::WalkChain(uint16_t head, DescriptorChain* chain) const {
   }
 }
 
-absl::Status Queue::AddUsed(uint16_t head, uint32_t length) {
+void Queue::AddUsed(uint16_t head, uint32_t length) {
   uint64_t element = used_ring_ + kRingHeader + kUsedElementSize * (next_used_ % size_);
   uint32_t raw[2] = {head, length};
-  RETURN_IF_ERROR(memory_->Write(element, raw, sizeof(raw)));
+  if (!memory_->Write(element, raw, sizeof(raw)).ok()) {
+    broken_ = true;
+    return;
+  }
   ++next_used_;
   // The element must be visible before the index that publishes it.
   std::atomic_thread_fence(std::memory_order_release);
-  return memory_->StoreU16(used_ring_ + 2, next_used_);
+  if (!memory_->StoreU16(used_ring_ + 2, next_used_).ok()) broken_ = true;
+}
+
+void Queue::StoreUsedRingU16(uint64_t address, uint16_t value) {
+  // Cannot fail: `address` is in the used ring, which Create checked lies
+  // in guest RAM (and RAM does not move).
+  (void)memory_->StoreU16(address, value);
 }
 
 bool Queue::NeedsInterrupt() {

@@ -89,8 +89,10 @@ class Queue {
   // that could not be used yet).
   void Undo();
 
-  // Publishes a completed request.
-  absl::Status AddUsed(uint16_t head, uint32_t length);
+  // Publishes a completed request. Nothing to check: the used ring lies in
+  // guest RAM (Create made sure), so its writes cannot fail; were one to,
+  // the queue would be marked broken rather than publish a partial element.
+  void AddUsed(uint16_t head, uint32_t length);
 
   // Whether the driver wants an interrupt for what was published since the
   // last call (VIRTIO_F_EVENT_IDX or VIRTQ_AVAIL_F_NO_INTERRUPT).
@@ -123,6 +125,9 @@ class Queue {
   Queue(memory::GuestMemory* memory, const QueueConfig& config, bool event_idx, bool indirect);
   std::optional<uint16_t> ReadAvailIndex() const;
   absl::Status WalkChain(uint16_t head, DescriptorChain* chain) const;
+  // Stores into the used ring (its flags or avail_event): hints to the
+  // driver, in RAM Create checked, so there is no failure to report.
+  void StoreUsedRingU16(uint64_t address, uint16_t value);
   absl::Status AppendDescriptor(uint64_t address, uint32_t length, bool writable,
                                 DescriptorChain* chain) const;
 

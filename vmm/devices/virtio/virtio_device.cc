@@ -4,7 +4,6 @@
 #include <cstring>
 
 #include "glog/logging.h"
-#include "hearth/vmm/v1/snapshot.pb.h"
 
 namespace hearth::virtio {
 
@@ -33,7 +32,7 @@ std::optional<DescriptorChain> NextChain(ActivateContext* context, size_t index,
     metrics->invalid_chains.Add();
     LOG_EVERY_N(WARNING, 100) << "virtio queue " << index
                               << ": bad chain: " << popped.error->reason;
-    (void)queue.AddUsed(popped.error->head, 0);
+    queue.AddUsed(popped.error->head, 0);
     *used = true;
   }
 }
@@ -45,11 +44,9 @@ void SignalUsed(ActivateContext* context, Queue* queue, DeviceMetrics* metrics) 
   }
 }
 
-void VirtioDevice::SaveState(hearth::vmm::v1::VirtioState*) const {}
+void VirtioDevice::SaveState(VirtioState*) const {}
 
-absl::Status VirtioDevice::RestoreState(const hearth::vmm::v1::VirtioState&) {
-  return absl::OkStatus();
-}
+absl::Status VirtioDevice::RestoreState(const VirtioState&) { return absl::OkStatus(); }
 
 void ReadConfigBytes(absl::Span<const uint8_t> config, uint64_t offset, absl::Span<uint8_t> data) {
   std::fill(data.begin(), data.end(), 0);

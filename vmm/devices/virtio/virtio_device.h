@@ -24,11 +24,8 @@
 #include "vmm/devices/interrupt.h"
 #include "vmm/devices/virtio/device_metrics.h"
 #include "vmm/devices/virtio/queue.h"
+#include "vmm/devices/virtio/virtio_state.h"
 #include "vmm/memory/guest_memory.h"
-
-namespace hearth::vmm::v1 {
-class VirtioState;
-}  // namespace hearth::vmm::v1
 
 namespace hearth::virtio {
 
@@ -121,11 +118,11 @@ class VirtioDevice {
   // returns nullptr while active cannot be snapshotted.
   virtual const ActivateContext* activated() const { return nullptr; }
   // The device's own state beyond its queues (into state->device).
-  virtual void SaveState(hearth::vmm::v1::VirtioState* state) const;
+  virtual void SaveState(VirtioState* state) const;
   // Restore: RestoreState runs first, then Activate with the restored
   // queues (which processes whatever the driver had made available), then
   // Restored.
-  virtual absl::Status RestoreState(const hearth::vmm::v1::VirtioState& state);
+  virtual absl::Status RestoreState(const VirtioState& state);
   virtual void Restored() {}
 };
 

@@ -7,7 +7,6 @@
 
 #include "common/status_macros.h"
 #include "glog/logging.h"
-#include "hearth/vmm/v1/snapshot.pb.h"
 #include "vmm/devices/virtio/chain_io.h"
 
 namespace hearth::virtio {
@@ -68,6 +67,7 @@ absl::Status Balloon::Activate(ActivateContext context) {
   metrics_.activations.Add();
   if (active_->queues.size() > kStatsQueue && active_->queues[kStatsQueue].has_value()) {
     RETURN_IF_ERROR(active_->event_loop->Add(stats_timer_.fd(), [this](uint32_t) {
+      // Drained for its readiness only: missed expirations do not matter.
       (void)stats_timer_.Read();
       OnStatsTimer();
     }));
@@ -80,9 +80,8 @@ absl::Status Balloon::Activate(ActivateContext context) {
 
 void Balloon::Reset() {
   if (!active_.has_value()) return;
-  if (active_->event_loop->Watching(stats_timer_.fd())) {
-    (void)active_->event_loop->Remove(stats_timer_.fd());
-  }
+  active_->event_loop->Unwatch(stats_timer_.fd());
+  // Cannot fail: timerfd_settime refuses only a bad fd or a bad time.
   (void)stats_timer_.Disarm();
   stats_head_.reset();
   active_.reset();
@@ -112,7 +111,7 @@ void Balloon::ProcessPfns(size_t index) {
                        absl::MakeSpan(reinterpret_cast<uint8_t*>(pfns.data()), count * 4))
              .ok()) {
       metrics_.invalid_chains.Add();
-      (void)queue.AddUsed(chain.head, 0);
+      queue.AddUsed(chain.head, 0);
       used_any = true;
       continue;
     }
@@ -142,7 +141,7 @@ void Balloon::ProcessPfns(size_t index) {
       first = end;
     }
     metrics_.requests.Add();
-    (void)queue.AddUsed(chain.head, 0);
+    queue.AddUsed(chain.head, 0);
     used_any = true;
   }
   if (used_any) SignalUsed(&*active_, &queue, &metrics_);
@@ -188,73 +187,73 @@ void Balloon::ProcessStats() {
     // Keep the buffer: returning it is how the device asks for fresh stats.
     if (stats_head_.has_value()) {
       // A second buffer while holding one: give the old one back.
-      (void)queue.AddUsed(*stats_head_, 0);
+      queue.AddUsed(*stats_head_, 0);
       used_any = true;
     }
     stats_head_ = chain.head;
     if (stats_interval_s_ > 0) {
-      (void)stats_timer_.Arm(absl::Seconds(stats_interval_s_));
+      ArmStatsTimer();
     }
   }
   if (used_any) SignalUsed(&*active_, &queue, &metrics_);
 }
 
-void Balloon::SaveState(hearth::vmm::v1::VirtioState* state) const {
-  hearth::vmm::v1::BalloonState* balloon = state->mutable_balloon();
+void Balloon::SaveState(VirtioState* state) const {
+  BalloonState balloon;
   {
     absl::MutexLock lock(&mutex_);
-    balloon->set_num_pages(num_pages_);
-    balloon->set_actual(actual_);
-    for (const auto& [tag, value] : stats_) (*balloon->mutable_stats())[tag] = value;
+    balloon.num_pages = num_pages_;
+    balloon.actual = actual_;
+    balloon.stats = stats_;
   }
-  balloon->set_stats_polling_interval_s(stats_interval_s_);
-  if (stats_head_.has_value()) {
-    balloon->set_has_stats_head(true);
-    balloon->set_stats_head(*stats_head_);
-  }
+  balloon.stats_polling_interval_s = stats_interval_s_;
+  if (stats_head_.has_value()) balloon.stats_head = *stats_head_;
+  state->device = std::move(balloon);
 }
 
-absl::Status Balloon::RestoreState(const hearth::vmm::v1::VirtioState& state) {
-  const hearth::vmm::v1::BalloonState& balloon = state.balloon();
-  if ((stats_interval_s_ == 0) != (balloon.stats_polling_interval_s() == 0)) {
+absl::Status Balloon::RestoreState(const VirtioState& state) {
+  const BalloonState balloon = DeviceStateOr<BalloonState>(state);
+  if ((stats_interval_s_ == 0) != (balloon.stats_polling_interval_s == 0)) {
     return absl::InvalidArgumentError(
         "balloon: statistics are on in the snapshot and off here, or the reverse");
   }
   // A descriptor of the stats queue as the driver sized it: the device
   // gives it back as a used id, which the guest trusts to be in range.
-  const uint32_t stats_size = state.queues_size() > static_cast<int>(kStatsQueue)
-                                  ? state.queues(static_cast<int>(kStatsQueue)).size()
-                                  : 0;
-  if (balloon.has_stats_head() &&
-      balloon.stats_head() >= std::min<uint32_t>(stats_size, kMaxQueueSize)) {
+  const uint32_t stats_size =
+      state.queues.size() > kStatsQueue ? state.queues[kStatsQueue].size : 0;
+  if (balloon.stats_head.has_value() &&
+      *balloon.stats_head >= std::min<uint32_t>(stats_size, kMaxQueueSize)) {
     return absl::InvalidArgumentError("balloon: statistics buffer index out of range");
   }
   {
     absl::MutexLock lock(&mutex_);
-    num_pages_ = balloon.num_pages();
-    actual_ = balloon.actual();
-    stats_.clear();
-    for (const auto& [tag, value] : balloon.stats()) {
-      stats_[static_cast<uint16_t>(tag)] = value;
-    }
+    num_pages_ = balloon.num_pages;
+    actual_ = balloon.actual;
+    stats_ = balloon.stats;
   }
-  stats_interval_s_ = balloon.stats_polling_interval_s();
+  stats_interval_s_ = balloon.stats_polling_interval_s;
   stats_head_.reset();
-  if (balloon.has_stats_head()) stats_head_ = static_cast<uint16_t>(balloon.stats_head());
+  if (balloon.stats_head.has_value()) stats_head_ = static_cast<uint16_t>(*balloon.stats_head);
   return absl::OkStatus();
 }
 
 void Balloon::Restored() {
   // The held statistics buffer is returned at the next poll, as before.
   if (stats_head_.has_value() && stats_interval_s_ > 0) {
-    (void)stats_timer_.Arm(absl::Seconds(stats_interval_s_));
+    ArmStatsTimer();
   }
+}
+
+void Balloon::ArmStatsTimer() {
+  // Cannot fail: timerfd_settime refuses only a bad fd or a bad time, and
+  // the interval is a positive number of seconds.
+  (void)stats_timer_.Arm(absl::Seconds(stats_interval_s_));
 }
 
 void Balloon::OnStatsTimer() {
   if (!active_.has_value() || !stats_head_.has_value()) return;
   Queue& queue = *active_->queues[kStatsQueue];
-  (void)queue.AddUsed(*stats_head_, 0);
+  queue.AddUsed(*stats_head_, 0);
   stats_head_.reset();
   SignalUsed(&*active_, &queue, &metrics_);
 }
@@ -276,7 +275,7 @@ absl::Status Balloon::SetStatsInterval(uint32_t seconds) {
   }
   stats_interval_s_ = seconds;
   if (stats_head_.has_value() && seconds > 0) {
-    (void)stats_timer_.Arm(absl::Seconds(seconds));
+    ArmStatsTimer();
   }
   return absl::OkStatus();
 }

@@ -75,8 +75,8 @@ class Balloon : public VirtioDevice {
   void ProcessQueue(size_t index) override;
   void Reset() override;
   const ActivateContext* activated() const override { return active_ ? &*active_ : nullptr; }
-  void SaveState(hearth::vmm::v1::VirtioState* state) const override;
-  absl::Status RestoreState(const hearth::vmm::v1::VirtioState& state) override;
+  void SaveState(VirtioState* state) const override;
+  absl::Status RestoreState(const VirtioState& state) override;
   void Restored() override;
 
   // PATCH /balloon: a new target; the guest is told with a config-change
@@ -94,6 +94,8 @@ class Balloon : public VirtioDevice {
   void ReleasePages(size_t index, uint8_t* host, uint64_t pages);
   void ProcessStats();
   void OnStatsTimer();
+  // The next poll, stats_interval_s_ (> 0) from now.
+  void ArmStatsTimer();
 
   const bool deflate_on_oom_;
   uint32_t stats_interval_s_;

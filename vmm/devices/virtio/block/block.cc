@@ -11,7 +11,6 @@
 #include "common/errno_status.h"
 #include "common/status_macros.h"
 #include "glog/logging.h"
-#include "hearth/vmm/v1/snapshot.pb.h"
 #include "vmm/devices/virtio/chain_io.h"
 
 namespace hearth::virtio {
@@ -140,7 +139,10 @@ absl::Status Block::UpdateBacking(UniqueFd file) {
 
 void Block::UpdateRateLimiter(const vmm::RateLimiterConfig& config) {
   limiter_->Update(config);
-  if (active_.has_value()) (void)limiter_->Watch(active_->event_loop, [this] { Process(); });
+  if (active_.has_value()) {
+    absl::Status watched = limiter_->Watch(active_->event_loop, [this] { Process(); });
+    if (!watched.ok()) LOG(ERROR) << name() << ": rate limiter timer: " << watched.message();
+  }
   Process();
 }
 
@@ -193,15 +195,14 @@ uint8_t Block::Execute(const DescriptorChain& chain, const BlockRequest& request
   return kBlkSUnsupp;
 }
 
-void Block::SaveState(hearth::vmm::v1::VirtioState* state) const {
-  state->mutable_block()->set_capacity(capacity());
-}
+void Block::SaveState(VirtioState* state) const { state->device = BlockState{capacity()}; }
 
-absl::Status Block::RestoreState(const hearth::vmm::v1::VirtioState& state) {
-  if (state.block().capacity() != capacity()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(name(), ": the drive has ", capacity(), " sectors; the snapshot's had ",
-                     state.block().capacity(), " (a restored drive must keep its size)"));
+absl::Status Block::RestoreState(const VirtioState& state) {
+  const BlockState saved = DeviceStateOr<BlockState>(state);
+  if (saved.capacity != capacity()) {
+    return absl::InvalidArgumentError(absl::StrCat(name(), ": the drive has ", capacity(),
+                                                   " sectors; the snapshot's had ", saved.capacity,
+                                                   " (a restored drive must keep its size)"));
   }
   return absl::OkStatus();
 }
@@ -224,10 +225,11 @@ void Block::Process() {
     } else {
       metrics_.errors.Add();
     }
-    // The status byte is the last writable byte.
+    // The status byte is the last writable byte. Cannot fail: the parser
+    // made sure there is one, and Pop that every buffer lies in RAM.
     (void)WriteToChain(active_->memory, chain, chain.writable_bytes - 1,
                        absl::MakeConstSpan(&status, 1));
-    (void)queue.AddUsed(chain.head, written + 1);
+    queue.AddUsed(chain.head, written + 1);
     used_any = true;
   };
   auto flush = [&] {
@@ -263,7 +265,7 @@ void Block::Process() {
       if (!parse_error.status_writable) {
         metrics_.errors.Add();
         metrics_.invalid_chains.Add();
-        (void)queue.AddUsed(popped->head, 0);
+        queue.AddUsed(popped->head, 0);
         used_any = true;
         continue;
       }

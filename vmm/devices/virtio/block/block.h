@@ -49,8 +49,8 @@ class Block : public VirtioDevice {
   void ProcessQueue(size_t index) override;
   void Reset() override;
   const ActivateContext* activated() const override { return active_ ? &*active_ : nullptr; }
-  void SaveState(hearth::vmm::v1::VirtioState* state) const override;
-  absl::Status RestoreState(const hearth::vmm::v1::VirtioState& state) override;
+  void SaveState(VirtioState* state) const override;
+  absl::Status RestoreState(const VirtioState& state) override;
 
   // PATCH /drives: a new backing file (same read-only mode); the guest is
   // told its capacity changed. Event-loop thread.

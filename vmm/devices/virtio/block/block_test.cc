@@ -7,15 +7,14 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <variant>
 
 #include "gtest/gtest.h"
-#include "hearth/vmm/v1/snapshot.pb.h"
 #include "vmm/devices/virtio/testing/fake_guest.h"
 
 namespace hearth::virtio {
 namespace {
 
-using hearth::vmm::v1::VirtioState;
 using testing::Buffer;
 using testing::FakeDriver;
 using testing::FakeGuest;
@@ -359,9 +358,9 @@ TEST_F(BlockTest, ResetStopsProcessing) {
 TEST_F(BlockTest, SnapshotRecordsTheCapacity) {
   StartBehindTransport();
   VirtioState state = driver->SaveState();
-  EXPECT_EQ(state.device_type(), kDeviceBlock);
-  ASSERT_TRUE(state.has_block());
-  EXPECT_EQ(state.block().capacity(), 128u);
+  EXPECT_EQ(state.device_type, kDeviceBlock);
+  ASSERT_TRUE(std::holds_alternative<BlockState>(state.device));
+  EXPECT_EQ(std::get<BlockState>(state.device).capacity, 128u);
 }
 
 TEST_F(BlockTest, RestoreRefusesADriveOfAnotherSize) {
@@ -384,7 +383,7 @@ TEST_F(BlockTest, RestoredDriveServesARequestMadeAvailableBeforeTheSave) {
   Buffer data = guest.Writable(512);
   Request second = Submit(kBlkTIn, 2, {data});
   VirtioState state = driver->SaveState();
-  EXPECT_EQ(state.queues(0).next_avail(), 1u);
+  EXPECT_EQ(state.queues[0].next_avail, 1u);
   ReplaceDrive();
 
   absl::Status restored = driver->transport()->RestoreState(state);

@@ -13,7 +13,6 @@
 #include "common/errno_status.h"
 #include "common/status_macros.h"
 #include "glog/logging.h"
-#include "hearth/vmm/v1/snapshot.pb.h"
 #include "vmm/devices/virtio/chain_io.h"
 
 namespace hearth::virtio {
@@ -103,7 +102,7 @@ void Net::WatchTap(bool readable) {
   if (readable) {
     tap_watched_ = active_->event_loop->Add(tap_.get(), [this](uint32_t) { ProcessRx(); }).ok();
   } else {
-    (void)active_->event_loop->Remove(tap_.get());
+    active_->event_loop->Unwatch(tap_.get());
     tap_watched_ = false;
   }
 }
@@ -148,28 +147,26 @@ void Net::Reset() {
   active_.reset();
 }
 
-void Net::SaveState(hearth::vmm::v1::VirtioState* state) const {
-  hearth::vmm::v1::NetState* net = state->mutable_net();
+void Net::SaveState(VirtioState* state) const {
+  NetState net;
   if (pending_rx_.has_value()) {
-    net->set_has_pending_rx(true);
-    net->set_pending_rx_head(pending_rx_->head);
-    net->set_pending_rx_length(pending_rx_->length);
+    net.pending_rx = NetState::PendingRx{pending_rx_->head, pending_rx_->length};
   }
+  state->device = net;
 }
 
-absl::Status Net::RestoreState(const hearth::vmm::v1::VirtioState& state) {
+absl::Status Net::RestoreState(const VirtioState& state) {
   pending_rx_.reset();
-  if (state.net().has_pending_rx()) {
+  const NetState saved = DeviceStateOr<NetState>(state);
+  if (saved.pending_rx.has_value()) {
     // A descriptor of the rx queue as the driver sized it: the device
     // publishes it as a used id, which the guest trusts to be in range.
-    const uint32_t rx_size = state.queues_size() > static_cast<int>(kRxQueue)
-                                 ? state.queues(static_cast<int>(kRxQueue)).size()
-                                 : 0;
-    if (state.net().pending_rx_head() >= std::min<uint32_t>(rx_size, kMaxQueueSize)) {
+    const uint32_t rx_size = state.queues.size() > kRxQueue ? state.queues[kRxQueue].size : 0;
+    if (saved.pending_rx->head >= std::min<uint32_t>(rx_size, kMaxQueueSize)) {
       return absl::InvalidArgumentError(absl::StrCat(name(), ": pending rx head out of range"));
     }
-    pending_rx_ = PendingRx{static_cast<uint16_t>(state.net().pending_rx_head()),
-                            state.net().pending_rx_length()};
+    pending_rx_ =
+        PendingRx{static_cast<uint16_t>(saved.pending_rx->head), saved.pending_rx->length};
   }
   return absl::OkStatus();
 }
@@ -178,7 +175,10 @@ void Net::UpdateRateLimiters(const std::optional<vmm::RateLimiterConfig>& rx,
                              const std::optional<vmm::RateLimiterConfig>& tx) {
   if (rx.has_value()) rx_limiter_->Update(*rx);
   if (tx.has_value()) tx_limiter_->Update(*tx);
-  if (active_.has_value()) (void)WatchLimiters(active_->event_loop);
+  if (active_.has_value()) {
+    absl::Status watched = WatchLimiters(active_->event_loop);
+    if (!watched.ok()) LOG(ERROR) << name() << ": rate limiter timer: " << watched.message();
+  }
   ProcessTx();
   ProcessRx();
 }
@@ -198,7 +198,7 @@ void Net::ProcessRx() {
   bool used_any = false;
   // A received frame goes to the guest (also one the rate limiter held).
   auto publish = [&](uint16_t head, uint32_t length) {
-    (void)queue.AddUsed(head, length);
+    queue.AddUsed(head, length);
     metrics_.rx_frames.Add();
     metrics_.requests.Add();
     metrics_.read_bytes.Add(length);
@@ -229,7 +229,7 @@ void Net::ProcessRx() {
     const DescriptorChain& chain = *popped;
     if (chain.writable_bytes < kVnetHeaderSize) {
       metrics_.invalid_chains.Add();
-      (void)queue.AddUsed(chain.head, 0);
+      queue.AddUsed(chain.head, 0);
       used_any = true;
       continue;
     }
@@ -237,7 +237,7 @@ void Net::ProcessRx() {
         WritableIovecs(*active_->memory, chain, 0, std::min(chain.writable_bytes, kMaxFrameBytes));
     if (!iovecs.ok()) {
       metrics_.invalid_chains.Add();
-      (void)queue.AddUsed(chain.head, 0);
+      queue.AddUsed(chain.head, 0);
       used_any = true;
       continue;
     }
@@ -275,7 +275,7 @@ void Net::ProcessTx() {
     const DescriptorChain& chain = *popped;
     if (chain.readable_bytes < kVnetHeaderSize || chain.readable_bytes > kMaxFrameBytes) {
       metrics_.invalid_chains.Add();
-      (void)queue.AddUsed(chain.head, 0);
+      queue.AddUsed(chain.head, 0);
       used_any = true;
       continue;
     }
@@ -299,7 +299,7 @@ void Net::ProcessTx() {
       metrics_.requests.Add();
       metrics_.write_bytes.Add(frame);
     }
-    (void)queue.AddUsed(chain.head, 0);
+    queue.AddUsed(chain.head, 0);
     used_any = true;
   }
   if (used_any) SignalUsed(&*active_, &queue, &metrics_);

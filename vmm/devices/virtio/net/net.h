@@ -89,8 +89,8 @@ class Net : public VirtioDevice {
   void ProcessQueue(size_t index) override;
   void Reset() override;
   const ActivateContext* activated() const override { return active_ ? &*active_ : nullptr; }
-  void SaveState(hearth::vmm::v1::VirtioState* state) const override;
-  absl::Status RestoreState(const hearth::vmm::v1::VirtioState& state) override;
+  void SaveState(VirtioState* state) const override;
+  absl::Status RestoreState(const VirtioState& state) override;
 
   // New limiters for the given directions (PATCH /network-interfaces).
   void UpdateRateLimiters(const std::optional<vmm::RateLimiterConfig>& rx,

@@ -7,15 +7,14 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <variant>
 
 #include "gtest/gtest.h"
-#include "hearth/vmm/v1/snapshot.pb.h"
 #include "vmm/devices/virtio/testing/fake_guest.h"
 
 namespace hearth::virtio {
 namespace {
 
-using hearth::vmm::v1::VirtioState;
 using testing::Buffer;
 using testing::FakeDriver;
 using testing::FakeGuest;
@@ -273,9 +272,11 @@ TEST_F(NetTest, SnapshotKeepsAHeldBackRxFrameUntilTheLimiterAllowsIt) {
   RunLoop();
   ASSERT_EQ(rx->used_idx(), 1);  // "second" is in its buffer, not published
   VirtioState state = driver->SaveState();
-  ASSERT_TRUE(state.net().has_pending_rx());
-  EXPECT_EQ(state.net().pending_rx_head(), second_head);
-  EXPECT_EQ(state.net().pending_rx_length(), kVnetHeaderSize + 6);
+  ASSERT_TRUE(std::holds_alternative<NetState>(state.device));
+  const NetState& saved = std::get<NetState>(state.device);
+  ASSERT_TRUE(saved.pending_rx.has_value());
+  EXPECT_EQ(saved.pending_rx->head, second_head);
+  EXPECT_EQ(saved.pending_rx->length, kVnetHeaderSize + 6);
 
   // The restored device's limiter starts with its one token spent.
   auto restored_now = std::make_shared<int64_t>(0);
@@ -299,12 +300,10 @@ TEST_F(NetTest, SnapshotKeepsAHeldBackRxFrameUntilTheLimiterAllowsIt) {
 TEST_F(NetTest, RestoreRefusesAPendingRxHeadOutsideTheRxQueue) {
   StartBehindTransport();
   VirtioState state = driver->SaveState();
-  state.mutable_net()->set_has_pending_rx(true);
-  state.mutable_net()->set_pending_rx_length(kVnetHeaderSize + 60);
   // The rx queue's size (16), the largest queue size, and beyond.
   for (uint32_t head : {16u, 256u, 0xffffffffu}) {
     ReplaceDevice();
-    state.mutable_net()->set_pending_rx_head(head);
+    state.device = NetState{NetState::PendingRx{head, kVnetHeaderSize + 60}};
     EXPECT_EQ(driver->transport()->RestoreState(state).code(), absl::StatusCode::kInvalidArgument)
         << head;
     EXPECT_EQ(net->activated(), nullptr);

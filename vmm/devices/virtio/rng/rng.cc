@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "common/status_macros.h"
+#include "glog/logging.h"
 #include "vmm/devices/virtio/chain_io.h"
 
 namespace hearth::virtio {
@@ -37,7 +38,8 @@ void Rng::Reset() {
 void Rng::UpdateRateLimiter(const vmm::RateLimiterConfig& config) {
   limiter_->Update(config);
   if (!active_.has_value()) return;
-  (void)limiter_->Watch(active_->event_loop, [this] { Process(); });
+  absl::Status watched = limiter_->Watch(active_->event_loop, [this] { Process(); });
+  if (!watched.ok()) LOG(ERROR) << "rng: rate limiter timer: " << watched.message();
   Process();
 }
 
@@ -75,7 +77,7 @@ void Rng::Process() {
       metrics_.requests.Add();
     }
     metrics_.read_bytes.Add(written);
-    (void)queue.AddUsed(chain->head, written);
+    queue.AddUsed(chain->head, written);
     used_any = true;
   }
   if (used_any) SignalUsed(&*active_, &queue, &metrics_);

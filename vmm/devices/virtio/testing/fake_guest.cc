@@ -232,11 +232,10 @@ void FakeDriver::Write(uint64_t offset, uint32_t value) {
   transport_->Write(offset, absl::MakeConstSpan(reinterpret_cast<uint8_t*>(&value), 4));
 }
 
-hearth::vmm::v1::VirtioState FakeDriver::SaveState() {
-  hearth::vmm::v1::VirtioState state;
-  absl::Status saved = transport_->SaveState(&state);
-  CHECK(saved.ok()) << saved;
-  return state;
+VirtioState FakeDriver::SaveState() {
+  absl::StatusOr<VirtioState> state = transport_->SaveState();
+  CHECK(state.ok()) << state.status();
+  return *std::move(state);
 }
 
 void FakeDriver::Initialize(uint64_t features, const std::vector<FakeQueue*>& queues) {

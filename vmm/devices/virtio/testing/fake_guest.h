@@ -17,11 +17,11 @@
 
 #include "absl/strings/string_view.h"
 #include "common/event_loop.h"
-#include "hearth/vmm/v1/snapshot.pb.h"
 #include "vmm/devices/interrupt.h"
 #include "vmm/devices/virtio/mmio_transport.h"
 #include "vmm/devices/virtio/queue.h"
 #include "vmm/devices/virtio/virtio_device.h"
+#include "vmm/devices/virtio/virtio_state.h"
 #include "vmm/memory/guest_memory.h"
 
 namespace hearth::virtio::testing {
@@ -169,7 +169,7 @@ class FakeDriver {
   void Initialize(uint64_t features, const std::vector<FakeQueue*>& queues);
   // The transport's and device's snapshot state, as the VMM saves it.
   // CHECK-fails if saving fails.
-  hearth::vmm::v1::VirtioState SaveState();
+  VirtioState SaveState();
   // A kick of queue `index`, as its ioeventfd delivers it.
   void Kick(uint32_t index) { transport_->Notify(index); }
   // Interrupt line triggers so far.

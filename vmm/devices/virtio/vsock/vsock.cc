@@ -114,7 +114,7 @@ void Vsock::Restored() {
                                .ok()
                            ? sizeof(event_id)
                            : 0;
-    (void)queue.AddUsed(chain->head, written);
+    queue.AddUsed(chain->head, written);
     used_any = true;
   } else {
     LOG(WARNING) << "vsock: no event buffer for the transport reset after a restore";
@@ -125,10 +125,10 @@ void Vsock::Restored() {
 void Vsock::Reset() {
   if (!active_.has_value()) return;
   EventLoop* loop = active_->event_loop;
-  if (listener_.valid() && loop->Watching(listener_.get())) (void)loop->Remove(listener_.get());
-  for (auto& [fd, handshake] : handshakes_) (void)loop->Remove(fd);
+  if (listener_.valid()) loop->Unwatch(listener_.get());
+  for (auto& [fd, handshake] : handshakes_) loop->Unwatch(fd);
   for (auto& [key, connection] : connections_) {
-    if (connection.socket.valid()) (void)loop->Remove(connection.socket.get());
+    if (connection.socket.valid()) loop->Unwatch(connection.socket.get());
   }
   handshakes_.clear();
   connections_.clear();
@@ -173,7 +173,7 @@ void Vsock::ReadHandshake(int fd) {
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
     if (n <= 0 || handshake.line.size() >= kMaxHandshakeLine) {
       metrics_.connections_refused.Add();  // hung up, or no line in sight
-      (void)active_->event_loop->Remove(fd);
+      active_->event_loop->Unwatch(fd);
       handshakes_.erase(it);
       return;
     }
@@ -181,7 +181,7 @@ void Vsock::ReadHandshake(int fd) {
   }
   std::optional<uint32_t> port = ParseConnectLine(handshake.line);
   UniqueFd socket = std::move(handshake.socket);
-  (void)active_->event_loop->Remove(fd);
+  active_->event_loop->Unwatch(fd);
   handshakes_.erase(it);
   if (!port.has_value()) {
     metrics_.connections_refused.Add();
@@ -244,7 +244,7 @@ void Vsock::Close(const Key& key, bool send_rst) {
   if (it != connections_.end()) {
     if (it->second.socket.valid()) {
       int fd = it->second.socket.get();
-      (void)active_->event_loop->Remove(fd);
+      active_->event_loop->Unwatch(fd);
       socket_keys_.erase(fd);
     }
     connections_.erase(it);
@@ -331,7 +331,7 @@ void Vsock::ProcessTx() {
       metrics_.invalid_chains.Add();
       LOG_EVERY_N(WARNING, 100) << "vsock: " << packet.status().message();
     }
-    (void)queue.AddUsed(chain->head, 0);
+    queue.AddUsed(chain->head, 0);
     used_any = true;
   }
   if (used_any) SignalUsed(&*active_, &queue, &metrics_);
@@ -373,9 +373,11 @@ void Vsock::HandlePacket(const VsockPacket& packet, const DescriptorChain& chain
         return;
       }
       int raw = fd->get();
+      // The socket is served on the event loop: one that cannot be made
+      // non-blocking is refused like a failed connection.
       int flags = ::fcntl(raw, F_GETFL);
-      (void)::fcntl(raw, F_SETFL, flags | O_NONBLOCK);
-      if (!active_->event_loop
+      if (flags < 0 || ::fcntl(raw, F_SETFL, flags | O_NONBLOCK) < 0 ||
+          !active_->event_loop
                ->Add(
                    raw, [this, key](uint32_t e) { OnSocketEvent(key, e); }, 0)
                .ok()) {
@@ -504,6 +506,8 @@ std::optional<uint32_t> Vsock::SendData(const Key& key, Connection* connection,
   }
   VsockHeader header = MakeHeader(key, kVsockOpRw, static_cast<uint32_t>(n), 0, connection);
   connection->last_fwd_cnt_sent = connection->fwd_cnt;
+  // Cannot fail: ProcessRx only hands over chains with room for a header,
+  // and Pop checked that every buffer lies in RAM.
   (void)WriteToChain(
       active_->memory, chain, 0,
       absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(&header), sizeof(header)));
@@ -543,17 +547,18 @@ void Vsock::ProcessRx() {
     const DescriptorChain& chain = *popped;
     if (chain.writable_bytes < sizeof(VsockHeader)) {
       metrics_.invalid_chains.Add();
-      (void)queue.AddUsed(chain.head, 0);
+      queue.AddUsed(chain.head, 0);
       used_any = true;
       continue;
     }
     if (!control_.empty()) {
       const VsockHeader& header = control_.front().second;
+      // Cannot fail: the chain has room for a header (checked above) in RAM.
       (void)WriteToChain(
           active_->memory, chain, 0,
           absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(&header), sizeof(header)));
       control_.pop_front();
-      (void)queue.AddUsed(chain.head, sizeof(VsockHeader));
+      queue.AddUsed(chain.head, sizeof(VsockHeader));
       metrics_.rx_packets.Add();
       used_any = true;
       continue;
@@ -566,7 +571,7 @@ void Vsock::ProcessRx() {
       past_at = true;  // `key` is done for this pass
       continue;
     }
-    (void)queue.AddUsed(chain.head, sizeof(VsockHeader) + *sent);
+    queue.AddUsed(chain.head, sizeof(VsockHeader) + *sent);
     metrics_.rx_packets.Add();
     used_any = true;
   }

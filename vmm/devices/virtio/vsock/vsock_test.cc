@@ -13,13 +13,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
-#include "hearth/vmm/v1/snapshot.pb.h"
 #include "vmm/devices/virtio/testing/fake_guest.h"
 
 namespace hearth::virtio {
 namespace {
 
-using hearth::vmm::v1::VirtioState;
 using testing::Buffer;
 using testing::FakeDriver;
 using testing::FakeGuest;
@@ -572,7 +570,7 @@ TEST_F(VsockTest, RestoredDeviceTellsTheDriverItsTransportWasReset) {
   Connect();
   driver->Write(kMmioInterruptAck, VirtioInterrupt::kUsedBuffer);
   VirtioState state = driver->SaveState();
-  EXPECT_EQ(state.interrupt_status(), 0u);
+  EXPECT_EQ(state.interrupt_status, 0u);
 
   RestoreFresh(state);
   std::vector<testing::UsedElement> used = event->TakeUsed();
