@@ -12,6 +12,7 @@
 #include "absl/time/clock.h"
 #include "agent/field_limits.h"
 #include "agent/host_resources.h"
+#include "agent/unary_call.h"
 #include "api/validate.h"
 #include "common/status_macros.h"
 #include "glog/logging.h"
@@ -29,64 +30,8 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
 
 namespace {
 
-// The end of a unary call: records it and finishes the reactor. Copyable,
-// so completions running on the supervisor thread can hold it.
-class Call {
- public:
-  Call(grpc::CallbackServerContext* context, ApiMetrics* metrics, const char* method)
-      : reactor_(context->DefaultReactor()),
-        metrics_(metrics),
-        method_(method),
-        start_(absl::Now()) {}
-
-  grpc::ServerUnaryReactor* Finish(const absl::Status& status) const {
-    metrics_->Record(method_, status.code(), absl::Now() - start_);
-    if (!status.ok() && status.code() != absl::StatusCode::kNotFound) {
-      VLOG(1) << method_ << ": " << status;
-    }
-    reactor_->Finish(ToGrpcStatus(status));
-    return reactor_;
-  }
-  grpc::ServerUnaryReactor* reactor() const { return reactor_; }
-
-  // A completion that copies a result into `*response` and finishes.
-  template <typename T>
-  std::function<void(absl::StatusOr<T>)> Into(T* response) const {
-    Call call = *this;
-    return [call, response](absl::StatusOr<T> result) {
-      if (result.ok()) *response = std::move(*result);
-      call.Finish(result.status());
-    };
-  }
-
- private:
-  grpc::ServerUnaryReactor* reactor_;
-  ApiMetrics* metrics_;
-  const char* method_;
-  absl::Time start_;
-};
-
 absl::Status Unimplemented(absl::string_view what, absl::string_view why) {
   return absl::UnimplementedError(absl::StrCat(what, " is not implemented by Hearth yet: ", why));
-}
-
-absl::Status Required(bool present, absl::string_view field) {
-  if (present) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(field, ": required"));
-}
-
-// Replaces the element of `list` whose id is `item`'s, or appends `item`
-// (Firecracker's PUT /drives/{id} and /network-interfaces/{id}).
-template <typename T>
-void Upsert(google::protobuf::RepeatedPtrField<T>* list, const T& item,
-            const std::string& (T::*id)() const) {
-  for (T& existing : *list) {
-    if ((existing.*id)() == (item.*id)()) {
-      existing = item;
-      return;
-    }
-  }
-  *list->Add() = item;
 }
 
 const char* FirecrackerState(api::VmState state) {
@@ -102,60 +47,14 @@ const char* FirecrackerState(api::VmState state) {
 
 }  // namespace
 
-template <typename Response>
-grpc::ServerUnaryReactor* HearthService::Configure(
-    Context* context, const char* method, const std::string& vm_id,
-    std::function<absl::Status(api::VmConfig*)> mutate,
-    std::function<void(const api::VmConfig&, Response*)> result, Response* response) {
-  Call call(context, metrics_, method);
-  manager_->Configure(vm_id, std::move(mutate),
-                      [call, result, response](absl::StatusOr<api::VmConfig> config) {
-                        if (config.ok()) result(*config, response);
-                        call.Finish(config.status());
-                      });
-  return call.reactor();
-}
-
-template <typename T>
-grpc::ServerUnaryReactor* HearthService::Replace(Context* context, const char* method,
-                                                 const std::string& vm_id,
-                                                 const absl::Status& checked, const T& value,
-                                                 T* (api::VmConfig::*mutable_field)(),
-                                                 const T& (api::VmConfig::*field)() const,
-                                                 T* response) {
-  if (!checked.ok()) return Call(context, metrics_, method).Finish(checked);
-  return Configure<T>(
-      context, method, vm_id,
-      [value, mutable_field](api::VmConfig* config) {
-        *(config->*mutable_field)() = value;
-        return absl::OkStatus();
-      },
-      [field](const api::VmConfig& config, T* out) { *out = (config.*field)(); }, response);
-}
-
-absl::StatusOr<api::VmConfig> HearthService::ConfigWithBalloon(const std::string& vm_id,
-                                                               bool needs_statistics) const {
-  ASSIGN_OR_RETURN(api::VmConfig config, manager_->GetConfig(vm_id));
-  if (!config.has_balloon()) {
-    return absl::NotFoundError(absl::StrCat("vm \"", vm_id, "\" has no balloon device"));
-  }
-  if (needs_statistics && config.balloon().stats_polling_interval_s() == 0) {
-    return absl::FailedPreconditionError(
-        "balloon statistics were not enabled before boot (stats_polling_interval_s is 0)");
-  }
-  return config;
-}
-
 // ----------------------------------------------------------------------------
 // Firecracker's resources.
 
 grpc::ServerUnaryReactor* HearthService::GetInstanceInfo(Context* context,
                                                          const api::GetInstanceInfoRequest* request,
                                                          api::InstanceInfo* response) {
-  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
-    return Call(context, metrics_, "GetInstanceInfo").Finish(bounded);
-  }
-  Call call(context, metrics_, "GetInstanceInfo");
+  if (Unary* refused = Oversized(context, "GetInstanceInfo", *request)) return refused;
+  UnaryCall call(context, metrics_, "GetInstanceInfo");
   absl::StatusOr<api::Vm> vm = manager_->GetVm(request->vm_id());
   if (vm.ok()) {
     response->set_app_name("hearth");
@@ -169,10 +68,8 @@ grpc::ServerUnaryReactor* HearthService::GetInstanceInfo(Context* context,
 grpc::ServerUnaryReactor* HearthService::GetVersion(Context* context,
                                                     const api::GetVersionRequest* request,
                                                     api::VersionInfo* response) {
-  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
-    return Call(context, metrics_, "GetVersion").Finish(bounded);
-  }
-  Call call(context, metrics_, "GetVersion");
+  if (Unary* refused = Oversized(context, "GetVersion", *request)) return refused;
+  UnaryCall call(context, metrics_, "GetVersion");
   if (!request->vm_id().empty()) {
     absl::StatusOr<api::Vm> vm = manager_->GetVm(request->vm_id());
     if (!vm.ok()) return call.Finish(vm.status());
@@ -184,10 +81,8 @@ grpc::ServerUnaryReactor* HearthService::GetVersion(Context* context,
 grpc::ServerUnaryReactor* HearthService::PutAction(Context* context,
                                                    const api::PutActionRequest* request,
                                                    api::PutActionResponse*) {
-  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
-    return Call(context, metrics_, "PutAction").Finish(bounded);
-  }
-  Call call(context, metrics_, "PutAction");
+  if (Unary* refused = Oversized(context, "PutAction", *request)) return refused;
+  UnaryCall call(context, metrics_, "PutAction");
   const std::string& type = request->action().action_type();
   if (type == "InstanceStart") {
     manager_->InstanceStart(request->vm_id(),
@@ -206,342 +101,18 @@ grpc::ServerUnaryReactor* HearthService::PutAction(Context* context,
   return call.reactor();
 }
 
-grpc::ServerUnaryReactor* HearthService::PutBootSource(Context* context,
-                                                       const api::PutBootSourceRequest* request,
-                                                       api::BootSource* response) {
-  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
-    return Call(context, metrics_, "PutBootSource").Finish(bounded);
-  }
-  const api::BootSource& boot = request->boot_source();
-  absl::Status checked = Required(request->has_boot_source(), "boot_source");
-  if (checked.ok()) checked = validate::ValidateBootSource(boot);
-  if (checked.ok()) {
-    checked = CheckPath(manager_->roots(), "boot_source.kernel_image_path",
-                        boot.kernel_image_path(), O_RDONLY);
-  }
-  if (checked.ok()) {
-    checked = CheckPath(manager_->roots(), "boot_source.initrd_path", boot.initrd_path(), O_RDONLY);
-  }
-  return Replace(context, "PutBootSource", request->vm_id(), checked, boot,
-                 &api::VmConfig::mutable_boot_source, &api::VmConfig::boot_source, response);
-}
-
-grpc::ServerUnaryReactor* HearthService::GetMachineConfig(
-    Context* context, const api::GetMachineConfigRequest* request, api::MachineConfig* response) {
-  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
-    return Call(context, metrics_, "GetMachineConfig").Finish(bounded);
-  }
-  Call call(context, metrics_, "GetMachineConfig");
-  absl::StatusOr<api::VmConfig> config = manager_->GetConfig(request->vm_id());
-  if (config.ok()) {
-    *response = config->machine_config();
-    validate::FillMachineConfigDefaults(response);
-  }
-  return call.Finish(config.status());
-}
-
-grpc::ServerUnaryReactor* HearthService::PutMachineConfig(
-    Context* context, const api::PutMachineConfigRequest* request, api::MachineConfig* response) {
-  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
-    return Call(context, metrics_, "PutMachineConfig").Finish(bounded);
-  }
-  const api::MachineConfig& machine = request->machine_config();
-  absl::Status checked = Required(request->has_machine_config(), "machine_config");
-  if (checked.ok()) checked = Required(machine.has_vcpu_count(), "machine_config.vcpu_count");
-  if (checked.ok()) checked = Required(machine.has_mem_size_mib(), "machine_config.mem_size_mib");
-  if (checked.ok()) checked = validate::ValidateMachineConfig(machine);
-  if (!checked.ok()) return Call(context, metrics_, "PutMachineConfig").Finish(checked);
-  return Configure<api::MachineConfig>(
-      context, "PutMachineConfig", request->vm_id(),
-      [machine](api::VmConfig* config) {
-        *config->mutable_machine_config() = machine;
-        validate::FillMachineConfigDefaults(config->mutable_machine_config());
-        return absl::OkStatus();
-      },
-      [](const api::VmConfig& config, api::MachineConfig* out) { *out = config.machine_config(); },
-      response);
-}
-
-grpc::ServerUnaryReactor* HearthService::PatchMachineConfig(
-    Context* context, const api::PatchMachineConfigRequest* request, api::MachineConfig* response) {
-  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
-    return Call(context, metrics_, "PatchMachineConfig").Finish(bounded);
-  }
-  const api::MachineConfig& patch = request->machine_config();
-  if (!patch.has_vcpu_count() && !patch.has_mem_size_mib() && !patch.has_smt() &&
-      !patch.has_track_dirty_pages() && !patch.has_huge_pages() && !patch.has_cpu_template()) {
-    return Call(context, metrics_, "PatchMachineConfig")
-        .Finish(absl::InvalidArgumentError("machine_config: no field to change is set"));
-  }
-  return Configure<api::MachineConfig>(
-      context, "PatchMachineConfig", request->vm_id(),
-      [patch](api::VmConfig* config) {
-        config->mutable_machine_config()->MergeFrom(patch);
-        return validate::ValidateMachineConfig(config->machine_config());
-      },
-      [](const api::VmConfig& config, api::MachineConfig* out) { *out = config.machine_config(); },
-      response);
-}
-
-grpc::ServerUnaryReactor* HearthService::PutCpuConfig(Context* context,
-                                                      const api::PutCpuConfigRequest* request,
-                                                      api::CpuConfig* response) {
-  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
-    return Call(context, metrics_, "PutCpuConfig").Finish(bounded);
-  }
-  return Replace(context, "PutCpuConfig", request->vm_id(),
-                 validate::ValidateCpuConfig(request->cpu_config()), request->cpu_config(),
-                 &api::VmConfig::mutable_cpu_config, &api::VmConfig::cpu_config, response);
-}
-
-grpc::ServerUnaryReactor* HearthService::PutDrive(Context* context,
-                                                  const api::PutDriveRequest* request,
-                                                  api::Drive* response) {
-  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
-    return Call(context, metrics_, "PutDrive").Finish(bounded);
-  }
-  const api::Drive& drive = request->drive();
-  absl::Status checked = Required(request->has_drive(), "drive");
-  if (checked.ok()) checked = validate::ValidateDrive(drive, "drive");
-  if (checked.ok()) {
-    checked = CheckPath(manager_->roots(), "drive.path_on_host", drive.path_on_host(),
-                        DriveOpenFlags(drive));
-  }
-  if (!checked.ok()) return Call(context, metrics_, "PutDrive").Finish(checked);
-  return Configure<api::Drive>(
-      context, "PutDrive", request->vm_id(),
-      [drive](api::VmConfig* config) {
-        Upsert(config->mutable_drives(), drive, &api::Drive::drive_id);
-        return absl::OkStatus();
-      },
-      [drive](const api::VmConfig&, api::Drive* out) { *out = drive; }, response);
-}
-
-grpc::ServerUnaryReactor* HearthService::PatchDrive(Context* context,
-                                                    const api::PatchDriveRequest* request,
-                                                    api::Drive* response) {
-  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
-    return Call(context, metrics_, "PatchDrive").Finish(bounded);
-  }
-  Call call(context, metrics_, "PatchDrive");
-  const api::PartialDrive& patch = request->drive();
-  absl::Status checked = validate::ValidateId("drive.drive_id", patch.drive_id());
-  if (checked.ok() && !patch.has_path_on_host() && !patch.has_rate_limiter()) {
-    checked = absl::InvalidArgumentError(
-        "drive: nothing to change (set path_on_host and/or rate_limiter)");
-  }
-  if (!checked.ok()) return call.Finish(checked);
-  manager_->PatchDrive(patch, request->vm_id(), call.Into(response));
-  return call.reactor();
-}
-
-grpc::ServerUnaryReactor* HearthService::PutNetworkInterface(
-    Context* context, const api::PutNetworkInterfaceRequest* request,
-    api::NetworkInterface* response) {
-  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
-    return Call(context, metrics_, "PutNetworkInterface").Finish(bounded);
-  }
-  const api::NetworkInterface& iface = request->network_interface();
-  absl::Status checked = Required(request->has_network_interface(), "network_interface");
-  if (checked.ok()) checked = validate::ValidateNetworkInterface(iface, "network_interface");
-  if (checked.ok()) checked = CheckTap("network_interface.host_dev_name", iface.host_dev_name());
-  if (!checked.ok()) return Call(context, metrics_, "PutNetworkInterface").Finish(checked);
-  return Configure<api::NetworkInterface>(
-      context, "PutNetworkInterface", request->vm_id(),
-      [iface](api::VmConfig* config) {
-        Upsert(config->mutable_network_interfaces(), iface, &api::NetworkInterface::iface_id);
-        return absl::OkStatus();
-      },
-      [iface](const api::VmConfig&, api::NetworkInterface* out) { *out = iface; }, response);
-}
-
-grpc::ServerUnaryReactor* HearthService::PatchNetworkInterface(
-    Context* context, const api::PatchNetworkInterfaceRequest* request,
-    api::NetworkInterface* response) {
-  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
-    return Call(context, metrics_, "PatchNetworkInterface").Finish(bounded);
-  }
-  Call call(context, metrics_, "PatchNetworkInterface");
-  const api::PartialNetworkInterface& patch = request->network_interface();
-  absl::Status checked = validate::ValidateId("network_interface.iface_id", patch.iface_id());
-  if (checked.ok() && !patch.has_rx_rate_limiter() && !patch.has_tx_rate_limiter()) {
-    checked = absl::InvalidArgumentError(
-        "network_interface: nothing to change (set rx_rate_limiter and/or tx_rate_limiter)");
-  }
-  if (!checked.ok()) return call.Finish(checked);
-  manager_->PatchNetworkInterface(patch, request->vm_id(), call.Into(response));
-  return call.reactor();
-}
-
-grpc::ServerUnaryReactor* HearthService::PutVsock(Context* context,
-                                                  const api::PutVsockRequest* request,
-                                                  api::Vsock* response) {
-  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
-    return Call(context, metrics_, "PutVsock").Finish(bounded);
-  }
-  const api::Vsock& vsock = request->vsock();
-  absl::Status checked = Required(request->has_vsock(), "vsock");
-  if (checked.ok()) checked = validate::ValidateVsock(vsock);
-  if (checked.ok()) checked = CheckVsockPath(manager_->roots(), "vsock.uds_path", vsock.uds_path());
-  return Replace(context, "PutVsock", request->vm_id(), checked, vsock,
-                 &api::VmConfig::mutable_vsock, &api::VmConfig::vsock, response);
-}
-
-grpc::ServerUnaryReactor* HearthService::PutEntropy(Context* context,
-                                                    const api::PutEntropyRequest* request,
-                                                    api::Entropy* response) {
-  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
-    return Call(context, metrics_, "PutEntropy").Finish(bounded);
-  }
-  return Replace(context, "PutEntropy", request->vm_id(),
-                 validate::ValidateEntropy(request->entropy()), request->entropy(),
-                 &api::VmConfig::mutable_entropy, &api::VmConfig::entropy, response);
-}
-
-grpc::ServerUnaryReactor* HearthService::PutSerial(Context* context,
-                                                   const api::PutSerialRequest* request,
-                                                   api::Serial* response) {
-  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
-    return Call(context, metrics_, "PutSerial").Finish(bounded);
-  }
-  const api::Serial& serial = request->serial();
-  absl::Status checked = validate::ValidateSerial(serial);
-  if (checked.ok()) {
-    checked = CheckPath(manager_->roots(), "serial.serial_out_path", serial.serial_out_path(),
-                        kOutputFileFlags);
-  }
-  return Replace(context, "PutSerial", request->vm_id(), checked, serial,
-                 &api::VmConfig::mutable_serial, &api::VmConfig::serial, response);
-}
-
-grpc::ServerUnaryReactor* HearthService::GetBalloon(Context* context,
-                                                    const api::GetBalloonRequest* request,
-                                                    api::Balloon* response) {
-  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
-    return Call(context, metrics_, "GetBalloon").Finish(bounded);
-  }
-  Call call(context, metrics_, "GetBalloon");
-  absl::StatusOr<api::VmConfig> config = ConfigWithBalloon(request->vm_id(), false);
-  if (config.ok()) *response = config->balloon();
-  return call.Finish(config.status());
-}
-
-grpc::ServerUnaryReactor* HearthService::PutBalloon(Context* context,
-                                                    const api::PutBalloonRequest* request,
-                                                    api::Balloon* response) {
-  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
-    return Call(context, metrics_, "PutBalloon").Finish(bounded);
-  }
-  absl::Status checked = Required(request->has_balloon(), "balloon");
-  if (!checked.ok()) return Call(context, metrics_, "PutBalloon").Finish(checked);
-  api::Balloon balloon = request->balloon();
-  return Configure<api::Balloon>(
-      context, "PutBalloon", request->vm_id(),
-      [balloon](api::VmConfig* config) {
-        RETURN_IF_ERROR(
-            validate::ValidateBalloon(balloon, validate::MemSizeMib(config->machine_config())));
-        *config->mutable_balloon() = balloon;
-        return absl::OkStatus();
-      },
-      [](const api::VmConfig& config, api::Balloon* out) { *out = config.balloon(); }, response);
-}
-
-grpc::ServerUnaryReactor* HearthService::PatchBalloon(Context* context,
-                                                      const api::PatchBalloonRequest* request,
-                                                      api::Balloon* response) {
-  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
-    return Call(context, metrics_, "PatchBalloon").Finish(bounded);
-  }
-  Call call(context, metrics_, "PatchBalloon");
-  absl::StatusOr<api::VmConfig> config = ConfigWithBalloon(request->vm_id(), false);
-  if (!config.ok()) return call.Finish(config.status());
-  uint32_t memory = validate::MemSizeMib(config->machine_config());
-  if (request->balloon().amount_mib() > memory) {
-    return call.Finish(absl::InvalidArgumentError(
-        absl::StrCat("balloon.amount_mib: ", request->balloon().amount_mib(),
-                     " MiB is more than the guest's ", memory, " MiB")));
-  }
-  manager_->PatchBalloon(request->vm_id(), request->balloon().amount_mib(), call.Into(response));
-  return call.reactor();
-}
-
-grpc::ServerUnaryReactor* HearthService::GetBalloonStatistics(
-    Context* context, const api::GetBalloonStatisticsRequest* request,
-    api::BalloonStatistics* response) {
-  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
-    return Call(context, metrics_, "GetBalloonStatistics").Finish(bounded);
-  }
-  Call call(context, metrics_, "GetBalloonStatistics");
-  absl::StatusOr<api::VmConfig> config = ConfigWithBalloon(request->vm_id(), true);
-  if (!config.ok()) return call.Finish(config.status());
-  manager_->GetBalloonStatistics(request->vm_id(), call.Into(response));
-  return call.reactor();
-}
-
-grpc::ServerUnaryReactor* HearthService::PatchBalloonStatistics(
-    Context* context, const api::PatchBalloonStatisticsRequest* request, api::Balloon* response) {
-  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
-    return Call(context, metrics_, "PatchBalloonStatistics").Finish(bounded);
-  }
-  Call call(context, metrics_, "PatchBalloonStatistics");
-  uint32_t interval = request->statistics().stats_polling_interval_s();
-  if (interval == 0) {
-    return call.Finish(absl::InvalidArgumentError(
-        "statistics.stats_polling_interval_s: must be at least 1 (0 would disable statistics, "
-        "which only a pre-boot PutBalloon may do)"));
-  }
-  absl::StatusOr<api::VmConfig> config = ConfigWithBalloon(request->vm_id(), true);
-  if (!config.ok()) return call.Finish(config.status());
-  manager_->PatchBalloonStatistics(request->vm_id(), interval, call.Into(response));
-  return call.reactor();
-}
-
-grpc::ServerUnaryReactor* HearthService::PutLogger(Context* context,
-                                                   const api::PutLoggerRequest* request,
-                                                   api::Logger* response) {
-  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
-    return Call(context, metrics_, "PutLogger").Finish(bounded);
-  }
-  const api::Logger& logger = request->logger();
-  absl::Status checked = validate::ValidateLogger(logger);
-  if (checked.ok()) {
-    checked = CheckPath(manager_->roots(), "logger.log_path", logger.log_path(), kOutputFileFlags);
-  }
-  return Replace(context, "PutLogger", request->vm_id(), checked, logger,
-                 &api::VmConfig::mutable_logger, &api::VmConfig::logger, response);
-}
-
-grpc::ServerUnaryReactor* HearthService::PutMetrics(Context* context,
-                                                    const api::PutMetricsRequest* request,
-                                                    api::Metrics* response) {
-  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
-    return Call(context, metrics_, "PutMetrics").Finish(bounded);
-  }
-  const api::Metrics& metrics = request->metrics();
-  absl::Status checked = validate::ValidateMetrics(metrics);
-  if (checked.ok()) {
-    checked = CheckPath(manager_->roots(), "metrics.metrics_path", metrics.metrics_path(),
-                        kOutputFileFlags);
-  }
-  if (!checked.ok()) return Call(context, metrics_, "PutMetrics").Finish(checked);
-  return Configure<api::Metrics>(
-      context, "PutMetrics", request->vm_id(),
-      [metrics](api::VmConfig* config) {
-        if (config->has_metrics()) {
-          return absl::FailedPreconditionError(
-              "PutMetrics: metrics are already configured (once per VM, as Firecracker)");
-        }
-        *config->mutable_metrics() = metrics;
-        return absl::OkStatus();
-      },
-      [](const api::VmConfig& config, api::Metrics* out) { *out = config.metrics(); }, response);
+grpc::ServerUnaryReactor* HearthService::Oversized(Context* context, const char* method,
+                                                   const google::protobuf::Message& request) {
+  absl::Status bounded = CheckFieldSizes(request);
+  if (bounded.ok()) return nullptr;
+  return UnaryCall(context, metrics_, method).Finish(bounded);
 }
 
 // MMDS needs a guest-facing network stack in the VMM (Firecracker's
 // dumbo); hearth-vmm has none yet, so the calls say so once the VM exists.
 grpc::ServerUnaryReactor* HearthService::MmdsUnimplemented(Context* context, const char* method,
                                                            const std::string& vm_id) {
-  Call call(context, metrics_, method);
+  UnaryCall call(context, metrics_, method);
   absl::StatusOr<api::Vm> vm = manager_->GetVm(vm_id);
   if (!vm.ok()) return call.Finish(vm.status());
   return call.Finish(Unimplemented(
@@ -553,46 +124,36 @@ grpc::ServerUnaryReactor* HearthService::MmdsUnimplemented(Context* context, con
 grpc::ServerUnaryReactor* HearthService::PutMmds(Context* context,
                                                  const api::PutMmdsRequest* request,
                                                  google::protobuf::Struct*) {
-  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
-    return Call(context, metrics_, "PutMmds").Finish(bounded);
-  }
+  if (Unary* refused = Oversized(context, "PutMmds", *request)) return refused;
   return MmdsUnimplemented(context, "PutMmds", request->vm_id());
 }
 
 grpc::ServerUnaryReactor* HearthService::PatchMmds(Context* context,
                                                    const api::PatchMmdsRequest* request,
                                                    google::protobuf::Struct*) {
-  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
-    return Call(context, metrics_, "PatchMmds").Finish(bounded);
-  }
+  if (Unary* refused = Oversized(context, "PatchMmds", *request)) return refused;
   return MmdsUnimplemented(context, "PatchMmds", request->vm_id());
 }
 
 grpc::ServerUnaryReactor* HearthService::GetMmds(Context* context,
                                                  const api::GetMmdsRequest* request,
                                                  google::protobuf::Struct*) {
-  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
-    return Call(context, metrics_, "GetMmds").Finish(bounded);
-  }
+  if (Unary* refused = Oversized(context, "GetMmds", *request)) return refused;
   return MmdsUnimplemented(context, "GetMmds", request->vm_id());
 }
 
 grpc::ServerUnaryReactor* HearthService::PutMmdsConfig(Context* context,
                                                        const api::PutMmdsConfigRequest* request,
                                                        api::MmdsConfig*) {
-  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
-    return Call(context, metrics_, "PutMmdsConfig").Finish(bounded);
-  }
+  if (Unary* refused = Oversized(context, "PutMmdsConfig", *request)) return refused;
   return MmdsUnimplemented(context, "PutMmdsConfig", request->vm_id());
 }
 
 grpc::ServerUnaryReactor* HearthService::CreateSnapshot(Context* context,
                                                         const api::CreateSnapshotRequest* request,
                                                         api::CreateSnapshotResponse* response) {
-  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
-    return Call(context, metrics_, "CreateSnapshot").Finish(bounded);
-  }
-  Call call(context, metrics_, "CreateSnapshot");
+  if (Unary* refused = Oversized(context, "CreateSnapshot", *request)) return refused;
+  UnaryCall call(context, metrics_, "CreateSnapshot");
   manager_->CreateSnapshot(request->vm_id(), request->params(), call.Into(response));
   return call.reactor();
 }
@@ -600,10 +161,8 @@ grpc::ServerUnaryReactor* HearthService::CreateSnapshot(Context* context,
 grpc::ServerUnaryReactor* HearthService::LoadSnapshot(Context* context,
                                                       const api::LoadSnapshotRequest* request,
                                                       api::LoadSnapshotResponse* response) {
-  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
-    return Call(context, metrics_, "LoadSnapshot").Finish(bounded);
-  }
-  Call call(context, metrics_, "LoadSnapshot");
+  if (Unary* refused = Oversized(context, "LoadSnapshot", *request)) return refused;
+  UnaryCall call(context, metrics_, "LoadSnapshot");
   manager_->LoadSnapshot(request->vm_id(), request->params(),
                          [call, response](absl::StatusOr<api::Vm> vm) {
                            if (vm.ok()) *response->mutable_vm() = std::move(*vm);
@@ -615,10 +174,8 @@ grpc::ServerUnaryReactor* HearthService::LoadSnapshot(Context* context,
 grpc::ServerUnaryReactor* HearthService::PatchVm(Context* context,
                                                  const api::PatchVmRequest* request,
                                                  api::Vm* response) {
-  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
-    return Call(context, metrics_, "PatchVm").Finish(bounded);
-  }
-  Call call(context, metrics_, "PatchVm");
+  if (Unary* refused = Oversized(context, "PatchVm", *request)) return refused;
+  UnaryCall call(context, metrics_, "PatchVm");
   manager_->SetVmState(request->vm_id(), request->vm_state().state(), call.Into(response));
   return call.reactor();
 }
@@ -626,10 +183,8 @@ grpc::ServerUnaryReactor* HearthService::PatchVm(Context* context,
 grpc::ServerUnaryReactor* HearthService::GetVmConfig(Context* context,
                                                      const api::GetVmConfigRequest* request,
                                                      api::VmConfig* response) {
-  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
-    return Call(context, metrics_, "GetVmConfig").Finish(bounded);
-  }
-  Call call(context, metrics_, "GetVmConfig");
+  if (Unary* refused = Oversized(context, "GetVmConfig", *request)) return refused;
+  UnaryCall call(context, metrics_, "GetVmConfig");
   absl::StatusOr<api::VmConfig> config = manager_->GetConfig(request->vm_id());
   if (config.ok()) *response = std::move(*config);
   return call.Finish(config.status());
@@ -641,10 +196,8 @@ grpc::ServerUnaryReactor* HearthService::GetVmConfig(Context* context,
 grpc::ServerUnaryReactor* HearthService::CreateVm(Context* context,
                                                   const api::CreateVmRequest* request,
                                                   api::Vm* response) {
-  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
-    return Call(context, metrics_, "CreateVm").Finish(bounded);
-  }
-  Call call(context, metrics_, "CreateVm");
+  if (Unary* refused = Oversized(context, "CreateVm", *request)) return refused;
+  UnaryCall call(context, metrics_, "CreateVm");
   manager_->CreateVm(*request, call.Into(response));
   return call.reactor();
 }
@@ -652,10 +205,8 @@ grpc::ServerUnaryReactor* HearthService::CreateVm(Context* context,
 grpc::ServerUnaryReactor* HearthService::DeleteVm(Context* context,
                                                   const api::DeleteVmRequest* request,
                                                   api::DeleteVmResponse* response) {
-  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
-    return Call(context, metrics_, "DeleteVm").Finish(bounded);
-  }
-  Call call(context, metrics_, "DeleteVm");
+  if (Unary* refused = Oversized(context, "DeleteVm", *request)) return refused;
+  UnaryCall call(context, metrics_, "DeleteVm");
   manager_->DeleteVm(request->vm_id(), request->force(),
                      [call, response](absl::StatusOr<bool> deleted) {
                        if (deleted.ok()) response->set_deleted(*deleted);
@@ -666,10 +217,8 @@ grpc::ServerUnaryReactor* HearthService::DeleteVm(Context* context,
 
 grpc::ServerUnaryReactor* HearthService::GetVm(Context* context, const api::GetVmRequest* request,
                                                api::Vm* response) {
-  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
-    return Call(context, metrics_, "GetVm").Finish(bounded);
-  }
-  Call call(context, metrics_, "GetVm");
+  if (Unary* refused = Oversized(context, "GetVm", *request)) return refused;
+  UnaryCall call(context, metrics_, "GetVm");
   absl::StatusOr<api::Vm> vm = manager_->GetVm(request->vm_id());
   if (vm.ok()) *response = std::move(*vm);
   return call.Finish(vm.status());
@@ -678,10 +227,8 @@ grpc::ServerUnaryReactor* HearthService::GetVm(Context* context, const api::GetV
 grpc::ServerUnaryReactor* HearthService::ListVms(Context* context,
                                                  const api::ListVmsRequest* request,
                                                  api::ListVmsResponse* response) {
-  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
-    return Call(context, metrics_, "ListVms").Finish(bounded);
-  }
-  Call call(context, metrics_, "ListVms");
+  if (Unary* refused = Oversized(context, "ListVms", *request)) return refused;
+  UnaryCall call(context, metrics_, "ListVms");
   absl::StatusOr<api::ListVmsResponse> list = manager_->ListVms(*request);
   if (list.ok()) *response = std::move(*list);
   return call.Finish(list.status());
@@ -690,7 +237,7 @@ grpc::ServerUnaryReactor* HearthService::ListVms(Context* context,
 grpc::ServerUnaryReactor* HearthService::GetHostInfo(Context* context,
                                                      const api::GetHostInfoRequest*,
                                                      api::HostInfo* response) {
-  Call call(context, metrics_, "GetHostInfo");
+  UnaryCall call(context, metrics_, "GetHostInfo");
   *response = manager_->GetHostInfo();
   return call.Finish(absl::OkStatus());
 }
@@ -698,10 +245,8 @@ grpc::ServerUnaryReactor* HearthService::GetHostInfo(Context* context,
 grpc::ServerUnaryReactor* HearthService::CloneVm(Context* context,
                                                  const api::CloneVmRequest* request,
                                                  api::CloneVmResponse* response) {
-  if (absl::Status bounded = CheckFieldSizes(*request); !bounded.ok()) {
-    return Call(context, metrics_, "CloneVm").Finish(bounded);
-  }
-  Call call(context, metrics_, "CloneVm");
+  if (Unary* refused = Oversized(context, "CloneVm", *request)) return refused;
+  UnaryCall call(context, metrics_, "CloneVm");
   manager_->CloneVm(*request, call.Into(response));
   return call.reactor();
 }

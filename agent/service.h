@@ -93,6 +93,9 @@ class HearthService final : public hearth::v1::Hearth::CallbackService {
 
  private:
   Unary* MmdsUnimplemented(Context* context, const char* method, const std::string& vm_id);
+  // Finishes the call with INVALID_ARGUMENT naming the field if a field of
+  // `request` is over its size limit (field_limits.h); nullptr otherwise.
+  Unary* Oversized(Context* context, const char* method, const google::protobuf::Message& request);
   // Put* of a resource the configuration holds once (boot source, vsock,
   // entropy, serial, logger, CPU config): `checked` is the request's own
   // validation; `value` replaces the field, which is returned.

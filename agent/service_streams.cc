@@ -27,6 +27,9 @@ namespace {
 class WatchReactor : public grpc::ServerWriteReactor<api::WatchEvent> {
  public:
   static constexpr size_t kMaxQueued = 10000;
+  // And at most this many bytes of them: a stalled client of a host whose
+  // VMs carry large labels must not make the agent buffer gigabytes.
+  static constexpr size_t kMaxQueuedBytes = 16 << 20;
 
   WatchReactor(VmApi* manager, ApiMetrics* metrics, const api::WatchVmsRequest& request)
       : manager_(manager), metrics_(metrics), start_(absl::Now()) {
@@ -46,7 +49,10 @@ class WatchReactor : public grpc::ServerWriteReactor<api::WatchEvent> {
   void OnWriteDone(bool ok) override {
     absl::MutexLock lock(&mutex_);
     writing_ = false;
-    if (!queue_.empty()) queue_.pop_front();
+    if (!queue_.empty()) {
+      queued_bytes_ -= queue_.front().ByteSizeLong();
+      queue_.pop_front();
+    }
     if (!ok) {
       FinishLocked(absl::CancelledError("the client went away"));
       return;
@@ -75,10 +81,10 @@ class WatchReactor : public grpc::ServerWriteReactor<api::WatchEvent> {
   void Enqueue(const api::WatchEvent& event) {
     absl::MutexLock lock(&mutex_);
     if (finished_ || finish_after_write_.has_value()) return;
-    if (queue_.size() >= kMaxQueued) {
-      absl::Status behind = absl::ResourceExhaustedError(
-          absl::StrCat("the watcher fell more than ", kMaxQueued,
-                       " events behind; watch again from resource_version ", last_sent_));
+    if (queue_.size() >= kMaxQueued || queued_bytes_ + event.ByteSizeLong() > kMaxQueuedBytes) {
+      absl::Status behind = absl::ResourceExhaustedError(absl::StrCat(
+          "the watcher fell more than ", kMaxQueued, " events or ", kMaxQueuedBytes >> 20,
+          " MiB behind; watch again from resource_version ", last_sent_));
       if (writing_) {
         finish_after_write_ = behind;
       } else {
@@ -86,6 +92,7 @@ class WatchReactor : public grpc::ServerWriteReactor<api::WatchEvent> {
       }
       return;
     }
+    queued_bytes_ += event.ByteSizeLong();
     queue_.push_back(event);
     WriteNextLocked();
   }
@@ -110,6 +117,7 @@ class WatchReactor : public grpc::ServerWriteReactor<api::WatchEvent> {
   int watch_id_ = 0;
   absl::Mutex mutex_;
   std::deque<api::WatchEvent> queue_ ABSL_GUARDED_BY(mutex_);
+  size_t queued_bytes_ ABSL_GUARDED_BY(mutex_) = 0;
   bool writing_ ABSL_GUARDED_BY(mutex_) = false;
   bool finished_ ABSL_GUARDED_BY(mutex_) = false;
   std::optional<absl::Status> finish_after_write_ ABSL_GUARDED_BY(mutex_);
