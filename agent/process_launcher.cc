@@ -426,6 +426,8 @@ void ProcessLauncher::Release(const state::VmRecord& record) {
   // The VMM is gone: its cgroups are empty and its jail unused.
   for (const std::string& dir : record.cgroup_dirs()) RemoveDir(dir);
   if (!record.jail_dir().empty()) {
+    // A VMM killed while its jailer ran pivot_root leaves an empty old_root.
+    RemoveDir(record.jail_dir() + "/root/old_root");
     RemoveDir(record.jail_dir() + "/root");
     RemoveDir(record.jail_dir());
   }

@@ -75,7 +75,13 @@ absl::StatusOr<UniqueFd> OpenExecFile(const std::string& path) {
 absl::Status CreateJailRoot(const std::string& root) {
   HostFilesystem fs;
   RETURN_IF_ERROR(MakeDirectories(&fs, root, 0755));
-  // Left over by an earlier VM with the same id: it must be empty.
+  // Left over by an earlier VM with the same id: it must be empty. An empty
+  // old_root is what a VMM killed between pivot_root's mkdir and its rmdir
+  // leaves (the mounts under it went with its mount namespace): removed.
+  std::string old_root = root + "/old_root";
+  if (::rmdir(old_root.c_str()) < 0 && errno != ENOENT && errno != ENOTEMPTY && errno != ENOTDIR) {
+    return ErrnoStatus(absl::StrCat("rmdir ", old_root));
+  }
   DIR* dir = ::opendir(root.c_str());
   if (dir == nullptr) return ErrnoStatus(absl::StrCat("opendir ", root));
   int entries = 0;
