@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "agent/boot_resources.h"
+#include "agent/guest_vsock.h"
 #include "agent/image_roots.h"
 #include "agent/vm_manager.h"
 #include "common/fd_passing.h"
@@ -220,18 +221,11 @@ void VmManager::ConnectVsock(ManagedVm* entry, uint64_t request_id, uint32_t por
   reply.mutable_vsock_connected()->set_request_id(request_id);
   std::vector<UniqueFd> fds;
   const std::string path = absl::StrCat(entry->vm()->spec().vsock().uds_path(), "_", port);
-  absl::StatusOr<ImageRoots::Parent> parent = roots_.OpenParent("vsock.uds_path", path);
-  absl::StatusOr<sockaddr_un> address =
-      parent.ok() ? UnixSocketAddress(parent->ProcPath(), "vsock.uds_path") : parent.status();
-  UniqueFd socket(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!address.ok()) {
-    reply.mutable_vsock_connected()->set_error(std::string(address.status().message()));
-  } else if (!socket.valid() || ::connect(socket.get(), reinterpret_cast<sockaddr*>(&*address),
-                                          sizeof(*address)) < 0) {
-    reply.mutable_vsock_connected()->set_error(
-        absl::StrCat("connect ", path, ": ", std::strerror(errno)));
+  absl::StatusOr<UniqueFd> socket = ConnectGuestVsock(roots_, path);
+  if (socket.ok()) {
+    fds.push_back(std::move(*socket));
   } else {
-    fds.push_back(std::move(socket));
+    reply.mutable_vsock_connected()->set_error(std::string(socket.status().message()));
   }
   std::string id = entry->id();
   Call(entry, reply, std::move(fds), [id](absl::StatusOr<control::Response> response) {
