@@ -130,6 +130,9 @@ absl::StatusOr<BootResources> OpenBootResources(const ImageRoots& roots, const a
   if (spec.has_logger() && !spec.logger().log_path().empty()) {
     ASSIGN_OR_RETURN(UniqueFd log,
                      roots.OpenFile("logger.log_path", spec.logger().log_path(), kOutputFileFlags));
+    out.log_reader.Reset(
+        ::open(absl::StrCat("/proc/self/fd/", log.get()).c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+    if (!out.log_reader.valid()) return ErrnoStatus("logger.log_path: reopening for reading");
     map->set_log(add(std::move(log)));
   }
   if (spec.has_serial() && !spec.serial().serial_out_path().empty()) {

@@ -23,6 +23,10 @@ struct BootResources {
   UniqueFd console;
   // serial.serial_out_path, if set: the agent copies console output there.
   UniqueFd serial_out;
+  // logger.log_path, if set, opened for reading: the same file as the
+  // VMM's log fd (reopened through /proc/self/fd, never by its path), for
+  // the last line of an exit reason.
+  UniqueFd log_reader;
   // The vsock socket the agent bound, by device and inode (0: none): it is
   // removed when the VMM ends only if the path still holds that socket.
   uint64_t vsock_dev = 0;

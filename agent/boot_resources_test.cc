@@ -60,6 +60,24 @@ TEST_F(BootResourcesTest, OpensWhatTheSpecNames) {
   EXPECT_FALSE(load.has_kernel());
 }
 
+TEST_F(BootResourcesTest, TheLogIsReadThroughItsFdNeverItsPath) {
+  api::VmConfig spec = Spec();
+  spec.mutable_logger()->set_log_path(dir_ + "/vm.log");
+  control::FdMap map;
+  absl::StatusOr<BootResources> opened = OpenBootResources(*roots_, spec, true, &map);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  ASSERT_TRUE(map.has_log());
+  ASSERT_EQ(::write(opened->fds[map.log()].get(), "vmm says hi\n", 12), 12);
+  // The path is swapped for a symlink to a secret: the reader still reads
+  // the VM's own log.
+  std::ofstream(dir_ + "/secret") << "secret\n";
+  ASSERT_EQ(::rename((dir_ + "/vm.log").c_str(), (dir_ + "/old.log").c_str()), 0);
+  ASSERT_EQ(::symlink((dir_ + "/secret").c_str(), (dir_ + "/vm.log").c_str()), 0);
+  char buf[64] = {};
+  ASSERT_EQ(::pread(opened->log_reader.get(), buf, sizeof(buf) - 1, 0), 12);
+  EXPECT_STREQ(buf, "vmm says hi\n");
+}
+
 TEST_F(BootResourcesTest, ErrorsNameTheField) {
   api::VmConfig spec = Spec();
   spec.mutable_drives(0)->set_path_on_host(dir_ + "/missing");

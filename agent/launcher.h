@@ -81,10 +81,10 @@ class VmmLauncher {
   // The VM is deleted: removes its run directory.
   virtual void RemoveRunDir(const hearth::agent::v1::VmRecord& record) = 0;
 
-  // The end of what the VMM logged (its run directory's vmm.log, and the
-  // spec's logger.log_path), for exit reasons.
-  virtual std::string LogTail(const hearth::agent::v1::VmRecord& record,
-                              const hearth::v1::VmConfig& spec) = 0;
+  // The end of what the VMM wrote to its own log (stderr: the run
+  // directory's vmm.log, which only the agent and the VMM can write), for
+  // exit reasons.
+  virtual std::string LogTail(const hearth::agent::v1::VmRecord& record) = 0;
 };
 
 }  // namespace hearth::agent

@@ -112,11 +112,13 @@ bool ManagedVm::NoteOutput(absl::Time now) {
 }
 
 ExitDecision ExitReason(const std::optional<ExitStatus>& status,
-                        const std::optional<control::GuestExit>& guest, const std::string& log_tail,
-                        const std::string& console_tail, api::VmExit* exit) {
+                        const std::optional<control::GuestExit>& guest, const std::string& vmm_log,
+                        const std::string& vm_log, const std::string& console_tail,
+                        api::VmExit* exit) {
   exit->Clear();
   if (status.has_value() && status->exit_code.has_value()) exit->set_exit_code(*status->exit_code);
   if (status.has_value() && status->signal.has_value()) exit->set_signal(*status->signal);
+  const std::string& log_tail = vmm_log;
   size_t bad = log_tail.rfind("bad syscall ");
   if (bad != std::string::npos) {
     std::string digits;
@@ -151,7 +153,7 @@ ExitDecision ExitReason(const std::optional<ExitStatus>& status,
                                                    " (", SignalName(exit->signal()), ")")};
   }
   if (exit->has_exit_code()) {
-    std::string last = SanitizeUtf8(LastLine(log_tail));
+    std::string last = SanitizeUtf8(LastLine(vmm_log + vm_log));
     return {api::VM_STATE_FAILED, absl::StrCat("the VMM exited with code ", exit->exit_code(),
                                                last.empty() ? "" : ": ", last)};
   }

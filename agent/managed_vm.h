@@ -42,6 +42,8 @@ struct ManagedVm {
   std::optional<Process> process;
   std::shared_ptr<ConsoleBuffer> console;
   UniqueFd serial_out;
+  // The VM's logger.log_path, for reading (see BootResources::log_reader).
+  UniqueFd log_reader;
   absl::Time created = absl::Now();
   absl::Time start_requested = absl::InfinitePast();
   bool first_output_seen = false;
@@ -69,8 +71,11 @@ struct ManagedVm {
 };
 
 // Why a VMM ended, from what is known: how the process ended (nullopt
-// after an agent restart), what the guest reported, the VMM's log tail
-// (for "bad syscall N" and an exit's last line) and the console's tail.
+// after an agent restart), what the guest reported, the end of the VMM's
+// own log (`vmm_log`: only the agent and the VMM write it, so "bad syscall
+// N" is read there only), the end of the VM's logger file (`vm_log`: the
+// tenant's, it may give an exit's last line but never a syscall number)
+// and the console's tail.
 // Fills `exit` and returns the state the VM moves to and the reason.
 struct ExitDecision {
   hearth::v1::VmState state;
@@ -78,8 +83,8 @@ struct ExitDecision {
 };
 ExitDecision ExitReason(const std::optional<ExitStatus>& status,
                         const std::optional<hearth::vmm::v1::GuestExit>& guest,
-                        const std::string& log_tail, const std::string& console_tail,
-                        hearth::v1::VmExit* exit);
+                        const std::string& vmm_log, const std::string& vm_log,
+                        const std::string& console_tail, hearth::v1::VmExit* exit);
 
 // `in` with invalid UTF-8 replaced by U+FFFD (for proto string fields).
 std::string SanitizeUtf8(const std::string& in);

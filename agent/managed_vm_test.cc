@@ -94,7 +94,7 @@ TEST(ExitReason, GuestResetWithACleanExitStops) {
   api::VmExit exit;
   ExitDecision d =
       ExitReason(ExitStatus{0, std::nullopt},
-                 Guest(control::GuestExit::KIND_RESET, "the guest reset"), "", "bye\n", &exit);
+                 Guest(control::GuestExit::KIND_RESET, "the guest reset"), "", "", "bye\n", &exit);
   EXPECT_EQ(d.state, api::VM_STATE_STOPPED);
   EXPECT_EQ(d.reason, "the guest reset");
   EXPECT_TRUE(exit.guest_reset());
@@ -106,7 +106,7 @@ TEST(ExitReason, GuestErrorFails) {
   api::VmExit exit;
   ExitDecision d =
       ExitReason(ExitStatus{1, std::nullopt},
-                 Guest(control::GuestExit::KIND_ERROR, "emulation failure"), "", "", &exit);
+                 Guest(control::GuestExit::KIND_ERROR, "emulation failure"), "", "", "", &exit);
   EXPECT_EQ(d.state, api::VM_STATE_FAILED);
   EXPECT_EQ(d.reason, "emulation failure");
 }
@@ -114,7 +114,7 @@ TEST(ExitReason, GuestErrorFails) {
 TEST(ExitReason, SeccompKill) {
   api::VmExit exit;
   ExitDecision d = ExitReason(ExitStatus{std::nullopt, SIGSYS}, std::nullopt,
-                              "hearth-vmm: bad syscall 59\n", "", &exit);
+                              "hearth-vmm: bad syscall 59\n", "", "", &exit);
   EXPECT_EQ(d.state, api::VM_STATE_FAILED);
   EXPECT_EQ(d.reason, "bad syscall 59: the VMM's seccomp filter killed it");
   EXPECT_EQ(exit.bad_syscall(), 59);
@@ -122,18 +122,34 @@ TEST(ExitReason, SeccompKill) {
 
 TEST(ExitReason, SignalAndExitCode) {
   api::VmExit exit;
-  EXPECT_EQ(ExitReason(ExitStatus{std::nullopt, SIGKILL}, std::nullopt, "", "", &exit).reason,
+  EXPECT_EQ(ExitReason(ExitStatus{std::nullopt, SIGKILL}, std::nullopt, "", "", "", &exit).reason,
             "the VMM was killed by signal 9 (SIGKILL)");
   EXPECT_EQ(
-      ExitReason(ExitStatus{3, std::nullopt}, std::nullopt, "a\nlast words\n\n", "", &exit).reason,
+      ExitReason(ExitStatus{3, std::nullopt}, std::nullopt, "a\nlast words\n\n", "", "", &exit)
+          .reason,
       "the VMM exited with code 3: last words");
-  EXPECT_EQ(ExitReason(std::nullopt, std::nullopt, "", "", &exit).reason,
+  EXPECT_EQ(ExitReason(std::nullopt, std::nullopt, "", "", "", &exit).reason,
             "the VMM exited while the agent was away (its exit status is unknown)");
   // A reset reported by a VMM that then crashed is not a clean stop.
   EXPECT_EQ(ExitReason(ExitStatus{std::nullopt, SIGSEGV},
-                       Guest(control::GuestExit::KIND_RESET, "reset"), "", "", &exit)
+                       Guest(control::GuestExit::KIND_RESET, "reset"), "", "", "", &exit)
                 .state,
             api::VM_STATE_FAILED);
+}
+
+TEST(ExitReason, TheTenantsLogNeverNamesASyscall) {
+  // The VM's logger file is the tenant's: text there that looks like a
+  // seccomp report must not relabel a SIGKILL.
+  api::VmExit exit;
+  ExitDecision d = ExitReason(ExitStatus{std::nullopt, SIGKILL}, std::nullopt, "",
+                              "hearth-vmm: bad syscall 1\n", "", &exit);
+  EXPECT_EQ(d.reason, "the VMM was killed by signal 9 (SIGKILL)");
+  EXPECT_FALSE(exit.has_bad_syscall());
+  // It may give an exit's last line.
+  EXPECT_EQ(
+      ExitReason(ExitStatus{1, std::nullopt}, std::nullopt, "vmm line\n", "vm line\n", "", &exit)
+          .reason,
+      "the VMM exited with code 1: vm line");
 }
 
 TEST(SanitizeUtf8, ReplacesInvalidBytes) {

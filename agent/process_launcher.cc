@@ -443,12 +443,9 @@ void ProcessLauncher::RemoveRunDir(const state::VmRecord& record) {
   if (!record.run_dir().empty()) RemoveTree(record.run_dir());
 }
 
-std::string ProcessLauncher::LogTail(const state::VmRecord& record, const api::VmConfig& spec) {
-  std::string log = ReadTail(record.run_dir() + "/vmm.log", 4096);
-  if (spec.has_logger() && !spec.logger().log_path().empty()) {
-    log += ReadTail(spec.logger().log_path(), 4096);
-  }
-  return log;
+std::string ProcessLauncher::LogTail(const state::VmRecord& record) {
+  if (record.run_dir().empty()) return "";
+  return ReadTail(record.run_dir() + "/vmm.log", 4096);
 }
 
 }  // namespace hearth::agent

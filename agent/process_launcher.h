@@ -59,8 +59,7 @@ class ProcessLauncher final : public VmmLauncher {
                            const hearth::v1::VmConfig& spec) override;
   void Release(const hearth::agent::v1::VmRecord& record) override;
   void RemoveRunDir(const hearth::agent::v1::VmRecord& record) override;
-  std::string LogTail(const hearth::agent::v1::VmRecord& record,
-                      const hearth::v1::VmConfig& spec) override;
+  std::string LogTail(const hearth::agent::v1::VmRecord& record) override;
 
  private:
   explicit ProcessLauncher(LauncherOptions options) : options_(std::move(options)) {}

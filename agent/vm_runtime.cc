@@ -80,6 +80,7 @@ void VmManager::RunStart(ManagedVm* entry, StartPlan plan, Done<api::Vm> done) {
     return done(ready);
   }
   entry->serial_out = std::move(resources->serial_out);
+  entry->log_reader = std::move(resources->log_reader);
   entry->record.set_vsock_dev(resources->vsock_dev);
   entry->record.set_vsock_ino(resources->vsock_ino);
   entry->start_requested = absl::Now();

@@ -2,6 +2,7 @@
 // the launcher), calls with deadlines, the VMM's control events, its
 // console output, and what happens when it exits. Supervisor thread only.
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -28,6 +29,18 @@ absl::StatusOr<std::pair<UniqueFd, UniqueFd>> ConsolePair() {
     return absl::ErrnoToStatus(errno, "console socketpair");
   }
   return std::make_pair(UniqueFd(pair[0]), UniqueFd(pair[1]));
+}
+
+// The last `max` bytes of the file `fd` (empty without one).
+std::string ReadTail(int fd, size_t max) {
+  struct stat st;
+  if (fd < 0 || ::fstat(fd, &st) < 0 || st.st_size <= 0) return "";
+  const off_t from =
+      st.st_size > static_cast<off_t>(max) ? st.st_size - static_cast<off_t>(max) : 0;
+  std::string tail(static_cast<size_t>(st.st_size - from), '\0');
+  ssize_t n = ::pread(fd, tail.data(), tail.size(), from);
+  tail.resize(n > 0 ? static_cast<size_t>(n) : 0);
+  return tail;
 }
 
 }  // namespace
@@ -268,8 +281,8 @@ void VmManager::OnProcessExit(const std::string& vm_id) {
   ManagedVm::Process& process = *entry->process;
   ExitDecision decision =
       ExitReason(launcher_->Reap(process.handle), process.guest_exit,
-                 launcher_->LogTail(entry->record, entry->vm()->spec()), entry->console->Tail(4096),
-                 entry->vm()->mutable_status()->mutable_exit());
+                 launcher_->LogTail(entry->record), ReadTail(entry->log_reader.get(), 4096),
+                 entry->console->Tail(4096), entry->vm()->mutable_status()->mutable_exit());
   // Whoever waits on the VMM learns that it is gone.
   std::vector<VmmConnection::Callback> pending = process.connection->TakeAllPending();
   std::vector<std::function<void(absl::Status)>> on_ready = std::move(process.on_ready);
@@ -312,6 +325,7 @@ void VmManager::CleanUpProcess(ManagedVm* entry) {
     entry->record.clear_vsock_ino();
   }
   entry->serial_out.Reset();
+  entry->log_reader.Reset();
   entry->console->Close();
   entry->record.set_pid(0);
   entry->vm()->mutable_status()->set_vmm_pid(0);

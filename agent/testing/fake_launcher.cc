@@ -162,7 +162,7 @@ void FakeLauncher::RemoveRunDir(const state::VmRecord& record) {
   host_->removed_run_dirs_.insert(record.vm().vm_id());
 }
 
-std::string FakeLauncher::LogTail(const state::VmRecord& record, const hearth::v1::VmConfig&) {
+std::string FakeLauncher::LogTail(const state::VmRecord& record) {
   std::shared_ptr<FakeVmm> vmm = ByPid(record.pid());
   return vmm == nullptr ? "" : vmm->log();
 }

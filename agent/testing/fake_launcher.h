@@ -73,8 +73,7 @@ class FakeLauncher final : public VmmLauncher {
                            const hearth::v1::VmConfig& spec) override;
   void Release(const hearth::agent::v1::VmRecord& record) override;
   void RemoveRunDir(const hearth::agent::v1::VmRecord& record) override;
-  std::string LogTail(const hearth::agent::v1::VmRecord& record,
-                      const hearth::v1::VmConfig& spec) override;
+  std::string LogTail(const hearth::agent::v1::VmRecord& record) override;
 
  private:
   std::shared_ptr<FakeVmm> ByPid(int pid) const;
