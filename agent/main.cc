@@ -6,6 +6,7 @@
 //   hearthd --image_roots=/var/lib/hearth/images
 //
 // SIGTERM or SIGINT stop the agent; VMs keep running (DeleteVm stops them).
+#include <fcntl.h>
 #include <grp.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -31,6 +32,7 @@
 #include "agent/process_launcher.h"
 #include "agent/service.h"
 #include "agent/vm_manager.h"
+#include "common/unique_fd.h"
 #include "gflags/gflags.h"
 #include "glog/logging.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
@@ -125,6 +127,17 @@ std::shared_ptr<grpc::ServerCredentials> TcpCredentials() {
   return grpc::SslServerCredentials(options);
 }
 
+bool WriteAll(int fd, const std::string& text) {
+  size_t done = 0;
+  while (done < text.size()) {
+    ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    done += static_cast<size_t>(n);
+  }
+  return true;
+}
+
 void WriteMetrics(const std::string& path, const VmManager& manager, const ApiMetrics& api) {
   std::string vms;
   for (const auto& [id, json] : manager.LastMetrics()) {
@@ -135,15 +148,17 @@ void WriteMetrics(const std::string& path, const VmManager& manager, const ApiMe
       "{\"utc_time_ms\":", absl::ToUnixMillis(absl::Now()), ",\"agent\":{\"vms\":", allocated.vms(),
       ",\"vcpus\":", allocated.vcpus(), ",\"memory_mib\":", allocated.memory_mib(),
       "},\"api\":", api.Json(), ",\"vms\":{", vms, "}}\n");
+  // 0640: per-VM device counters and the API's callers are not for every
+  // local user (the group is --socket_group's, like the API socket's).
   std::string temporary = path + ".tmp";
-  {
-    std::ofstream out(temporary, std::ios::trunc);
-    out << text;
-    if (!out) {
-      LOG(WARNING) << "metrics: cannot write " << temporary;
-      return;
-    }
+  UniqueFd out(
+      ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640));
+  if (!out.valid() || ::fchmod(out.get(), 0640) < 0 || !WriteAll(out.get(), text)) {
+    PLOG(WARNING) << "metrics: cannot write " << temporary;
+    ::unlink(temporary.c_str());  // best effort: the next interval writes a new one
+    return;
   }
+  out.Reset();
   if (::rename(temporary.c_str(), path.c_str()) < 0) {
     PLOG(WARNING) << "metrics: rename to " << path;
   }

@@ -19,6 +19,7 @@
 #include <dirent.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -283,6 +284,11 @@ TEST_F(CrashTest, SigkillAtRandomInstantsConverges) {
   EXPECT_TRUE(ProcessesOf(fake_vmm_).empty());
   EXPECT_TRUE(DirNames(dir_ + "/run/vms").empty());
   EXPECT_TRUE(DirNames(dir_ + "/state/vms").empty());
+  // A clean stop writes the metrics file, readable by owner and group only.
+  EXPECT_EQ(WEXITSTATUS((*agent)->Stop(SIGTERM)), 0);
+  struct stat metrics;
+  ASSERT_EQ(::stat((dir_ + "/run/metrics.json").c_str(), &metrics), 0);
+  EXPECT_EQ(metrics.st_mode & 0777, 0640u);
 }
 
 }  // namespace
