@@ -246,8 +246,13 @@ void VmManager::CreateVm(const api::CreateVmRequest& request, Done<api::Vm> done
     absl::Status admitted = registry_.Admit(spec, "");
     if (!admitted.ok()) return done(admitted);
     absl::Status spawned = AddVm(request.vm_id(), request.labels(), spec, request.config(), "");
-    if (!spawned.ok()) return done(spawned);
     ManagedVm* entry = Find(request.vm_id());
+    if (!spawned.ok() && entry != nullptr && !entry->pending_deletes.empty()) {
+      // Abandoned (its record could not be saved): answered once it is gone.
+      entry->pending_deletes.push_back([spawned, done](absl::StatusOr<bool>) { done(spawned); });
+      return;
+    }
+    if (!spawned.ok()) return done(spawned);
     if (!request.start()) return done(entry->record.vm());
     // A create whose start fails leaves nothing: the VM is deleted before
     // the error is answered, so the corrected request can be sent again.

@@ -103,10 +103,12 @@ void VmManager::CreateSnapshot(const std::string& vm_id, const api::SnapshotCrea
                                                                                std::move(*memory));
     Call(
         entry, request, std::move(fds),
-        [vm_id, done, start, outputs](absl::StatusOr<control::Response> r) {
+        [vm_id, done, start, outputs](absl::StatusOr<control::Response> r) mutable {
           absl::Status s = r.ok() ? VmmConnection::StatusOf(*r) : r.status();
           if (s.ok()) s = outputs->second.Commit();
           if (s.ok()) s = outputs->first.Commit();
+          // The temporary files are gone before the client hears of it.
+          outputs.reset();
           if (!s.ok()) return done(s);
           api::CreateSnapshotResponse response;
           response.set_state_bytes(r->snapshot_created().state_bytes());
