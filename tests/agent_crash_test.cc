@@ -239,12 +239,6 @@ class CrashTest : public ::testing::Test {
 };
 
 TEST_F(CrashTest, SigkillAtRandomInstantsConverges) {
-  if (IsAsanBuild()) {
-    // The fake VMMs are ordinary processes; nothing here needs the ASan
-    // pass, and a shorter run keeps it in budget.
-    PrintSkipped("the crash rounds run in the normal build only");
-    GTEST_SKIP();
-  }
   const int rounds = EnvInt("HEARTH_CRASH_ROUNDS", 25);
   const uint32_t seed = static_cast<uint32_t>(EnvInt("HEARTH_CRASH_SEED", 1));
   std::printf("crash test: %d rounds, seed %u\n", rounds, seed);
