@@ -1,8 +1,8 @@
 // hearthd killed with SIGKILL at random instants, restarted, and checked.
 //
 // Each round starts hearthd over the same state directory, lets it converge,
-// checks the invariants, then runs a burst of creates, starts, pauses and
-// deletes from several clients and SIGKILLs hearthd after a random delay
+// checks the invariants, then runs a burst of creates, starts, pauses,
+// snapshots, clones and deletes from several clients and SIGKILLs hearthd after a random delay
 // (seeded: HEARTH_CRASH_SEED, default 1; HEARTH_CRASH_ROUNDS, default 25).
 // The VMMs are fake-vmm processes (the real control protocol, no KVM), so
 // this runs on any host; hearthd runs unjailed (cgroup and jail leftovers
@@ -17,6 +17,7 @@
 //  * resource versions never go back;
 //  * no run directory is left for a VM that is not listed.
 #include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -34,12 +35,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "common/unique_fd.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "hearth/v1/hearth.grpc.pb.h"
 #include "tests/testing/agent.h"
 #include "tests/testing/host.h"
 #include "tests/testing/subprocess.h"
+#include "vmm/snapshot/format.h"
 
 namespace hearth::testing {
 namespace {
@@ -96,6 +99,16 @@ class CrashTest : public ::testing::Test {
     dir_ = ShortTempDir("hearth-crash-");
     ASSERT_EQ(::mkdir((dir_ + "/images").c_str(), 0755), 0);
     ASSERT_TRUE(WriteFile(dir_ + "/images/vmlinux", "fake kernel").ok());
+    // The snapshot clones are made from: a 1-vCPU, 64 MiB VM.
+    vmm::v1::VmSnapshot base;
+    base.mutable_config()->mutable_boot_source()->set_kernel_image_path(dir_ + "/images/vmlinux");
+    base.mutable_config()->mutable_machine_config()->set_vcpu_count(1);
+    base.mutable_config()->mutable_machine_config()->set_mem_size_mib(64);
+    UniqueFd state(
+        ::open((dir_ + "/images/base.snap").c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    ASSERT_TRUE(state.valid());
+    ASSERT_TRUE(snapshot::WriteStateFile(state.get(), base).ok());
+    ASSERT_TRUE(WriteFile(dir_ + "/images/base.mem", "").ok());
     // A copy of its own: its processes are told apart from any other
     // test's by their executable's path.
     absl::StatusOr<std::string> binary = ReadFile(Runfile("tests/fake-vmm"));
@@ -106,8 +119,8 @@ class CrashTest : public ::testing::Test {
   }
   void TearDown() override {
     for (pid_t pid : ProcessesOf(fake_vmm_)) ::kill(pid, SIGKILL);
-    if (HasFailure()) {
-      std::printf("crash test: kept %s (hearthd.log, state/) for the failure\n", dir_.c_str());
+    if (HasFailure() || std::getenv("HEARTH_KEEP_TEST_DIRS") != nullptr) {
+      std::printf("crash test: kept %s (hearthd.log, state/)\n", dir_.c_str());
       return;
     }
     std::string remove = absl::StrCat("rm -rf '", dir_, "'");
@@ -176,12 +189,13 @@ class CrashTest : public ::testing::Test {
 
   // One client: operations on its own ids, each answered or cut by the kill.
   static void Client(Agent* agent, Ledger* ledger, int client, uint32_t seed,
-                     std::atomic<bool>* stop, const std::string& kernel) {
+                     std::atomic<bool>* stop, const std::string& images) {
+    const std::string kernel = images + "/vmlinux";
     std::mt19937 rng(seed);
     std::unique_ptr<api::Hearth::Stub> stub = agent->NewStub();
     while (!*stop) {
       const std::string id = absl::StrCat("c", client, "-", rng() % 4);
-      const int op = static_cast<int>(rng() % 4);
+      const int op = static_cast<int>(rng() % 6);
       {
         absl::MutexLock lock(&ledger->mutex);
         ledger->in_flight.insert(id);
@@ -207,12 +221,34 @@ class CrashTest : public ::testing::Test {
         api::DeleteVmResponse response;
         status = stub->DeleteVm(&context, request, &response);
         if (status.ok()) exists = false;
-      } else {
+      } else if (op == 3 || op == 4) {
         api::PatchVmRequest request;
         request.set_vm_id(id);
-        request.mutable_vm_state()->set_state(rng() % 2 ? "Paused" : "Resumed");
+        request.mutable_vm_state()->set_state(op == 4 || rng() % 2 ? "Paused" : "Resumed");
         api::Vm vm;
         status = stub->PatchVm(&context, request, &vm);
+        if (op == 4 && status.ok()) {
+          // Paused: a snapshot over the client's previous one.
+          grpc::ClientContext snapshot_context;
+          snapshot_context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+          api::CreateSnapshotRequest snapshot;
+          snapshot.set_vm_id(id);
+          snapshot.mutable_params()->set_snapshot_path(absl::StrCat(images, "/c", client, ".snap"));
+          snapshot.mutable_params()->set_mem_file_path(absl::StrCat(images, "/c", client, ".mem"));
+          api::CreateSnapshotResponse made;
+          stub->CreateSnapshot(&snapshot_context, snapshot, &made).ok();  // either outcome
+        }
+      } else {
+        api::CloneVmRequest request;
+        request.set_snapshot_path(images + "/base.snap");
+        request.mutable_mem_backend()->set_backend_type("File");
+        request.mutable_mem_backend()->set_backend_path(images + "/base.mem");
+        api::CloneSpec* clone = request.add_clones();
+        clone->set_vm_id(id);
+        clone->set_resume_vm(true);
+        api::CloneVmResponse response;
+        status = stub->CloneVm(&context, request, &response);
+        if (status.ok()) exists = true;
       }
       absl::MutexLock lock(&ledger->mutex);
       // An answer that did not arrive (the agent died) leaves the VM
@@ -224,9 +260,12 @@ class CrashTest : public ::testing::Test {
       }
       // Every answer tells whether the VM exists now: a PatchVm by NOT_FOUND
       // or not (an earlier create cut by the kill may have happened), a
-      // create by OK or ALREADY_EXISTS. Other create errors tell nothing.
-      if (op == 3) exists = status.error_code() != grpc::StatusCode::NOT_FOUND;
-      if (op <= 1 && status.error_code() == grpc::StatusCode::ALREADY_EXISTS) exists = true;
+      // create or clone by OK or ALREADY_EXISTS. Their other errors tell
+      // nothing.
+      if (op == 3 || op == 4) exists = status.error_code() != grpc::StatusCode::NOT_FOUND;
+      if ((op <= 1 || op == 5) && status.error_code() == grpc::StatusCode::ALREADY_EXISTS) {
+        exists = true;
+      }
       if (!exists.has_value()) continue;
       ledger->in_flight.erase(id);
       ledger->exists[id] = *exists;
@@ -253,7 +292,7 @@ TEST_F(CrashTest, SigkillAtRandomInstantsConverges) {
     std::vector<std::thread> clients;
     for (int c = 0; c < 4; ++c) {
       clients.emplace_back(Client, agent->get(), &ledger, c, static_cast<uint32_t>(rng()), &stop,
-                           dir_ + "/images/vmlinux");
+                           dir_ + "/images");
     }
     absl::SleepFor(absl::Milliseconds(static_cast<int64_t>(rng() % 400)));
     (*agent)->Stop(SIGKILL);
