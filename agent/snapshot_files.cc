@@ -1,5 +1,6 @@
 #include "agent/snapshot_files.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/random.h>
@@ -22,6 +23,7 @@ absl::StatusOr<SnapshotOutput> SnapshotOutput::Create(const ImageRoots& roots,
   out.path_ = path;
   out.dir_ = std::move(parent->dir);
   out.name_ = std::move(parent->name);
+  out.RemoveStale();
   for (int attempt = 0; attempt < 8; ++attempt) {
     uint64_t nonce = 0;
     if (::getrandom(&nonce, sizeof(nonce), 0) != sizeof(nonce)) {
@@ -39,6 +41,26 @@ absl::StatusOr<SnapshotOutput> SnapshotOutput::Create(const ImageRoots& roots,
     }
   }
   return absl::AlreadyExistsError(absl::StrCat(field, ": no free temporary name beside ", path));
+}
+
+void SnapshotOutput::RemoveStale() {
+  // Temporary files of an earlier snapshot to this path that never
+  // finished (the agent was killed while the VMM wrote it).
+  const std::string prefix = absl::StrCat(".", name_, ".hearth-tmp-");
+  int fd = ::openat(dir_.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;
+  DIR* dir = ::fdopendir(fd);
+  if (dir == nullptr) {
+    ::close(fd);
+    return;
+  }
+  while (struct dirent* entry = ::readdir(dir)) {
+    if (std::string(entry->d_name).rfind(prefix, 0) != 0) continue;
+    if (::unlinkat(dir_.get(), entry->d_name, 0) < 0) {
+      LOG(WARNING) << field_ << ": removing " << entry->d_name << ": " << std::strerror(errno);
+    }
+  }
+  ::closedir(dir);  // closes fd too
 }
 
 SnapshotOutput::~SnapshotOutput() {

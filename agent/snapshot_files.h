@@ -2,7 +2,8 @@
 // final path (beneath an image root) and renamed into place only once the
 // VMM wrote it completely and it is on disk. Until then the old snapshot at
 // that path is untouched; a failed or abandoned write removes its
-// temporary file. A crash leaves the old file or the new, never neither.
+// temporary file. A crash leaves the old file or the new, never neither,
+// and its temporary file is removed by the next snapshot to that path.
 #ifndef HEARTH_AGENT_SNAPSHOT_FILES_H_
 #define HEARTH_AGENT_SNAPSHOT_FILES_H_
 
@@ -34,6 +35,9 @@ class SnapshotOutput {
 
  private:
   SnapshotOutput() = default;
+  // Removes temporary files left beside the path by an interrupted
+  // snapshot (the manager never writes two snapshots to one path at once).
+  void RemoveStale();
 
   std::string field_;
   std::string path_;

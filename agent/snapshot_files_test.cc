@@ -74,6 +74,17 @@ TEST_F(SnapshotOutputTest, AnAbandonedWriteLeavesTheOldSnapshotAndNoTemporaryFil
   EXPECT_EQ(Names(), std::vector<std::string>{"vm.snap"});
 }
 
+TEST_F(SnapshotOutputTest, TheNextSnapshotRemovesWhatAKilledOneLeft) {
+  std::ofstream(dir_ + "/.vm.snap.hearth-tmp-0123456789abcdef") << "half";
+  std::ofstream(dir_ + "/.other.snap.hearth-tmp-0123456789abcdef") << "someone else's";
+  absl::StatusOr<SnapshotOutput> out =
+      SnapshotOutput::Create(*roots_, "params.snapshot_path", dir_ + "/vm.snap");
+  ASSERT_TRUE(out.ok());
+  ASSERT_TRUE(out->Commit().ok());
+  EXPECT_EQ(Names().size(), 2u);  // vm.snap and the other path's temporary file
+  EXPECT_EQ(Read(".other.snap.hearth-tmp-0123456789abcdef"), "someone else's");
+}
+
 TEST_F(SnapshotOutputTest, OutsideTheRootsIsRefused) {
   EXPECT_EQ(SnapshotOutput::Create(*roots_, "params.snapshot_path", "/etc/vm.snap").status().code(),
             absl::StatusCode::kPermissionDenied);

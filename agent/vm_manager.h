@@ -25,6 +25,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -232,6 +233,8 @@ class VmManager final : public VmApi {
 
   // Supervisor thread only.
   std::map<std::string, std::unique_ptr<ManagedVm>> entries_;
+  // Paths a CreateSnapshot is writing now.
+  std::set<std::string> snapshot_paths_;
   uint64_t reserved_version_ = 0;
 };
 

@@ -78,6 +78,14 @@ void VmManager::CreateSnapshot(const std::string& vm_id, const api::SnapshotCrea
           "params.snapshot_type: a Diff snapshot needs machine_config.track_dirty_pages (or "
           "track_dirty_pages on LoadSnapshot)"));
     }
+    // One snapshot at a time to a path: each one clears what an interrupted
+    // one left beside it.
+    for (const std::string& path : {params.snapshot_path(), params.mem_file_path()}) {
+      if (snapshot_paths_.count(path)) {
+        return done(absl::FailedPreconditionError(
+            absl::StrCat("CreateSnapshot: a snapshot to ", path, " is being written")));
+      }
+    }
     // Written under temporary names and renamed into place once complete:
     // an existing snapshot at these paths survives a failed or interrupted
     // write. The memory file goes first, the state file (which names the
@@ -101,9 +109,12 @@ void VmManager::CreateSnapshot(const std::string& vm_id, const api::SnapshotCrea
     const absl::Time start = absl::Now();
     auto outputs = std::make_shared<std::pair<SnapshotOutput, SnapshotOutput>>(std::move(*state),
                                                                                std::move(*memory));
+    const std::vector<std::string> paths = {params.snapshot_path(), params.mem_file_path()};
+    for (const std::string& path : paths) snapshot_paths_.insert(path);
     Call(
         entry, request, std::move(fds),
-        [vm_id, done, start, outputs](absl::StatusOr<control::Response> r) mutable {
+        [this, vm_id, done, start, outputs, paths](absl::StatusOr<control::Response> r) mutable {
+          for (const std::string& path : paths) snapshot_paths_.erase(path);
           absl::Status s = r.ok() ? VmmConnection::StatusOf(*r) : r.status();
           if (s.ok()) s = outputs->second.Commit();
           if (s.ok()) s = outputs->first.Commit();

@@ -130,6 +130,29 @@ TEST(VmSnapshots, AFailedSnapshotLeavesTheOldOneInPlace) {
   EXPECT_EQ(temporaries(), 0);
 }
 
+TEST(VmSnapshots, OneSnapshotAtATimeToAPath) {
+  ManagerHarness h;
+  for (const char* id : {"a", "b"}) {
+    ASSERT_TRUE(h.Create(id, true).ok());
+    ASSERT_TRUE(h.Await<api::Vm>([&](Done<api::Vm> done) {
+                   h.manager().SetVmState(id, "Paused", done);
+                 }).ok());
+  }
+  api::SnapshotCreateParams params;
+  params.set_snapshot_path(h.image_root() + "/s");
+  params.set_mem_file_path(h.image_root() + "/m");
+  h.host().Vmm("a")->Hang(control::Request::kCreateSnapshot);
+  h.manager().CreateSnapshot("a", params, [](absl::StatusOr<api::CreateSnapshotResponse>) {});
+  ASSERT_TRUE(ManagerHarness::WaitFor(
+      [&] { return h.host().Vmm("a")->count(control::Request::kCreateSnapshot) == 1; }));
+  absl::StatusOr<api::CreateSnapshotResponse> second =
+      h.Await<api::CreateSnapshotResponse>([&](Done<api::CreateSnapshotResponse> done) {
+        h.manager().CreateSnapshot("b", params, done);
+      });
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(second.status().message().find("is being written"), absl::string_view::npos);
+}
+
 TEST(VmSnapshots, LoadIntoAFreshVm) {
   ManagerHarness h;
   WriteSnapshot(h);
