@@ -341,7 +341,7 @@ absl::StatusOr<VmmProcess> ProcessLauncher::Reattach(const state::VmRecord& reco
     // the VMM: a connection finds it, and its holder is the VMM.
     if (record.run_dir().empty() || !address.ok() || !socket.valid() ||
         ::connect(socket.get(), reinterpret_cast<sockaddr*>(&*address), sizeof(*address)) < 0) {
-      return absl::NotFoundError("the VMM was never started (the agent stopped before it)");
+      return absl::NotFoundError("no VMM runs for it (the agent stopped before it recorded one)");
     }
     absl::StatusOr<pid_t> owner = ListenerOwner(path);
     if (!owner.ok()) {

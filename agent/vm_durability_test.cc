@@ -153,7 +153,7 @@ TEST(VmDurability, AnIntentRecordAdoptsItsVmmOrIsMarkedFailed) {
   EXPECT_EQ(h.manager().GetVm("spawned")->state(), api::VM_STATE_CONFIGURING);
   ASSERT_TRUE(h.WaitForState("never", api::VM_STATE_FAILED));
   EXPECT_EQ(h.manager().GetVm("never")->status().reason(),
-            "the VMM was never started (the agent stopped before it)");
+            "no VMM runs for it (the agent stopped before it recorded one)");
   EXPECT_GE(h.host().released().count("never"), 1u);
   // The adopted VM is served (its intent had no boot source yet), its
   // record now names its VMM, and its uid stays reserved.

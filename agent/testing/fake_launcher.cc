@@ -112,7 +112,7 @@ absl::StatusOr<VmmProcess> FakeLauncher::Reattach(const state::VmRecord& record)
   std::shared_ptr<FakeVmm> vmm =
       record.pid() > 0 ? ByPid(record.pid()) : host_->Vmm(record.vm().vm_id());
   if (record.pid() <= 0 && (vmm == nullptr || vmm->exited())) {
-    return absl::NotFoundError("the VMM was never started (the agent stopped before it)");
+    return absl::NotFoundError("no VMM runs for it (the agent stopped before it recorded one)");
   }
   if (vmm == nullptr || vmm->exited()) {
     return absl::NotFoundError("the VMM exited while the agent was down");
