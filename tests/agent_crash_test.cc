@@ -8,14 +8,10 @@
 // this runs on any host; hearthd runs unjailed (cgroup and jail leftovers
 // are the jailed agent_e2e_test's to check).
 //
-// Invariants after every restart:
-//  * every running VMM belongs to exactly one listed VM (no orphans);
-//  * every VM that should have a VMM has a live one; none stays STARTING;
-//  * a FAILED or STOPPED VM says why;
-//  * what hearthd answered OK before it died is still true (a created VM
-//    exists, a deleted one does not);
-//  * resource versions never go back;
-//  * no run directory is left for a VM that is not listed.
+// Invariants after every restart: tests/testing/crash_invariants.h's
+// (versions, convergence, one VMM per VM and no orphan VMM, no orphan run
+// directory), and what hearthd answered before it died is still true (a
+// created VM exists, a deleted one does not).
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -40,6 +36,7 @@
 #include "gtest/gtest.h"
 #include "hearth/v1/hearth.grpc.pb.h"
 #include "tests/testing/agent.h"
+#include "tests/testing/crash_invariants.h"
 #include "tests/testing/host.h"
 #include "tests/testing/subprocess.h"
 #include "vmm/snapshot/format.h"
@@ -154,31 +151,14 @@ class CrashTest : public ::testing::Test {
       absl::SleepFor(absl::Milliseconds(50));
     }
     SCOPED_TRACE(absl::StrCat("round ", round, "; hearthd log: ", agent.log()));
-    EXPECT_GE(list.resource_version(), last_version_) << "resource versions went back";
-    last_version_ = list.resource_version();
-
-    std::map<pid_t, std::string> owner;
-    std::set<std::string> listed;
-    for (const api::Vm& vm : list.vms()) {
-      listed.insert(vm.vm_id());
-      EXPECT_NE(vm.state(), api::VM_STATE_STARTING) << vm.vm_id() << " stays STARTING";
-      const bool ended = vm.state() == api::VM_STATE_FAILED || vm.state() == api::VM_STATE_STOPPED;
-      if (ended) {
-        EXPECT_FALSE(vm.status().reason().empty()) << vm.vm_id() << " ended without a reason";
-        EXPECT_EQ(vm.status().vmm_pid(), 0) << vm.vm_id();
-      } else {
-        EXPECT_GT(vm.status().vmm_pid(), 0) << vm.vm_id() << " has no VMM";
-        EXPECT_TRUE(ProcessAlive(vm.status().vmm_pid())) << vm.vm_id() << "'s VMM is gone";
-        EXPECT_TRUE(owner.emplace(vm.status().vmm_pid(), vm.vm_id()).second)
-            << "two VMs share VMM " << vm.status().vmm_pid();
+    HostView view{list, ProcessesOf(fake_vmm_), dir_};
+    for (const std::unique_ptr<CrashInvariant>& invariant : invariants_) {
+      for (const std::string& violation : invariant->Check(view)) {
+        ADD_FAILURE() << invariant->name() << ": " << violation;
       }
     }
-    for (pid_t pid : ProcessesOf(fake_vmm_)) {
-      EXPECT_TRUE(owner.count(pid)) << "VMM " << pid << " runs with no VM (an orphan)";
-    }
-    for (const std::string& name : DirNames(dir_ + "/run/vms")) {
-      EXPECT_TRUE(listed.count(name)) << "run directory of unknown VM " << name;
-    }
+    std::set<std::string> listed;
+    for (const api::Vm& vm : list.vms()) listed.insert(vm.vm_id());
     absl::MutexLock lock(&ledger.mutex);
     for (const auto& [id, exists] : ledger.exists) {
       if (ledger.in_flight.count(id)) continue;
@@ -274,7 +254,7 @@ class CrashTest : public ::testing::Test {
 
   std::string dir_;
   std::string fake_vmm_;
-  uint64_t last_version_ = 0;
+  std::vector<std::unique_ptr<CrashInvariant>> invariants_ = AgentInvariants();
 };
 
 TEST_F(CrashTest, SigkillAtRandomInstantsConverges) {
