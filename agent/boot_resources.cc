@@ -35,6 +35,16 @@ absl::StatusOr<UniqueFd> OpenTap(const std::string& name, const std::string& fie
   return tun;
 }
 
+absl::StatusOr<std::pair<UniqueFd, UniqueFd>> ConsolePair() {
+  // Both ends non-blocking: the agent reads on its event loop, and so does
+  // the VMM (its output goes with MSG_DONTWAIT either way).
+  int pair[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, pair) < 0) {
+    return ErrnoStatus("console socketpair");
+  }
+  return std::make_pair(UniqueFd(pair[0]), UniqueFd(pair[1]));
+}
+
 void RemoveVsockSocket(const ImageRoots& roots, const std::string& path, uint64_t dev,
                        uint64_t ino) {
   absl::StatusOr<ImageRoots::Parent> parent = roots.OpenParent("vsock.uds_path", path);
@@ -140,14 +150,9 @@ absl::StatusOr<BootResources> OpenBootResources(const ImageRoots& roots, const a
                      roots.OpenFile("serial.serial_out_path", spec.serial().serial_out_path(),
                                     kOutputFileFlags));
   }
-  // Both ends non-blocking: the agent reads on its event loop, and so does
-  // the VMM (its output goes with MSG_DONTWAIT either way).
-  int pair[2];
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, pair) < 0) {
-    return ErrnoStatus("console socketpair");
-  }
-  out.console.Reset(pair[0]);
-  map->set_console(add(UniqueFd(pair[1])));
+  ASSIGN_OR_RETURN(auto console, ConsolePair());
+  out.console = std::move(console.first);
+  map->set_console(add(std::move(console.second)));
   return out;
 }
 

@@ -6,6 +6,7 @@
 #define HEARTH_AGENT_BOOT_RESOURCES_H_
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -38,6 +39,10 @@ struct BootResources {
 absl::StatusOr<BootResources> OpenBootResources(const ImageRoots& roots,
                                                 const hearth::v1::VmConfig& spec, bool boot,
                                                 hearth::vmm::v1::FdMap* map);
+
+// A console connection to a VMM: (the agent's end, the VMM's end), for a
+// start (OpenBootResources) and for a re-attach.
+absl::StatusOr<std::pair<UniqueFd, UniqueFd>> ConsolePair();
 
 // Removes the vsock socket at `path` if the entry there is still the one
 // the agent bound (device `dev`, inode `ino`): a path swapped for a

@@ -32,6 +32,8 @@
 #include "agent/process_launcher.h"
 #include "agent/service.h"
 #include "agent/vm_manager.h"
+#include "common/errno_status.h"
+#include "common/file_io.h"
 #include "common/unique_fd.h"
 #include "gflags/gflags.h"
 #include "glog/logging.h"
@@ -127,17 +129,6 @@ std::shared_ptr<grpc::ServerCredentials> TcpCredentials() {
   return grpc::SslServerCredentials(options);
 }
 
-bool WriteAll(int fd, const std::string& text) {
-  size_t done = 0;
-  while (done < text.size()) {
-    ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    done += static_cast<size_t>(n);
-  }
-  return true;
-}
-
 void WriteMetrics(const std::string& path, const VmManager& manager, const ApiMetrics& api) {
   std::string vms;
   for (const auto& [id, json] : manager.LastMetrics()) {
@@ -153,8 +144,12 @@ void WriteMetrics(const std::string& path, const VmManager& manager, const ApiMe
   std::string temporary = path + ".tmp";
   UniqueFd out(
       ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640));
-  if (!out.valid() || ::fchmod(out.get(), 0640) < 0 || !WriteAll(out.get(), text)) {
-    PLOG(WARNING) << "metrics: cannot write " << temporary;
+  absl::Status written =
+      out.valid() && ::fchmod(out.get(), 0640) == 0
+          ? PwriteAll(out.get(), text, 0, absl::StrCat("metrics: write ", temporary))
+          : ErrnoStatus(absl::StrCat("metrics: open ", temporary));
+  if (!written.ok()) {
+    LOG(WARNING) << written.message();
     ::unlink(temporary.c_str());  // best effort: the next interval writes a new one
     return;
   }

@@ -25,6 +25,7 @@
 #include "api/validate.h"
 #include "common/errno_status.h"
 #include "common/fd_passing.h"
+#include "common/file_io.h"
 #include "common/jail_layout.h"
 #include "common/status_macros.h"
 #include "glog/logging.h"
@@ -75,16 +76,6 @@ void KillAndWait(pid_t pid, int pidfd, bool child) {
   }
   absl::Time deadline = absl::Now() + absl::Seconds(5);
   while (::kill(pid, 0) == 0 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(5));
-}
-
-std::string ReadTail(const std::string& path, size_t max) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return "";
-  in.seekg(0, std::ios::end);
-  std::streamoff size = in.tellg();
-  std::streamoff from = std::max<std::streamoff>(0, size - static_cast<std::streamoff>(max));
-  in.seekg(from);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
 void RemoveTree(const std::string& path) {
@@ -216,17 +207,25 @@ void ProcessLauncher::Plan(state::VmRecord* record, uint32_t uid) {
   }
   record->clear_cgroup_dirs();
   if (!jailed) return;
-  for (const auto& [file, value] :
-       CgroupSettings(record->vm().spec(), cgroup_version_, options_.vmm_overhead_mib)) {
+  for (const HostCgroupSetting& setting : HostCgroupSettings(record->vm().spec(), vm_id)) {
+    if (std::find(record->cgroup_dirs().begin(), record->cgroup_dirs().end(), setting.dir) ==
+        record->cgroup_dirs().end()) {
+      record->add_cgroup_dirs(setting.dir);
+    }
+  }
+}
+
+std::vector<ProcessLauncher::HostCgroupSetting> ProcessLauncher::HostCgroupSettings(
+    const api::VmConfig& spec, const std::string& vm_id) const {
+  std::vector<HostCgroupSetting> settings;
+  for (auto& [file, value] : CgroupSettings(spec, cgroup_version_, options_.vmm_overhead_mib)) {
     absl::StatusOr<std::string> dir =
         CgroupDirectory(cgroup_mounts_, cgroup_version_, file.substr(0, file.find('.')),
                         options_.parent_cgroup, vm_id);
     if (!dir.ok()) continue;  // not on this host: no limit of that kind
-    if (std::find(record->cgroup_dirs().begin(), record->cgroup_dirs().end(), *dir) ==
-        record->cgroup_dirs().end()) {
-      record->add_cgroup_dirs(*dir);
-    }
+    settings.push_back({std::move(file), std::move(value), std::move(*dir)});
   }
+  return settings;
 }
 
 std::vector<std::string> ProcessLauncher::Argv(const state::VmRecord& record) const {
@@ -254,14 +253,8 @@ std::vector<std::string> ProcessLauncher::Argv(const state::VmRecord& record) co
                                    "3",
                                    "--keep-fd",
                                    "4"};
-  for (const auto& [file, value] :
-       CgroupSettings(record.vm().spec(), cgroup_version_, options_.vmm_overhead_mib)) {
-    const std::string controller = file.substr(0, file.find('.'));
-    if (!CgroupDirectory(cgroup_mounts_, cgroup_version_, controller, options_.parent_cgroup, vm_id)
-             .ok()) {
-      continue;  // not on this host: no limit of that kind
-    }
-    argv.insert(argv.end(), {"--cgroup", absl::StrCat(file, "=", value)});
+  for (const HostCgroupSetting& setting : HostCgroupSettings(record.vm().spec(), vm_id)) {
+    argv.insert(argv.end(), {"--cgroup", absl::StrCat(setting.file, "=", setting.value)});
   }
   argv.insert(argv.end(), {"--", "--control_fd=3", "--reattach_fd=4",
                            absl::StrCat("--agent_uid=", ::geteuid())});
@@ -445,7 +438,9 @@ void ProcessLauncher::RemoveRunDir(const state::VmRecord& record) {
 
 std::string ProcessLauncher::LogTail(const state::VmRecord& record) {
   if (record.run_dir().empty()) return "";
-  return ReadTail(record.run_dir() + "/vmm.log", 4096);
+  // The run directory is the agent's (0700): its vmm.log is read by path.
+  UniqueFd log(::open((record.run_dir() + "/vmm.log").c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  return ReadTail(log.get(), 4096);
 }
 
 }  // namespace hearth::agent

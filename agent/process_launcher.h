@@ -66,6 +66,15 @@ class ProcessLauncher final : public VmmLauncher {
   // The argv of a jailed or unjailed VMM, and the cgroup directories the
   // jailer will create for it.
   std::vector<std::string> Argv(const hearth::agent::v1::VmRecord& record) const;
+  // The cgroup settings of `spec` this host has a controller for, each with
+  // the VM's directory in that controller's hierarchy.
+  struct HostCgroupSetting {
+    std::string file;
+    std::string value;
+    std::string dir;
+  };
+  std::vector<HostCgroupSetting> HostCgroupSettings(const hearth::v1::VmConfig& spec,
+                                                    const std::string& vm_id) const;
 
   const LauncherOptions options_;
   int cgroup_version_ = 1;

@@ -12,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/errno_status.h"
+#include "common/file_io.h"
 #include "common/status_macros.h"
 #include "common/unique_fd.h"
 
@@ -83,14 +84,7 @@ absl::StatusOr<StateStore> StateStore::Open(const std::string& dir, WriteHook ho
 absl::Status StateStore::WriteTemp(const std::string& temp, const std::string& contents) const {
   UniqueFd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   if (!fd.valid()) return ErrnoStatus(absl::StrCat("open ", temp));
-  std::string framed = Frame(contents);
-  size_t done = 0;
-  while (done < framed.size()) {
-    ssize_t n =
-        RetryOnEintr([&] { return ::write(fd.get(), framed.data() + done, framed.size() - done); });
-    if (n < 0) return ErrnoStatus(absl::StrCat("write ", temp));
-    done += static_cast<size_t>(n);
-  }
+  RETURN_IF_ERROR(PwriteAll(fd.get(), Frame(contents), 0, absl::StrCat("write ", temp)));
   if (hook_) RETURN_IF_ERROR(hook_(temp));
   if (::fsync(fd.get()) < 0) return ErrnoStatus(absl::StrCat("fsync ", temp));
   return absl::OkStatus();

@@ -14,36 +14,13 @@
 #include "agent/image_roots.h"
 #include "agent/vm_manager.h"
 #include "common/fd_passing.h"
+#include "common/file_io.h"
 #include "glog/logging.h"
 
 namespace hearth::agent {
 
 namespace api = ::hearth::v1;
 namespace control = ::hearth::vmm::v1;
-
-namespace {
-
-absl::StatusOr<std::pair<UniqueFd, UniqueFd>> ConsolePair() {
-  int pair[2];
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, pair) < 0) {
-    return absl::ErrnoToStatus(errno, "console socketpair");
-  }
-  return std::make_pair(UniqueFd(pair[0]), UniqueFd(pair[1]));
-}
-
-// The last `max` bytes of the file `fd` (empty without one).
-std::string ReadTail(int fd, size_t max) {
-  struct stat st;
-  if (fd < 0 || ::fstat(fd, &st) < 0 || st.st_size <= 0) return "";
-  const off_t from =
-      st.st_size > static_cast<off_t>(max) ? st.st_size - static_cast<off_t>(max) : 0;
-  std::string tail(static_cast<size_t>(st.st_size - from), '\0');
-  ssize_t n = ::pread(fd, tail.data(), tail.size(), from);
-  tail.resize(n > 0 ? static_cast<size_t>(n) : 0);
-  return tail;
-}
-
-}  // namespace
 
 absl::Status VmManager::SpawnVmm(ManagedVm* entry) {
   // Planned (a uid of its own, so that VMMs cannot signal or read each

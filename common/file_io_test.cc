@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <string>
 
 #include "absl/strings/match.h"
@@ -14,6 +15,19 @@ namespace {
 
 absl::Span<const uint8_t> Bytes(const std::string& s) {
   return absl::Span<const uint8_t>(reinterpret_cast<const uint8_t*>(s.data()), s.size());
+}
+
+TEST(FileIo, ReadTailOfAFile) {
+  const char* base = std::getenv("TEST_TMPDIR");
+  std::string path = std::string(base != nullptr ? base : "/tmp") + "/tail";
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(ReadTail(fd, 10), "");
+  ASSERT_TRUE(PwriteAll(fd, absl::string_view("first line\nlast line\n"), 0, "write").ok());
+  EXPECT_EQ(ReadTail(fd, 10), "last line\n");
+  EXPECT_EQ(ReadTail(fd, 1000), "first line\nlast line\n");
+  EXPECT_EQ(ReadTail(-1, 10), "");
+  ::close(fd);
 }
 
 TEST(FileIo, WritesAndReadsAtOffsetsAndStopsAtTheEnd) {

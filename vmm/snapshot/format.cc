@@ -97,9 +97,7 @@ absl::StatusOr<hearth::vmm::v1::VmSnapshot> ReadStateFile(int fd) {
 absl::StatusOr<size_t> WriteStateFile(int fd, const hearth::vmm::v1::VmSnapshot& state) {
   std::string bytes = EncodeState(state);
   if (::ftruncate(fd, 0) < 0) return ErrnoStatus("truncate snapshot state");
-  RETURN_IF_ERROR(PwriteAll(
-      fd, absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()), 0,
-      "write snapshot state"));
+  RETURN_IF_ERROR(PwriteAll(fd, bytes, 0, "write snapshot state"));
   return bytes.size();
 }
 
