@@ -51,36 +51,6 @@ int EnvInt(const char* name, int fallback) {
   return value != nullptr ? std::atoi(value) : fallback;
 }
 
-// The pids of running processes whose executable is `exe`.
-std::set<pid_t> ProcessesOf(const std::string& exe) {
-  std::set<pid_t> pids;
-  DIR* proc = ::opendir("/proc");
-  if (proc == nullptr) return pids;
-  while (struct dirent* e = ::readdir(proc)) {
-    pid_t pid = std::atoi(e->d_name);
-    if (pid <= 0) continue;
-    char target[4096];
-    ssize_t n = ::readlink(absl::StrCat("/proc/", pid, "/exe").c_str(), target, sizeof(target));
-    if (n > 0 && std::string(target, static_cast<size_t>(n)) == exe && ProcessAlive(pid)) {
-      pids.insert(pid);
-    }
-  }
-  ::closedir(proc);
-  return pids;
-}
-
-std::set<std::string> DirNames(const std::string& dir) {
-  std::set<std::string> names;
-  if (DIR* d = ::opendir(dir.c_str())) {
-    while (struct dirent* e = ::readdir(d)) {
-      std::string name = e->d_name;
-      if (name != "." && name != "..") names.insert(name);
-    }
-    ::closedir(d);
-  }
-  return names;
-}
-
 // What clients were told, per VM id: the last answered operation, and
 // whether one was still in flight when hearthd died (then either outcome
 // is allowed).
@@ -106,13 +76,9 @@ class CrashTest : public ::testing::Test {
     ASSERT_TRUE(state.valid());
     ASSERT_TRUE(snapshot::WriteStateFile(state.get(), base).ok());
     ASSERT_TRUE(WriteFile(dir_ + "/images/base.mem", "").ok());
-    // A copy of its own: its processes are told apart from any other
-    // test's by their executable's path.
-    absl::StatusOr<std::string> binary = ReadFile(Runfile("tests/fake-vmm"));
-    ASSERT_TRUE(binary.ok());
-    fake_vmm_ = dir_ + "/fake-vmm";
-    ASSERT_TRUE(WriteFile(fake_vmm_, *binary).ok());
-    ASSERT_EQ(::chmod(fake_vmm_.c_str(), 0755), 0);
+    absl::StatusOr<std::string> fake_vmm = InstallFakeVmm(dir_);
+    ASSERT_TRUE(fake_vmm.ok()) << fake_vmm.status();
+    fake_vmm_ = *fake_vmm;
   }
   void TearDown() override {
     for (pid_t pid : ProcessesOf(fake_vmm_)) ::kill(pid, SIGKILL);
@@ -295,12 +261,12 @@ TEST_F(CrashTest, SigkillAtRandomInstantsConverges) {
   }
   EXPECT_EQ(List(**agent).vms_size(), 0);
   EXPECT_TRUE(ProcessesOf(fake_vmm_).empty());
-  EXPECT_TRUE(DirNames(dir_ + "/run/vms").empty());
-  EXPECT_TRUE(DirNames(dir_ + "/state/vms").empty());
+  EXPECT_TRUE(DirEntries(dir_ + "/run/vms").empty());
+  EXPECT_TRUE(DirEntries(dir_ + "/state/vms").empty());
   // A snapshot cut by a kill leaves temporary files until the next one to
   // its path: at most one pair per client's path.
   int temporaries = 0;
-  for (const std::string& name : DirNames(dir_ + "/images")) {
+  for (const std::string& name : DirEntries(dir_ + "/images")) {
     temporaries += name.find(".hearth-tmp-") != std::string::npos;
   }
   EXPECT_LE(temporaries, 8);

@@ -27,31 +27,6 @@ namespace {
 
 namespace api = ::hearth::v1;
 
-std::set<std::string> Names(const std::string& dir) {
-  std::set<std::string> names;
-  if (DIR* d = ::opendir(dir.c_str())) {
-    while (struct dirent* e = ::readdir(d)) {
-      std::string name = e->d_name;
-      if (name != "." && name != "..") names.insert(name);
-    }
-    ::closedir(d);
-  }
-  return names;
-}
-
-int LiveProcessesOf(const std::string& exe) {
-  int n = 0;
-  for (const std::string& name : Names("/proc")) {
-    char target[4096];
-    ssize_t len = ::readlink(absl::StrCat("/proc/", name, "/exe").c_str(), target, sizeof(target));
-    if (len > 0 && std::string(target, static_cast<size_t>(len)) == exe &&
-        ProcessAlive(std::atoi(name.c_str()))) {
-      ++n;
-    }
-  }
-  return n;
-}
-
 TEST(AgentDiskFull, OkOnlyWhenDurableAndNothingLeftOtherwise) {
   if (!IsRoot()) {
     PrintSkipped("mounting a small tmpfs for the state directory needs root");
@@ -70,11 +45,9 @@ TEST(AgentDiskFull, OkOnlyWhenDurableAndNothingLeftOtherwise) {
   } unmount{state};
   ASSERT_EQ(::mkdir((dir.path() + "/images").c_str(), 0755), 0);
   ASSERT_TRUE(WriteFile(dir.path() + "/images/vmlinux", "fake kernel").ok());
-  absl::StatusOr<std::string> binary = ReadFile(Runfile("tests/fake-vmm"));
-  ASSERT_TRUE(binary.ok());
-  const std::string fake_vmm = dir.path() + "/fake-vmm";
-  ASSERT_TRUE(WriteFile(fake_vmm, *binary).ok());
-  ASSERT_EQ(::chmod(fake_vmm.c_str(), 0755), 0);
+  absl::StatusOr<std::string> installed = InstallFakeVmm(dir.path());
+  ASSERT_TRUE(installed.ok()) << installed.status();
+  const std::string fake_vmm = *installed;
   AgentOptions options;
   options.jail = false;
   options.flags = {absl::StrCat("--vmm=", fake_vmm), "--max_vms=256", "--max_vcpus=256",
@@ -112,12 +85,12 @@ TEST(AgentDiskFull, OkOnlyWhenDurableAndNothingLeftOtherwise) {
   EXPECT_GT(created.size(), 0u);
   // OK means on disk, and running; nothing else runs; no temporary file.
   std::set<std::string> records;
-  for (const std::string& name : Names(state + "/vms")) {
+  for (const std::string& name : DirEntries(state + "/vms")) {
     EXPECT_FALSE(absl::EndsWith(name, ".tmp")) << name;
     if (absl::EndsWith(name, ".rec")) records.insert(name.substr(0, name.size() - 4));
   }
   EXPECT_EQ(records, created);
-  EXPECT_EQ(LiveProcessesOf(fake_vmm), static_cast<int>(created.size()));
+  EXPECT_EQ(ProcessesOf(fake_vmm).size(), created.size());
 
   // A restart lists exactly those, all running.
   (*agent)->Stop(SIGKILL);
@@ -142,7 +115,7 @@ TEST(AgentDiskFull, OkOnlyWhenDurableAndNothingLeftOtherwise) {
     api::DeleteVmResponse response;
     EXPECT_TRUE((*agent)->stub()->DeleteVm(&delete_context, request, &response).ok()) << id;
   }
-  EXPECT_EQ(LiveProcessesOf(fake_vmm), 0);
+  EXPECT_TRUE(ProcessesOf(fake_vmm).empty());
   (*agent)->Stop(SIGTERM);
 }
 

@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -41,6 +42,42 @@ bool ProcessAlive(pid_t pid) {
   std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
   size_t paren = text.rfind(')');
   return paren != std::string::npos && paren + 2 < text.size() && text[paren + 2] != 'Z';
+}
+
+std::set<pid_t> ProcessesOf(const std::string& exe) {
+  std::set<pid_t> pids;
+  for (const std::string& name : DirEntries("/proc")) {
+    pid_t pid = std::atoi(name.c_str());
+    if (pid <= 0) continue;
+    char target[4096];
+    ssize_t n = ::readlink(absl::StrCat("/proc/", pid, "/exe").c_str(), target, sizeof(target));
+    if (n > 0 && std::string(target, static_cast<size_t>(n)) == exe && ProcessAlive(pid)) {
+      pids.insert(pid);
+    }
+  }
+  return pids;
+}
+
+std::set<std::string> DirEntries(const std::string& dir) {
+  std::set<std::string> names;
+  if (DIR* d = ::opendir(dir.c_str())) {
+    while (struct dirent* e = ::readdir(d)) {
+      std::string name = e->d_name;
+      if (name != "." && name != "..") names.insert(name);
+    }
+    ::closedir(d);
+  }
+  return names;
+}
+
+absl::StatusOr<std::string> InstallFakeVmm(const std::string& dir) {
+  absl::StatusOr<std::string> binary = ReadFile(Runfile("tests/fake-vmm"));
+  if (!binary.ok()) return binary.status();
+  const std::string path = dir + "/fake-vmm";
+  absl::Status written = WriteFile(path, *binary);
+  if (!written.ok()) return written;
+  if (::chmod(path.c_str(), 0755) < 0) return absl::InternalError("chmod " + path);
+  return path;
 }
 
 absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(const std::string& dir,

@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -67,6 +68,15 @@ class Agent {
 
 // A process is alive (and not a zombie).
 bool ProcessAlive(pid_t pid);
+
+// The live processes whose executable is `exe`.
+std::set<pid_t> ProcessesOf(const std::string& exe);
+// The names in a directory (none if it cannot be read).
+std::set<std::string> DirEntries(const std::string& dir);
+// A copy of tests:fake-vmm (the control protocol without KVM) at
+// <dir>/fake-vmm, so that its processes are told apart from any other
+// test's by their executable's path. Returns that path.
+absl::StatusOr<std::string> InstallFakeVmm(const std::string& dir);
 
 }  // namespace hearth::testing
 

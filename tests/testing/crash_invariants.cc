@@ -1,7 +1,5 @@
 #include "tests/testing/crash_invariants.h"
 
-#include <dirent.h>
-
 #include <map>
 
 #include "absl/strings/str_cat.h"
@@ -83,14 +81,9 @@ class NoOrphanRunDirs : public CrashInvariant {
     std::set<std::string> listed;
     for (const api::Vm& vm : view.vms.vms()) listed.insert(vm.vm_id());
     std::vector<std::string> violations;
-    if (DIR* d = ::opendir((view.agent_dir + "/run/vms").c_str())) {
-      while (struct dirent* e = ::readdir(d)) {
-        std::string name = e->d_name;
-        if (name != "." && name != ".." && !listed.count(name)) {
-          violations.push_back(absl::StrCat("run directory of unknown VM ", name));
-        }
-      }
-      ::closedir(d);
+    for (const std::string& name : DirEntries(view.agent_dir + "/run/vms")) {
+      if (!listed.count(name))
+        violations.push_back(absl::StrCat("run directory of unknown VM ", name));
     }
     return violations;
   }
